@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install tunesmith and what it needs into the current Python, offline-friendly and idempotent.
+# A machine without an NVIDIA GPU gets the small CPU build of torch, not the multi-GB CUDA one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+extras="${1:-}"
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    "$PY" -m pip install -q torch
+  else
+    "$PY" -m pip install -q torch==2.13.0
+  fi
+fi
+spec="."
+[ -n "$extras" ] && spec=".[$extras]"
+"$PY" -m pip install -q -e "$spec"

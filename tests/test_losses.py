@@ -1,0 +1,200 @@
+"""The loss pieces: parity with transformers, the chunked head path, and accumulation normalisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from tunesmith.data.types import IGNORE_INDEX
+from tunesmith.train.losses import chunked_nll_sum, count_trained_tokens, token_nll_sum
+
+VOCAB = 128
+
+
+def tiny_llama() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+    )
+    return LlamaForCausalLM(config).float()
+
+
+def padded_batch(lengths: list[int], prompt_lengths: list[int]) -> dict[str, torch.Tensor]:
+    """Right-padded rows; the prompt and the padding are IGNORE_INDEX, so trained lengths differ per row."""
+    generator = torch.Generator().manual_seed(1)
+    width = max(lengths)
+    input_ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    for row, (length, prompt) in enumerate(zip(lengths, prompt_lengths)):
+        input_ids[row, :length] = torch.randint(1, VOCAB, (length,), generator=generator)
+        attention_mask[row, :length] = 1
+        labels[row, prompt:length] = input_ids[row, prompt:length]
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+LENGTHS = [16, 5, 12, 9, 16, 7, 14, 10]
+PROMPTS = [3, 1, 8, 2, 10, 4, 1, 6]
+
+
+def test_count_trained_tokens_counts_shifted_targets_only() -> None:
+    labels = torch.tensor([[5, 6, IGNORE_INDEX, 7], [IGNORE_INDEX, IGNORE_INDEX, 8, 9]])
+    # Column 0 is never a target (the 5 is not counted): row 0 trains {6, 7}, row 1 trains {8, 9}.
+    assert count_trained_tokens(labels) == 4
+    logits = torch.randn(2, 4, 10)
+    assert int(token_nll_sum(logits, labels)[1]) == 4
+
+
+def test_token_nll_sum_matches_transformers_loss() -> None:
+    model = tiny_llama()
+    batch = padded_batch(LENGTHS, PROMPTS)
+    out = model(**batch)
+    nll_sum, count = token_nll_sum(out.logits, batch["labels"])
+    assert nll_sum.dtype == torch.float32
+    assert int(count) == count_trained_tokens(batch["labels"]) == sum(l - p for l, p in zip(LENGTHS, PROMPTS))
+    torch.testing.assert_close(nll_sum / count, out.loss, rtol=0, atol=1e-6)
+
+
+def test_token_nll_sum_upcasts_low_precision_logits() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 50).bfloat16()
+    labels = torch.randint(0, 50, (2, 6))
+    nll_sum, _ = token_nll_sum(logits, labels)
+    reference, _ = token_nll_sum(logits.float(), labels)
+    assert nll_sum.dtype == torch.float32
+    torch.testing.assert_close(nll_sum, reference)
+
+
+@pytest.mark.parametrize("chunk_size", [3, 1024])
+def test_chunked_nll_matches_plain_path_values_and_gradients(chunk_size: int) -> None:
+    batch = padded_batch(LENGTHS, PROMPTS)
+
+    def grads_of(use_chunked: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        model = tiny_llama()
+        if use_chunked:
+            hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+            weight = model.lm_head.weight
+            nll_sum, count = chunked_nll_sum(hidden, weight, batch["labels"], chunk_size=chunk_size)
+        else:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            nll_sum, count = token_nll_sum(logits, batch["labels"])
+        (nll_sum / count).backward()
+        return nll_sum.detach(), count, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain_sum, plain_count, plain_grads = grads_of(use_chunked=False)
+    chunk_sum, chunk_count, chunk_grads = grads_of(use_chunked=True)
+    assert int(chunk_count) == int(plain_count)
+    torch.testing.assert_close(chunk_sum, plain_sum, rtol=1e-6, atol=1e-5)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(chunk_grads[name], grad, rtol=0, atol=1e-5, msg=name)
+
+
+def test_chunked_nll_applies_bias_and_softcap_like_the_plain_path() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 7, 16, requires_grad=True)
+    weight = torch.randn(40, 16, requires_grad=True)
+    bias = torch.randn(40, requires_grad=True)
+    labels = torch.randint(0, 40, (2, 7))
+    labels[0, :3] = IGNORE_INDEX
+    cap = 5.0
+
+    logits = cap * torch.tanh((hidden @ weight.T + bias) / cap)
+    plain, _ = token_nll_sum(logits, labels)
+    plain_grads = torch.autograd.grad(plain, (hidden, weight, bias))
+    chunked, _ = chunked_nll_sum(hidden, weight, labels, chunk_size=4, lm_head_bias=bias, logit_softcap=cap)
+    chunked_grads = torch.autograd.grad(chunked, (hidden, weight, bias))
+
+    torch.testing.assert_close(chunked, plain)
+    for got, want in zip(chunked_grads, plain_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_chunked_nll_keeps_no_full_vocabulary_logits_for_backward() -> None:
+    """Autograd must hold the trained hidden states, not (positions, vocab) fp32 logits."""
+    torch.manual_seed(0)
+    positions, vocab, width = 64, 4096, 16
+    hidden = torch.randn(1, positions + 1, width, requires_grad=True)
+    weight = torch.randn(vocab, width, requires_grad=True)
+    labels = torch.randint(0, vocab, (1, positions + 1))
+    saved_bytes = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved_bytes.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        nll_sum, _ = chunked_nll_sum(hidden, weight, labels, chunk_size=16)
+    one_chunk_of_logits = 16 * vocab * 4
+    assert sum(saved_bytes) < one_chunk_of_logits
+    nll_sum.backward()
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
+def test_chunked_nll_only_computes_logits_for_trained_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = []
+    real_linear = torch.nn.functional.linear
+
+    def counting_linear(x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        rows.append(x.shape[0])
+        return real_linear(x, *args)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", counting_linear)
+    hidden = torch.randn(2, 50, 8)
+    labels = torch.full((2, 50), IGNORE_INDEX)
+    labels[1, 40:45] = 3
+    with torch.no_grad():
+        chunked_nll_sum(hidden, torch.randn(30, 8), labels)
+    assert rows == [5]
+
+
+def test_nothing_trained_gives_zero_that_still_backpropagates() -> None:
+    hidden = torch.randn(2, 5, 8, requires_grad=True)
+    weight = torch.randn(30, 8, requires_grad=True)
+    labels = torch.full((2, 5), IGNORE_INDEX)
+    nll_sum, count = chunked_nll_sum(hidden, weight, labels)
+    assert nll_sum.item() == 0.0 and int(count) == 0
+    nll_sum.backward()
+    assert torch.count_nonzero(weight.grad) == 0
+    plain_sum, plain_count = token_nll_sum(hidden @ weight.T, labels)
+    assert plain_sum.item() == 0.0 and int(plain_count) == 0 and plain_sum.requires_grad
+
+
+def test_mismatched_labels_fail_with_both_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\(2, 5, 8\) and \(2, 4\)"):
+        token_nll_sum(torch.randn(2, 5, 8), torch.zeros(2, 4, dtype=torch.long))
+
+
+def accumulated_grads(micro_size: int, normalise_by_total: bool) -> dict[str, torch.Tensor]:
+    """Gradients of one optimizer step over the 8-row batch split into micro-batches of `micro_size`."""
+    model = tiny_llama()
+    batch = padded_batch(LENGTHS, PROMPTS)
+    total = count_trained_tokens(batch["labels"])
+    micro_batches = len(LENGTHS) // micro_size
+    for start in range(0, len(LENGTHS), micro_size):
+        micro = {key: value[start : start + micro_size] for key, value in batch.items()}
+        logits = model(input_ids=micro["input_ids"], attention_mask=micro["attention_mask"]).logits
+        nll_sum, count = token_nll_sum(logits, micro["labels"])
+        loss = nll_sum / total if normalise_by_total else nll_sum / count / micro_batches
+        loss.backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def test_accumulating_sums_over_total_tokens_equals_the_full_batch_gradient() -> None:
+    full = accumulated_grads(micro_size=8, normalise_by_total=True)
+    accumulated = accumulated_grads(micro_size=2, normalise_by_total=True)
+    for name, grad in full.items():
+        torch.testing.assert_close(accumulated[name], grad, rtol=0, atol=1e-5, msg=name)
+
+
+def test_averaging_per_micro_batch_means_does_not_equal_the_full_batch_gradient() -> None:
+    """The control: the naive normalisation is measurably wrong, so the test above can fail."""
+    full = accumulated_grads(micro_size=8, normalise_by_total=True)
+    naive = accumulated_grads(micro_size=2, normalise_by_total=False)
+    worst = max(float((naive[name] - grad).abs().max()) for name, grad in full.items())
+    assert worst > 1e-3

@@ -1,0 +1,1 @@
+"""Data pipeline: files -> rows -> examples (Conversation | Text | Preference | Prompt) -> tokens -> batches."""

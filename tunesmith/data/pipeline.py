@@ -1,0 +1,179 @@
+"""Recipe data block -> tokenized train/eval samples, plus the facts the health report needs.
+
+One function, `prepare_data`, used by both `tunesmith validate` and `tunesmith train`, so what the
+report describes is exactly what training consumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.formats import parse_rows
+from tunesmith.data.loading import load_rows
+from tunesmith.data.mixing import ReplayReport, mix_replay
+from tunesmith.data.templates import apply_template
+from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt, tokenize_text
+from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Preference, Prompt, Sample, Text, Unpaired
+from tunesmith.errors import UserError
+from tunesmith.recipe import DataSpec, Recipe
+from tunesmith.registry import METHOD_FORMATS
+
+
+@dataclass
+class PreparedData:
+    format: str
+    detected: bool
+    train: list[Sample]
+    eval: list[Sample]
+    train_examples: list[Example]
+    eval_examples: list[Example]
+    rows: int
+    bad_rows: list[str]
+    sources: dict[str, str]
+    duplicates: int = 0
+    overlap: int = 0
+    replay: ReplayReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able facts recorded in run.json."""
+        return {
+            "format": self.format, "detected": self.detected, "rows": self.rows, "bad_rows": len(self.bad_rows),
+            "train_examples": len(self.train_examples), "eval_examples": len(self.eval_examples),
+            "train_samples": len(self.train), "eval_samples": len(self.eval),
+            "train_tokens": sum(len(s) for s in self.train),
+            "trained_tokens": sum(s.trained_tokens for s in self.train),
+            "truncated": sum(s.truncated for s in self.train), "duplicates": self.duplicates,
+            "train_eval_overlap": self.overlap, "sources": self.sources,
+            "replay": self.replay.as_dict() if self.replay else None,
+        }
+
+
+def prepare_data(recipe: Recipe, tokenizer: Any, *, check_method: bool = True) -> PreparedData:
+    """Load, parse, split, template and tokenize the recipe's data (and mix replay data when asked).
+
+    `check_method=False` (used by `data stats`) accepts any format; training always checks that the
+    detected format suits the method.
+    """
+    spec = recipe.data
+    apply_template(tokenizer, spec.template)
+    fmt = spec.format if spec.format != "auto" else None
+    parsed = _load_examples(spec.train, fmt, spec)
+    if check_method and parsed.format not in METHOD_FORMATS[recipe.method]:
+        raise UserError(
+            f"data.train is in '{parsed.format}' format, which method: {recipe.method} cannot train on "
+            f"(it needs {' or '.join(METHOD_FORMATS[recipe.method])}); change method or the data"
+        )
+    examples = parsed.examples[: spec.max_rows] if spec.max_rows else parsed.examples
+    bad = list(parsed.bad_rows)
+    if isinstance(spec.eval, (str, list)):
+        eval_parsed = _load_examples(spec.eval, parsed.format, spec)
+        train_examples, eval_examples = examples, eval_parsed.examples
+        bad += eval_parsed.bad_rows
+    else:
+        train_examples, eval_examples = split_examples(examples, spec.eval or 0.0, recipe.train.seed)
+    max_len = recipe.train.max_seq_len
+    train = to_samples(train_examples, tokenizer, max_len, spec.train_on)
+    eval_ = to_samples(eval_examples, tokenizer, max_len, spec.train_on)
+    data = PreparedData(
+        format=parsed.format, detected=parsed.detected, train=train, eval=eval_, train_examples=train_examples,
+        eval_examples=eval_examples, rows=len(examples), bad_rows=bad,
+        sources=hash_sources(spec.train, spec.eval if isinstance(spec.eval, (str, list)) else None),
+        duplicates=count_duplicates(train_examples), overlap=count_overlap(train_examples, eval_examples),
+    )
+    if spec.replay is not None:
+        replay_parsed = _load_examples(spec.replay.train, None if spec.replay.format == "auto" else spec.replay.format, spec)
+        replay_samples = to_samples(replay_parsed.examples, tokenizer, max_len, spec.train_on)
+        data.train, data.replay = mix_replay(data.train, replay_samples, spec.replay.ratio, recipe.train.seed)
+        data.sources.update(hash_sources(spec.replay.train, None))
+    if not data.train:
+        raise UserError(f"data.train: no usable training samples in {spec.train}")
+    return data
+
+
+def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec):
+    rows = load_rows(sources, split=spec.split)
+    if not rows:
+        raise UserError(f"data: no rows found in {sources}")
+    return parse_rows(rows, fmt or "auto", on_bad_row=spec.on_bad_row)
+
+
+def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out `fraction` of the examples (at least one when fraction > 0), chosen by a seeded shuffle."""
+    if fraction <= 0 or len(examples) < 2:
+        return list(examples), []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(examples) * fraction))
+    held = set(order[:n_eval])
+    train = [ex for i, ex in enumerate(examples) if i not in held]
+    eval_ = [ex for i, ex in enumerate(examples) if i in held]
+    return train, eval_
+
+
+def to_samples(examples: list[Example], tokenizer: Any, max_len: int, train_on: str) -> list[Sample]:
+    """Tokenize examples: conversations one sample each; raw texts concatenated with EOS and cut in blocks.
+
+    Preference and prompt-only rows are tokenized for inspection (the chosen answer; the bare prompt);
+    the preference and RL methods build their own pairs from the examples.
+    """
+    texts = [ex.text for ex in examples if isinstance(ex, Text)]
+    samples = tokenize_text(tokenizer, texts, max_len) if texts else []
+    for ex in examples:
+        if isinstance(ex, Conversation):
+            samples.append(tokenize_conversation(tokenizer, ex, max_len, train_on))
+        elif isinstance(ex, Preference):
+            samples.append(tokenize_conversation(tokenizer, Conversation(ex.prompt + ex.chosen), max_len, "last"))
+        elif isinstance(ex, Unpaired):
+            samples.append(tokenize_conversation(tokenizer, Conversation(ex.prompt + ex.completion), max_len, "last"))
+        elif isinstance(ex, Prompt):
+            ids = tokenize_prompt(tokenizer, ex.prompt)[:max_len]
+            samples.append(Sample(ids, [IGNORE_INDEX] * len(ids)))
+    return samples
+
+
+def _key(example: Example) -> str:
+    return repr(example)
+
+
+def count_duplicates(examples: list[Example]) -> int:
+    """Examples identical to an earlier one (they are kept: the report only counts them)."""
+    seen: set[str] = set()
+    dupes = 0
+    for ex in examples:
+        key = _key(ex)
+        dupes += key in seen
+        seen.add(key)
+    return dupes
+
+
+def count_overlap(train: list[Example], eval_: list[Example]) -> int:
+    """Eval examples that also occur in train: a held-out score on them would be inflated."""
+    keys = {_key(ex) for ex in train}
+    return sum(_key(ex) in keys for ex in eval_)
+
+
+def hash_sources(train: str | list[str], eval_: str | list[str] | None) -> dict[str, str]:
+    """sha256 of every local data file (hub ids are recorded by name), for run.json reproducibility."""
+    names = [train] if isinstance(train, str) else list(train)
+    if eval_ is not None:
+        names += [eval_] if isinstance(eval_, str) else list(eval_)
+    out: dict[str, str] = {}
+    for name in names:
+        path = Path(name)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            out[str(file)] = _sha256(file) if file.is_file() else "hub"
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,26 @@
+"""Every name a recipe may use, in one place; unknown names fail loudly with a did-you-mean.
+
+The implementations live next to their subject (formats in data/formats.py, templates in
+data/templates.py, ...); tests check that each implementation table covers exactly these names.
+"""
+
+METHODS: tuple[str, ...] = ("sft", "cpt", "dpo", "orpo", "kto", "grpo", "reward", "ppo")
+ADAPTERS: tuple[str, ...] = ("lora", "qlora", "dora", "prefix", "prompt", "ia3", "bottleneck", "full")
+LORA_FAMILY: tuple[str, ...] = ("lora", "qlora", "dora")
+FORMATS: tuple[str, ...] = (
+    "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "prompt", "kto",
+)
+TEMPLATES: tuple[str, ...] = ("chatml", "llama3", "alpaca", "plain")
+
+CHAT_FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "prompt_completion")
+METHOD_FORMATS: dict[str, tuple[str, ...]] = {
+    "sft": CHAT_FORMATS,
+    "cpt": ("text",),
+    "dpo": ("preference",),
+    "orpo": ("preference",),
+    "reward": ("preference",),
+    "kto": ("kto", "preference"),
+    "grpo": ("prompt",),
+    "ppo": ("prompt",),
+}
+"""Which data formats each method can train on."""

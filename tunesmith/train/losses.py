@@ -1,0 +1,101 @@
+"""Token-level cross-entropy for causal language models, as a sum plus a count.
+
+Labels are aligned with `input_ids` (not shifted): `labels[:, t]` is the token at position t, predicted
+from position t-1, so the loss at t uses `logits[:, t-1]`. Positions labelled `IGNORE_INDEX` carry no loss
+(prompt, padding, template glue, and the first token of each sample in a packed row).
+
+Why a sum and a count instead of a mean: under gradient accumulation a per-micro-batch mean weights every
+micro-batch equally, so a token in a short micro-batch counts more than one in a long one and the
+gradient no longer equals the big-batch gradient. The loop therefore does, for one optimizer step over
+micro-batches m = 1..M whose labels are known before the step:
+
+    total = sum(count_trained_tokens(labels_m) for m in micro_batches)   # summed over ranks under DDP
+    for m in micro_batches:
+        nll_sum, _ = token_nll_sum(logits_m, labels_m)                    # or chunked_nll_sum(...)
+        (nll_sum / total).backward()
+
+which gives exactly the gradient of the mean NLL over all trained tokens of the step.
+(Under DDP, which averages gradients over ranks, multiply each loss by the number of processes.)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from tunesmith.data.types import IGNORE_INDEX
+
+
+def count_trained_tokens(labels: Tensor) -> int:
+    """Number of positions that carry loss: shifted targets `labels[:, 1:]` that are not IGNORE_INDEX.
+
+    labels: (B, T). The first column is never a target (nothing precedes it).
+    """
+    return int((labels[:, 1:] != IGNORE_INDEX).sum().item())
+
+
+def token_nll_sum(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed NLL over trained tokens (fp32, with grad) and the number of trained tokens (int64).
+
+    logits: (B, T, V) any float dtype; labels: (B, T) aligned with input_ids.
+    The log-softmax runs in fp32: bf16 log-probabilities over a large vocabulary lose digits.
+    """
+    _check_shapes(logits, labels)
+    targets = labels[:, 1:].reshape(-1)  # (B*(T-1),)
+    shifted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
+    nll_sum = F.cross_entropy(shifted, targets, ignore_index=IGNORE_INDEX, reduction="sum")  # ()
+    return nll_sum, (targets != IGNORE_INDEX).sum()
+
+
+def chunked_nll_sum(
+    hidden: Tensor,
+    lm_head_weight: Tensor,
+    labels: Tensor,
+    chunk_size: int = 1024,
+    lm_head_bias: Tensor | None = None,
+    logit_softcap: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Same result as `token_nll_sum(lm_head(hidden), labels)` without full-vocabulary logits everywhere.
+
+    hidden: (B, T, H) final hidden states; lm_head_weight: (V, H); lm_head_bias: (V,) or None;
+    labels: (B, T) aligned with input_ids. Logits are computed only for trained positions, `chunk_size`
+    positions at a time, and each chunk runs under activation checkpointing: autograd keeps the chunk's
+    hidden states, not its (chunk, V) fp32 logits, and recomputes them in backward. Peak memory for the
+    head is therefore one chunk's logits, whatever the sequence length or vocabulary size.
+    `logit_softcap` applies Gemma-2 style `cap * tanh(logits / cap)` before the softmax.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of positions, got {chunk_size}")
+    _check_shapes(hidden, labels)
+    mask = labels[:, 1:] != IGNORE_INDEX  # (B, T-1)
+    trained_hidden = hidden[:, :-1][mask]  # (N, H)
+    targets = labels[:, 1:][mask]  # (N,)
+    n = targets.shape[0]
+
+    def chunk_nll(h: Tensor, y: Tensor) -> Tensor:
+        logits = F.linear(h, lm_head_weight, lm_head_bias).float()  # (c, V)
+        if logit_softcap is not None:
+            logits = logit_softcap * torch.tanh(logits / logit_softcap)
+        return F.cross_entropy(logits, y, reduction="sum")  # ()
+
+    # At least one (possibly empty) chunk, so the result stays attached to the graph when nothing is
+    # trained: backward still runs and every rank reaches the same collective under DDP.
+    parts = []
+    for start in range(0, max(n, 1), chunk_size):
+        h, y = trained_hidden[start : start + chunk_size], targets[start : start + chunk_size]
+        if torch.is_grad_enabled():
+            parts.append(checkpoint(chunk_nll, h, y, use_reentrant=False))
+        else:
+            parts.append(chunk_nll(h, y))
+    return torch.stack(parts).sum(), mask.sum()
+
+
+def _check_shapes(scores: Tensor, labels: Tensor) -> None:
+    """Fail with a readable message instead of an indexing error deep in the loss."""
+    if scores.dim() != 3 or labels.dim() != 2 or scores.shape[:2] != labels.shape:
+        raise ValueError(
+            f"expected scores (batch, seq, dim) and labels (batch, seq) of the same batch and length, "
+            f"got {tuple(scores.shape)} and {tuple(labels.shape)}"
+        )
