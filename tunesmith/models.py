@@ -56,7 +56,7 @@ def resolve_dtype(name: str) -> torch.dtype:
     if key == "auto":
         if torch.cuda.is_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     if key not in DTYPES:
         raise UserError(
             f"unknown dtype '{name}'{suggestion(key, ['auto', *DTYPES])}; "
@@ -65,7 +65,7 @@ def resolve_dtype(name: str) -> torch.dtype:
     return DTYPES[key]
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 instructions (Linux only; elsewhere we cannot tell cheaply, so False)."""
     try:
         text = _CPUINFO.read_text()

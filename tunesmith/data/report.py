@@ -104,13 +104,17 @@ def histogram(lengths: list[int]) -> str:
 
 
 def render_example(sample: Sample, tokenizer: Any) -> RichText:
-    """The sample's text with trained tokens in green and the rest dimmed, decoded run by run."""
+    """The sample's text with trained tokens in green and the rest dimmed.
+
+    Each run of tokens is cut from the decoded prefix rather than decoded alone, so word-initial spaces
+    (SentencePiece) survive at the run boundaries.
+    """
     text = RichText()
-    start = 0
     ids, labels = sample.input_ids, sample.labels
+    start, shown = 0, ""
     for end in range(1, len(ids) + 1):
         if end == len(ids) or (labels[end] != IGNORE_INDEX) != (labels[start] != IGNORE_INDEX):
-            piece = tokenizer.decode(ids[start:end], skip_special_tokens=False)
-            text.append(piece, style="bold green" if labels[start] != IGNORE_INDEX else "dim")
-            start = end
+            prefix = tokenizer.decode(ids[:end], skip_special_tokens=False)
+            text.append(prefix[len(shown):], style="bold green" if labels[start] != IGNORE_INDEX else "dim")
+            start, shown = end, prefix
     return text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tunesmith.models import _cpu_has_native_bf16 as cpu_has_bf16
+from tunesmith.models import cpu_has_native_bf16
 
 
 def resolve_mixed_precision(mode: str) -> str:
@@ -16,4 +16,4 @@ def resolve_mixed_precision(mode: str) -> str:
         return mode
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else "no"
+    return "bf16" if cpu_has_native_bf16() else "no"
