@@ -24,11 +24,10 @@ from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.errors import UserError
 from tunesmith.models import count_parameters, load_model, load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from tunesmith.train.evaluation import evaluate_loss
-from tunesmith.train.losses import count_trained_tokens, token_nll_sum
+from tunesmith.train.methods import build_objective
 from tunesmith.train.monitor import MetricsLog, detect_overfitting
+from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler
 from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.progress import TrainProgress
@@ -50,8 +49,7 @@ class Trainer:
     model: torch.nn.Module
     tokenizer: Any
     data: PreparedData
-    plan: BatchPlan
-    eval_plan: BatchPlan | None
+    objective: Objective
     optimizer: torch.optim.Optimizer
     scheduler: Any
     folder: RunFolder
@@ -83,33 +81,24 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = apply_adapter(model, recipe.adapter, recipe.adapter_args)
-    t = recipe.train
-    plan = plan_batches(
-        data.train, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
-        max_seq_len=t.max_seq_len, packing=t.packing, pad_id=tokenizer.pad_token_id, seed=t.seed,
-    )
-    if plan.steps == 0:
+    objective = build_objective(recipe, data, tokenizer, model)
+    if objective.steps == 0:
         raise UserError(
-            f"only {len(plan.micro_batches)} micro-batches for train.grad_accum={t.grad_accum}: lower "
-            "train.batch_size or train.grad_accum, or add data"
+            f"not enough data for one optimizer step of train.batch_size={recipe.train.batch_size} x "
+            f"train.grad_accum={recipe.train.grad_accum}: lower them, or add data"
         )
-    eval_plan = None
-    if data.eval:
-        eval_plan = plan_batches(
-            data.eval, batch_size=t.batch_size, accum=1, epochs=1, max_steps=None, max_seq_len=t.max_seq_len,
-            packing=t.packing, pad_id=tokenizer.pad_token_id, seed=0,
-        )
+    t = recipe.train
     optimizer = build_optimizer(model, recipe.lr, t.weight_decay)
-    scheduler = build_scheduler(optimizer, t.scheduler, plan.steps, t.warmup_ratio)
+    scheduler = build_scheduler(optimizer, t.scheduler, objective.steps, t.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
-    trainer = Trainer(recipe, accelerator, model, tokenizer, data, plan, eval_plan, optimizer, scheduler,
+    trainer = Trainer(recipe, accelerator, model, tokenizer, data, objective, optimizer, scheduler,
                       folder, MetricsLog(folder.path))
     trainable, total = count_parameters(model)
     trainer.state.update(trainable_params=trainable, total_params=total)
     console.print(
         f"[bold]{recipe.name}[/]: {recipe.method} / {recipe.adapter} on {recipe.model} — "
         f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%), "
-        f"{plan.steps} steps, lr {recipe.lr:g}"
+        f"{objective.steps} steps, lr {recipe.lr:g}"
     )
     for note in recipe.advice():
         console.print(f"[yellow]warning:[/] {note}")
@@ -133,10 +122,10 @@ def trainer_run(trainer: Trainer) -> None:
     trainer.folder.write_run_json(recipe, trainer.data, state, status="running")
     if state["step"] == 0:
         _evaluate(trainer, step=0)
-    progress = TrainProgress(total=trainer.plan.steps, start=state["step"])
+    progress = TrainProgress(total=trainer.objective.steps, start=state["step"])
     try:
         with progress:
-            for step in range(state["step"], trainer.plan.steps):
+            for step in range(state["step"], trainer.objective.steps):
                 record = _train_step(trainer, step)
                 progress.update(step + 1, record)
                 _after_step(trainer, step + 1)
@@ -153,19 +142,20 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     model, accelerator, state = trainer.model, trainer.accelerator, trainer.state
     model.train()
     started = time.perf_counter()
-    batches = trainer.plan.step_batches(step)
-    local_tokens = sum(count_trained_tokens(b["labels"]) for b in batches)
-    total_tokens = int(accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum").item())
-    real_tokens = trainer.plan.real_tokens(step)
-    nll_total = 0.0
+    objective = trainer.objective
+    batches = objective.step_batches(step, model)
+    local_units = sum(objective.units(b) for b in batches)
+    total_units = int(accelerator.reduce(torch.tensor(local_units, device=accelerator.device), "sum").item())
+    loss_total = 0.0
+    extras: dict[str, float] = {}
     for batch in batches:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        labels = batch.pop("labels")
-        logits = model(**batch, use_cache=False).logits
-        nll_sum, _ = token_nll_sum(logits, labels)
-        accelerator.backward(nll_sum / max(total_tokens, 1) * accelerator.num_processes)
-        nll_total += nll_sum.item()
-    loss = nll_total / max(local_tokens, 1)
+        loss_sum, metrics = objective.loss_sum(model, batch)
+        accelerator.backward(loss_sum / max(total_units, 1) * accelerator.num_processes)
+        loss_total += loss_sum.item()
+        for key, value in metrics.items():
+            extras[key] = extras.get(key, 0.0) + value
+    loss = loss_total / max(local_units, 1)
     if not math.isfinite(loss):
         trainer.optimizer.zero_grad(set_to_none=True)
         last = latest_checkpoint(trainer.folder.path)
@@ -182,19 +172,21 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     trainer.optimizer.zero_grad(set_to_none=True)
     elapsed = time.perf_counter() - started
     state["step"] = step + 1
+    real_tokens = objective.real_tokens(step)
     state["tokens"] += real_tokens
     record = {
         "step": step + 1, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": state["tokens"],
-        "trained_tokens": local_tokens, "tokens_per_s": real_tokens / max(elapsed, 1e-9),
+        "units": local_units, "tokens_per_s": real_tokens / max(elapsed, 1e-9),
+        **{key: value / max(local_units, 1) for key, value in extras.items()},
     }
-    if (step + 1) % trainer.recipe.train.log_every == 0 or step + 1 == trainer.plan.steps:
+    if (step + 1) % trainer.recipe.train.log_every == 0 or step + 1 == trainer.objective.steps:
         trainer.metrics.log(record)
     return record
 
 
 def _after_step(trainer: Trainer, step: int) -> None:
     t = trainer.recipe.train
-    last = step == trainer.plan.steps
+    last = step == trainer.objective.steps
     if t.eval_every and step % t.eval_every == 0 and not last:
         _evaluate(trainer, step)
     if t.save_every and step % t.save_every == 0 and not last:
@@ -202,10 +194,11 @@ def _after_step(trainer: Trainer, step: int) -> None:
 
 
 def _evaluate(trainer: Trainer, step: int) -> float | None:
-    if trainer.eval_plan is None:
+    metrics = trainer.objective.evaluate(trainer.model, trainer.accelerator)
+    if not metrics:
         return None
-    loss = evaluate_loss(trainer.model, trainer.eval_plan, trainer.accelerator)
-    trainer.metrics.log({"step": step, "eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))})
+    trainer.metrics.log({"step": step, **metrics})
+    loss = metrics["eval_loss"]
     state = trainer.state
     if state["best_eval_loss"] is None or loss < state["best_eval_loss"]:
         state["best_eval_loss"], state["best_step"] = loss, step
