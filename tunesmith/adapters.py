@@ -45,8 +45,6 @@ from tunesmith.errors import UserError
 from tunesmith.recipe import AdapterArgs
 from tunesmith.registry import ADAPTERS, LORA_FAMILY
 
-PROMPT_LEARNING: tuple[str, ...] = ("prefix", "prompt")
-"""Methods that add virtual tokens instead of changing weights; they cannot be merged into the base."""
 MERGEABLE: tuple[str, ...] = ("lora", "qlora", "dora", "ia3")
 """Methods whose update is linear in the base weights, so `merge` can fold it in."""
 

@@ -80,7 +80,7 @@ def add_bottleneck(model: nn.Module, size: int, dropout: float = 0.0) -> nn.Modu
     hidden = _hidden_size(model)
     device = next(model.parameters()).device
     for layer in layers:
-        for site, block in zip(SITES, _blocks(layer)):
+        for site, block in zip(SITES, layer_blocks(layer)):
             adapter = BottleneckAdapter(hidden, size, dropout).to(device)
             layer.add_module(f"bottleneck_{site}", adapter)
             block.register_forward_hook(_hook(adapter))
@@ -157,21 +157,21 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == count]
     if len(stacks) != 1:
         raise UserError(
-            f"adapter: bottleneck could not find the decoder layers of {type(model).__name__} "
-            f"({len(stacks)} module lists of {count} layers); use another adapter, e.g. lora"
+            f"could not find the decoder layers of {type(model).__name__} ({len(stacks)} module lists of "
+            f"{count} layers), which this adapter needs; use another adapter, e.g. lora"
         )
     return stacks[0]
 
 
-def _blocks(layer: nn.Module) -> tuple[nn.Module, nn.Module]:
+def layer_blocks(layer: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(attention block, MLP block) of one decoder layer, found by class and child names."""
     children = list(layer.named_children())
     attention = [m for _, m in children if "Attention" in type(m).__name__]
     mlp = [m for name, m in children if "MLP" in type(m).__name__ or name in _MLP_NAMES]
     if len(attention) != 1 or len(mlp) != 1:
         raise UserError(
-            f"adapter: bottleneck could not find one attention and one MLP block in {type(layer).__name__} "
-            f"(children: {', '.join(name for name, _ in children)}); use another adapter, e.g. lora"
+            f"could not find one attention and one MLP block in {type(layer).__name__} (children: "
+            f"{', '.join(name for name, _ in children)}), which this adapter needs; use another adapter, e.g. lora"
         )
     return attention[0], mlp[0]
 

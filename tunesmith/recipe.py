@@ -12,17 +12,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.errors import UserError, suggestion
 from tunesmith.recipe_errors import explain_validation_error
-from tunesmith.registry import ADAPTERS, FORMATS, METHOD_FORMATS, METHODS, TEMPLATES
+from tunesmith.registry import ADAPTERS, EVAL_SUITES, FORMATS, METHOD_FORMATS, METHODS, REWARDS, TEMPLATES
 
 DEFAULT_ADAPTER_LR = 1e-4
 """LoRA-family learning rate from practice: adapters tolerate (and need) a larger step."""
 DEFAULT_FULL_LR = 2e-5
 """Full fine-tuning learning rate from practice: large steps on all weights erase general skills."""
 MAX_SAFE_EPOCHS = 3
+PROMPT_LEARNING = ("prefix", "prompt")
+"""Adapters that add virtual tokens in front of every sequence instead of changing weights."""
 
 
 class Strict(BaseModel):
@@ -98,6 +100,129 @@ class TrainSpec(Strict):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     log_every: int = Field(1, gt=0)
     patience: int | None = Field(None, gt=0, description="evaluations without eval-loss improvement before warning")
+    early_stop: bool = Field(False, description="stop (and keep the best checkpoint) when the train.patience alarm fires")
+
+    @model_validator(mode="after")
+    def _check_early_stop(self) -> TrainSpec:
+        if self.early_stop and not (self.patience and self.eval_every):
+            raise ValueError("train.early_stop needs train.patience (evaluations without improvement) and "
+                             "train.eval_every (steps between evaluations); set both, e.g. patience: 3, eval_every: 50")
+        return self
+
+
+class JudgeSpec(Strict):
+    """An OpenAI-compatible endpoint that grades answers (MT-Bench style) for `tunesmith eval --suite judge`."""
+
+    url: str | None = Field(None, description="e.g. http://localhost:8000/v1 or https://api.openai.com/v1")
+    model: str | None = Field(None, description="the judge model's name at that endpoint")
+    key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    questions: str | None = Field(None, description='JSONL of {"question": ..., "reference": optional}')
+
+
+class EvalSpec(Strict):
+    """Defaults for `tunesmith eval RUN` (its command-line options win)."""
+
+    suite: list[str] | None = Field(None, description=" | ".join(EVAL_SUITES) + "; None: what the inputs allow")
+    max_drop: float | None = Field(None, description="fail (exit 3) when a general benchmark falls more points than this")
+    limit: int | None = Field(None, gt=0, description="items per benchmark (per MMLU subject), for speed")
+    shots: int | None = Field(None, ge=0, description="few-shot examples; None: 5 for MMLU/GSM8K, 0 for HellaSwag")
+    data_dir: str | None = Field(None, description="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl")
+    judge: JudgeSpec = JudgeSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalSpec:
+        for name in self.suite or []:
+            if name not in EVAL_SUITES:
+                raise ValueError(_unknown("eval.suite", name, EVAL_SUITES))
+        return self
+
+
+class DpoSpec(Strict):
+    """`method: dpo`: direct preference optimisation; `loss` picks the variant (sigmoid is the DPO paper's)."""
+
+    loss: Literal["sigmoid", "ipo", "hinge", "simpo"] = Field("sigmoid", description="sigmoid (DPO) | ipo | hinge (SLiC) | simpo")
+    beta: float = Field(0.1, gt=0.0, description="pull towards the reference; SimPO papers use ~2.0")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="share of labels assumed flipped (cDPO); sigmoid/simpo")
+    reference_free: bool = Field(False, description="score against a uniform reference: no reference forward")
+    precompute_ref: bool = Field(False, description="reference log-probs computed once up front: no frozen copy in memory")
+    simpo_gamma: float = Field(0.5, ge=0.0, description="SimPO target reward margin")
+
+    @model_validator(mode="after")
+    def _check(self) -> DpoSpec:
+        if self.label_smoothing and self.loss not in ("sigmoid", "simpo"):
+            raise ValueError(f"dpo.label_smoothing applies to dpo.loss sigmoid or simpo, not {self.loss}; remove it")
+        if self.precompute_ref and (self.reference_free or self.loss == "simpo"):
+            raise ValueError("dpo.precompute_ref: this loss uses no reference model; remove precompute_ref")
+        return self
+
+
+class KtoSpec(Strict):
+    """`method: kto`: desirable/undesirable answers judged one at a time against a batch KL baseline."""
+
+    beta: float = Field(0.1, gt=0.0)
+    desirable_weight: float = Field(1.0, gt=0.0, description="raise it when desirable rows are the minority")
+    undesirable_weight: float = Field(1.0, gt=0.0)
+    precompute_ref: bool = Field(False, description="reference log-probs computed once up front: no frozen copy in memory")
+
+
+class OrpoSpec(Strict):
+    """`method: orpo`: SFT on the chosen answer plus an odds-ratio penalty on the rejected one; no reference."""
+
+    beta: float = Field(0.1, gt=0.0, description="weight of the odds-ratio term (lambda in the paper)")
+
+
+class RewardFnSpec(Strict):
+    """One reward term: a built-in name or `module:function`, with its weight and options."""
+
+    name: str = Field(description=" | ".join(REWARDS) + " | module:function")
+    weight: float = 1.0
+    pattern: str | None = Field(None, description="regular expression (regex reward only)")
+    max_chars: int | None = Field(None, gt=0, description="length the length_penalty starts at (default 200)")
+
+    @model_validator(mode="after")
+    def _check(self) -> RewardFnSpec:
+        if self.name not in REWARDS and ":" not in self.name:
+            raise ValueError(_unknown("rewards", self.name, REWARDS) + ", or a module:function of your own")
+        if (self.pattern is None) == (self.name == "regex"):
+            raise ValueError("rewards: the regex reward needs a pattern ({name: regex, pattern: '...'}), no other does")
+        if self.max_chars is not None and self.name != "length_penalty":
+            raise ValueError(f"rewards: max_chars applies to length_penalty only, not {self.name}; remove it")
+        return self
+
+
+class RolloutSpec(Strict):
+    """What GRPO and PPO share: sampling completions and scoring them."""
+
+    rewards: list[RewardFnSpec] = Field(default_factory=list, description="reward names, or {name, weight, ...}")
+    reward_field: str = Field("answer", description="the row field the answer-matching rewards compare with")
+    max_new_tokens: int = Field(64, gt=0)
+    temperature: float = Field(1.0, gt=0.0)
+    clip_eps: float = Field(0.2, gt=0.0, description="policy ratio clip")
+    iterations: int = Field(1, gt=0, description="optimizer steps taken on each batch of rollouts")
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """A plain name is shorthand for {name: NAME}."""
+        return [{"name": v} if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+
+class GrpoSpec(RolloutSpec):
+    """`method: grpo`: groups of sampled completions per prompt, advantages normalised within each group."""
+
+    group_size: int = Field(8, ge=2, description="completions sampled per prompt")
+    beta: float = Field(0.0, ge=0.0, description="KL penalty to the reference; 0 needs no reference forward")
+
+
+class PpoSpec(RolloutSpec):
+    """`method: ppo`: RLHF with a value head, a KL-penalised reward and GAE."""
+
+    reward_model: str | None = Field(None, description="run folder of a `method: reward` run")
+    kl_coef: float = Field(0.05, ge=0.0, description="per-token KL penalty to the reference, in reward units")
+    vf_coef: float = Field(0.1, gt=0.0, description="weight of the value loss")
+    value_clip: float = Field(0.2, gt=0.0)
+    gamma: float = Field(1.0, gt=0.0, le=1.0)
+    lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda")
 
 
 class Recipe(Strict):
@@ -110,6 +235,12 @@ class Recipe(Strict):
     output: str = "runs"
     model_options: ModelOptions = ModelOptions()
     adapter_args: AdapterArgs = AdapterArgs()
+    eval: EvalSpec = EvalSpec()
+    dpo: DpoSpec | None = None
+    kto: KtoSpec | None = None
+    orpo: OrpoSpec | None = None
+    grpo: GrpoSpec | None = None
+    ppo: PpoSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Recipe:
@@ -120,6 +251,8 @@ class Recipe(Strict):
         problems = _conflicts(self)
         if problems:
             raise ValueError("\n".join(problems))
+        if self.adapter in PROMPT_LEARNING and self.train.packing:
+            self.train.packing = False  # see advice(): packed rows cannot keep samples apart with virtual tokens
         return self
 
     @property
@@ -143,6 +276,9 @@ class Recipe(Strict):
             )
         if self.adapter == "full" and self.train.lr is not None and self.train.lr > 1e-4:
             notes.append(f"train.lr={self.train.lr:g} is high for full fine-tuning; {DEFAULT_FULL_LR:g} is typical")
+        if self.adapter in PROMPT_LEARNING:
+            notes.append(f"adapter: {self.adapter} trains on padded batches (train.packing is off): with virtual tokens "
+                         "in front, packed samples would attend to each other (PEFT drops or shifts position_ids)")
         if self.adapter == "full" and self.data.replay is None and self.method in ("sft", "cpt"):
             notes.append("full fine-tuning without data.replay: general ability may be forgotten; "
                          "add data.replay: {train: <general data>, ratio: 0.2}")
@@ -165,8 +301,22 @@ def _conflicts(r: Recipe) -> list[str]:
     if r.data.replay is not None and r.adapter != "full":
         problems.append("data.replay mixes general data into full fine-tuning; set adapter: full, or remove data.replay "
                         "(adapters leave the base weights untouched, so they forget little)")
-    if r.adapter in ("prefix", "prompt") and r.adapter_args.target_modules != "all-linear":
+    if r.adapter in PROMPT_LEARNING and r.adapter_args.target_modules != "all-linear":
         problems.append(f"adapter_args.target_modules does not apply to adapter: {r.adapter}; remove it")
+    return problems + _alignment_conflicts(r)
+
+
+def _alignment_conflicts(r: Recipe) -> list[str]:
+    """Each method block belongs to its method; RL methods need to know what to reward."""
+    problems = [f"{name}: this block configures method: {name}; remove it, or set method: {name}"
+                for name in ("dpo", "kto", "orpo", "grpo", "ppo") if getattr(r, name) is not None and r.method != name]
+    if r.method == "grpo" and (r.grpo is None or not r.grpo.rewards):
+        problems.append("method: grpo needs reward functions; add grpo: {rewards: [exact_match]} (or module:function)")
+    if r.method == "ppo" and (r.ppo is None or (not r.ppo.rewards and r.ppo.reward_model is None)):
+        problems.append("method: ppo needs a reward; add ppo: {reward_model: runs/<reward run>} or ppo: {rewards: [...]}")
+    if r.method == "kto" and r.train.batch_size < 2:
+        problems.append("method: kto estimates its KL baseline from mismatched answers within a micro-batch; "
+                        "set train.batch_size: 2 or more")
     return problems
 
 

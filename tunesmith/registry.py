@@ -11,6 +11,12 @@ FORMATS: tuple[str, ...] = (
     "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "prompt", "kto",
 )
 TEMPLATES: tuple[str, ...] = ("chatml", "llama3", "alpaca", "plain")
+BENCHMARKS: tuple[str, ...] = ("mmlu", "hellaswag", "gsm8k")
+"""General benchmarks scored before and after fine-tuning to measure forgetting (evaluate/benchmarks.py)."""
+EVAL_SUITES: tuple[str, ...] = ("heldout", "ppl", *BENCHMARKS, "judge")
+"""What `tunesmith eval --suite` (and the recipe's `eval.suite`) can run (evaluate/run_eval.py)."""
+REWARDS: tuple[str, ...] = ("exact_match", "starts_with", "numeric_match", "regex", "length_penalty")
+"""Built-in reward functions for GRPO/PPO (train/rewards.py); a `module:function` path names a user's own."""
 
 CHAT_FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "prompt_completion")
 METHOD_FORMATS: dict[str, tuple[str, ...]] = {

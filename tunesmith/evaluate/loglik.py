@@ -59,15 +59,16 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     prefix = special_prefix(tokenizer)
     if not prefix and not context:
         prefix = [tokenizer.eos_token_id]  # nothing to condition on: the harness uses end-of-text
-    whole = prefix + _encode(tokenizer, context + continuation)
-    ctx = prefix + _encode(tokenizer, context)
+    whole = prefix + encode_text(tokenizer, context + continuation)
+    ctx = prefix + encode_text(tokenizer, context)
     cont = whole[len(ctx):]
     if not cont:
         raise ValueError(f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}")
     return ctx, cont
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of `text` without special tokens (BOS is added by the caller, once, at the very start)."""
     return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if text else []
 
 

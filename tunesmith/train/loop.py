@@ -76,6 +76,7 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
         dtype=recipe.model_options.dtype if recipe.adapter != "full" else "fp32",
         attn_implementation=recipe.model_options.attn_implementation,
         trust_remote_code=recipe.model_options.trust_remote_code,
+        quantization="nf4" if recipe.adapter == "qlora" else None,  # apply_adapter prepares it for k-bit training
     )
     if recipe.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

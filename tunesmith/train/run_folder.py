@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from tunesmith import __version__
+from tunesmith.bottleneck import save_bottleneck
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe
@@ -80,7 +81,10 @@ class RunFolder:
         """Standard PEFT adapter folder or HF model folder, with the tokenizer and its chat template."""
         final = self.weights_dir(adapter)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=self.path))
-        model.save_pretrained(tmp)
+        if adapter == "bottleneck":  # our own adapter, not PEFT: its documented two files (bottleneck.py)
+            save_bottleneck(model, tmp)
+        else:
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if final.exists():
             shutil.rmtree(final)

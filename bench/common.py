@@ -1,0 +1,158 @@
+"""Helpers every bench script shares: the benchmark model and data, per-process memory, a machine probe,
+and running one configuration in a fresh process.
+
+Why fresh processes: peak RSS is a per-process high-water mark, so two configurations measured in one
+process would report the larger peak twice; and allocator/thread-pool state left by one run would bias the
+next. Why a matmul probe: these machines' speed drifts (up to 3x within an hour, other jobs share the two
+cores), so a bench reports the raw GFLOP/s at its start and end to show how much the ground moved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunesmith.data.formats import parse_rows
+from tunesmith.data.loading import load_rows
+from tunesmith.data.types import Conversation
+from tunesmith.errors import UserError
+from tunesmith.tiny import save_tiny
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+"""The real datasets beside the checkout (see shared/data/README.md); never copied into the repo."""
+
+BENCH_SHAPE: dict[str, int] = {"hidden": 384, "layers": 6, "heads": 6, "intermediate": 1024}
+"""A ~17-20M-parameter Llama (with an 8k vocabulary): big enough that matmuls, not Python, dominate a
+step on 2 CPU cores, small enough that a 20-step run takes well under a minute."""
+
+RESULT_MARK = "BENCH_RESULT "
+"""Prefix of the one stdout line through which a child process hands its result back."""
+
+
+def write_chat_data(sources: list[Path], out: Path) -> tuple[Path, list[str]]:
+    """Parse `sources` (any formats tunesmith reads) and write them as one OpenAI-messages JSONL file.
+
+    One file in one format, because a recipe's auto-detection picks one format per dataset and the bench
+    mixes Alpaca (short) with ShareGPT tool calls (long): that mix is what makes lengths skewed. Returns
+    the file and every message text (to train a tokenizer on the same data).
+    """
+    rows, texts = [], []
+    for source in sources:
+        if not source.is_file():
+            raise UserError(f"bench data file not found: {source}; pass --data-dir with the shared datasets")
+        for example in parse_rows(load_rows(str(source))).examples:
+            if not isinstance(example, Conversation):
+                raise UserError(f"{source}: bench data must be conversations, got {type(example).__name__}")
+            messages = [{"role": m.role, "content": m.content} for m in example.messages]
+            rows.append(json.dumps({"messages": messages}, ensure_ascii=False))
+            texts += [m["content"] for m in messages]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(rows) + "\n")
+    return out, texts
+
+
+def save_bench_model(out: Path, texts: list[str], vocab_size: int = 8000, kv_heads: int = 6,
+                     max_positions: int = 512, seed: int = 0) -> Path:
+    """The benchmark Llama (BENCH_SHAPE, random weights) with a byte-level BPE tokenizer trained on `texts`.
+
+    The embedding size is the tokenizer's real size, so they always match. `kv_heads=2` gives the
+    grouped-query variant.
+    """
+    return save_tiny("llama", out, vocab_size=vocab_size, seed=seed, texts=texts, kv_heads=kv_heads,
+                     max_positions=max_positions, **BENCH_SHAPE)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (VmHWM; ru_maxrss where /proc is missing), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.5) -> float:
+    """Sustained GFLOP/s of an n x n matmul in `dtype` right now: the ceiling a training step can approach."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def machine_summary() -> dict[str, str]:
+    """What a result needs to be read against: cores, CPU model, torch and its thread count, current load."""
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+        "cpu": model,
+        "torch": torch.__version__,
+        "torch_threads": str(torch.get_num_threads()),
+        "python": platform.python_version(),
+        "load_avg_1m": f"{os.getloadavg()[0]:.2f}",
+    }
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """Child side of `run_child`: print the result as the marked last line of stdout."""
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def run_child(module: str, payload: dict[str, Any], log: Path, timeout: float = 900.0) -> dict[str, Any]:
+    """Run `python -m module --child JSON` in a fresh process from the repo root and return its result.
+
+    The child's stderr (progress bars, warnings) goes to `log`; a failure raises with the log's tail, so a
+    broken configuration says why instead of printing an empty row.
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", module, "--child", json.dumps(payload)]
+    with log.open("w") as err:
+        done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                              timeout=timeout, check=False)
+    marked = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if done.returncode != 0 or not marked:
+        tail = "\n".join(log.read_text().splitlines()[-25:])
+        raise RuntimeError(f"bench child {module} failed (exit {done.returncode}); log {log}:\n{tail}")
+    return json.loads(marked[-1][len(RESULT_MARK):])
+
+
+def profile_train_step(trainer: Any, warmup: int = 2, top: int = 12) -> list[dict[str, Any]]:
+    """The `top` operators by self CPU time over one optimizer step of a built trainer, after `warmup` steps.
+
+    It runs the loop's own step function (`loop._train_step`), so what is profiled is exactly what
+    `train()` executes: collation, forward, loss, backward, clipping, optimizer. Each row: op name, calls,
+    self milliseconds and share of the step's total self time.
+    """
+    from tunesmith.train.loop import _train_step  # the real step, not a re-implementation of it
+
+    for step in range(warmup):
+        _train_step(trainer, step)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        _train_step(trainer, warmup)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3,
+             "share": e.self_cpu_time_total / total} for e in ranked]

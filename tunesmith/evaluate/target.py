@@ -1,0 +1,143 @@
+"""What `tunesmith eval TARGET` evaluates: a run folder, an adapter folder, a model folder or a hub id.
+
+A run folder describes itself (run.json): its base model, its chat template, its recipe (which re-creates
+the held-out split) and whether it saved an adapter (`adapter/`, loaded on top of the base and merged) or
+full weights (`model/`). Its base model, scored by `--base` for the forgetting report, is loaded with the
+same chat template, so before and after are measured on identical prompts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.templates import apply_template, end_of_turn
+from tunesmith.errors import UserError
+from tunesmith.models import load_model, load_tokenizer
+from tunesmith.recipe import Recipe, recipe_from_dict
+
+RUN_FILE = "run.json"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved evaluation target; `model` is a folder or hub id, `adapter` a PEFT folder on top of it."""
+
+    name: str
+    model: str
+    template: str = "auto"
+    adapter: Path | None = None
+    run_dir: Path | None = None
+    run: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def tokenizer_source(self) -> str:
+        """The adapter folder holds the tokenizer saved with the run (and its chat template)."""
+        return str(self.adapter) if self.adapter is not None else self.model
+
+    @property
+    def base_model(self) -> str | None:
+        """The model this one was fine-tuned from, when known."""
+        if self.run is not None:
+            return self.run.get("base_model")
+        if self.adapter is not None:
+            return self.model
+        return None
+
+    def base(self) -> Target:
+        """The base model, under this target's chat template; a UserError when there is none to compare with."""
+        base = self.base_model
+        if base is None:
+            raise UserError(
+                f"--base compares a fine-tuned run with its base model, but '{self.name}' is a plain model; "
+                "give a run folder (it records its base model in run.json)"
+            )
+        return Target(name=f"{self.name} (base)", model=base, template=self.template)
+
+    def recipe(self) -> Recipe:
+        """The run's recipe, re-validated from run.json."""
+        if self.run is None:
+            raise UserError(f"'{self.name}' is not a run folder, so it has no recipe; pass --heldout FILE")
+        return recipe_from_dict(self.run["recipe"], source=str(self.run_dir / RUN_FILE))
+
+    def default_out(self) -> Path:
+        """Where eval.json goes: the run folder, a writable model folder, else runs/eval-<name>/."""
+        if self.run_dir is not None:
+            return self.run_dir
+        folder = Path(self.model)
+        if self.adapter is None and folder.is_dir() and os.access(folder, os.W_OK):
+            return folder
+        return Path("runs") / f"eval-{Path(self.name).name}"
+
+
+@dataclass
+class LoadedTarget:
+    """A model ready to evaluate: weights in eval mode, tokenizer with the chat template, end-of-turn text."""
+
+    target: Target
+    model: Any
+    tokenizer: Any
+    end_of_turn: str
+
+
+def resolve_target(spec: str, template: str | None = None) -> Target:
+    """Classify `spec` (run folder, adapter folder, model folder or hub id); `template` overrides the run's."""
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / RUN_FILE).is_file():
+        return _from_run(path, template)
+    if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
+        if (path.parent / RUN_FILE).is_file():
+            return _from_run(path.parent, template)
+        return _from_adapter(path, template)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise UserError(
+            f"'{spec}' is neither a run folder (run.json), an adapter folder (adapter_config.json) nor a model "
+            "folder (config.json); point to one of those"
+        )
+    return Target(name=spec, model=str(path) if path.is_dir() else spec, template=template or "auto")
+
+
+def _from_run(run_dir: Path, template: str | None) -> Target:
+    try:
+        run = json.loads((run_dir / RUN_FILE).read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{run_dir / RUN_FILE} is not valid JSON ({e}); the run folder is damaged") from None
+    output = run_dir / run.get("output", "adapter")
+    if not output.is_dir():
+        raise UserError(
+            f"run {run_dir} has no {output.name}/ folder yet (status: {run.get('status', 'unknown')}); "
+            "evaluate it once training has finished, or evaluate a checkpoint's base model instead"
+        )
+    template = template or run.get("recipe", {}).get("data", {}).get("template", "auto")
+    name = run.get("name", run_dir.name)
+    if output.name == "model":
+        return Target(name=name, model=str(output), template=template, run_dir=run_dir, run=run)
+    return Target(name=name, model=run["base_model"], template=template, adapter=output, run_dir=run_dir, run=run)
+
+
+def _from_adapter(folder: Path, template: str | None) -> Target:
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"{folder / ADAPTER_CONFIG} does not name its base model (base_model_name_or_path)")
+    return Target(name=str(folder), model=base, template=template or "auto", adapter=folder)
+
+
+def load_target(target: Target, dtype: str = "auto") -> LoadedTarget:
+    """Load weights and tokenizer; a LoRA-family adapter is merged into the base for plain-model speed."""
+    tokenizer = load_tokenizer(target.tokenizer_source)
+    apply_template(tokenizer, target.template)
+    model = load_model(target.model, dtype=dtype, tokenizer=tokenizer)
+    if target.adapter is not None:
+        from peft import PeftModel, PeftType
+
+        model = PeftModel.from_pretrained(model, str(target.adapter))
+        if model.peft_config["default"].peft_type == PeftType.LORA:
+            model = model.merge_and_unload()
+    model.eval()
+    return LoadedTarget(target, model, tokenizer, end_of_turn(tokenizer, target.template))
+
