@@ -128,3 +128,11 @@ def test_shipped_recipes_all_validate() -> None:
     for path in recipes:
         recipe = load_recipe(path)
         assert recipe.name == yaml.safe_load(path.read_text())["name"]
+
+
+def test_recipe_docs_are_generated_from_the_schema() -> None:
+    from tunesmith.recipe_docs import render_recipe_docs
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "recipe.md"
+    assert docs.read_text() == render_recipe_docs(), "docs/recipe.md is stale: run `tunesmith docs > docs/recipe.md`"
+    assert "| `train.lr` |" in docs.read_text()

@@ -90,6 +90,14 @@ def demo(
     run_demo(out)
 
 
+@app.command()
+def docs() -> None:
+    """Print the recipe reference (every key, type, default, meaning), generated from the schema."""
+    from tunesmith.recipe_docs import render_recipe_docs
+
+    typer.echo(render_recipe_docs(), nl=False)
+
+
 @data_app.command("stats")
 @friendly
 def data_stats(

@@ -82,23 +82,23 @@ class AdapterArgs(Strict):
 
 class TrainSpec(Strict):
     lr: float | None = Field(None, gt=0.0, description=f"default {DEFAULT_ADAPTER_LR} for adapters, {DEFAULT_FULL_LR} for full")
-    epochs: float = Field(3, gt=0)
+    epochs: float = Field(3, gt=0, description="passes over the data (fractions allowed); more than 3 warns")
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
-    batch_size: int = Field(8, gt=0, description="sequences (or packed rows) per micro-batch")
-    grad_accum: int = Field(1, gt=0)
-    max_seq_len: int = Field(1024, gt=8)
-    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    packing: bool = True
-    seed: int = 0
-    scheduler: Literal["linear", "cosine", "constant"] = "cosine"
-    max_grad_norm: float = Field(1.0, gt=0.0)
+    batch_size: int = Field(8, gt=0, description="sequences (or packed rows of max_seq_len) per micro-batch")
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step; the loss is normalised over all of them")
+    max_seq_len: int = Field(1024, gt=8, description="tokens per sample (longer ones are cut) and per packed row")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="share of steps with linear learning-rate warmup")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW decay (not applied to biases and norms)")
+    packing: bool = Field(True, description="pack samples into rows (no pad tokens, no cross-sample attention)")
+    seed: int = Field(0, description="fixes data order, eval split and initialisation")
+    scheduler: Literal["linear", "cosine", "constant"] = Field("cosine", description="learning-rate decay after warmup")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping threshold")
     eval_every: int | None = Field(None, gt=0, description="optimizer steps between evaluations; None: at the end")
     save_every: int | None = Field(None, gt=0, description="optimizer steps between checkpoints")
-    keep_checkpoints: int = Field(2, gt=0)
-    gradient_checkpointing: bool = False
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    log_every: int = Field(1, gt=0)
+    keep_checkpoints: int = Field(2, gt=0, description="newest checkpoints kept on disk")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, more time")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="auto: bf16 where the hardware has it; master weights stay fp32")
+    log_every: int = Field(1, gt=0, description="optimizer steps between metrics.jsonl records")
     patience: int | None = Field(None, gt=0, description="evaluations without eval-loss improvement before warning")
     early_stop: bool = Field(False, description="stop (and keep the best checkpoint) when the train.patience alarm fires")
 
@@ -232,7 +232,7 @@ class Recipe(Strict):
     adapter: str = Field("lora", description=" | ".join(ADAPTERS))
     data: DataSpec
     train: TrainSpec = TrainSpec()
-    output: str = "runs"
+    output: str = Field("runs", description="parent folder of the run folder (output/name)")
     model_options: ModelOptions = ModelOptions()
     adapter_args: AdapterArgs = AdapterArgs()
     eval: EvalSpec = EvalSpec()

@@ -1,0 +1,61 @@
+"""Generate docs/recipe.md from the Recipe schema, so the documentation cannot drift from the code.
+
+    python -m tunesmith docs > docs/recipe.md      (a test fails when the file is stale)
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from tunesmith.recipe import Recipe
+from tunesmith.recipe_errors import _model_in
+
+
+def render_recipe_docs() -> str:
+    lines = [
+        "# Recipe reference",
+        "",
+        "Generated from the schema in `tunesmith/recipe.py` by `tunesmith docs`; do not edit by hand.",
+        "Every block rejects unknown keys (with a did-you-mean); override any key on the command line as",
+        "`key.sub=value`, e.g. `tunesmith train r.yaml train.lr=2e-5`.",
+        "",
+    ]
+    _block(Recipe, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _block(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
+    title = prefix.rstrip(".") or "top level"
+    lines += [f"## `{title}`", ""]
+    if model.__doc__ and not model.__doc__.startswith(model.__name__ + "("):
+        lines += [model.__doc__.strip().split("\n")[0], ""]
+    lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    nested = []
+    for name, field in model.model_fields.items():
+        sub = _model_in(field.annotation)
+        if sub is not None:
+            nested.append((sub, f"{prefix}{name}."))
+        default = "required" if field.default is PydanticUndefined and field.default_factory is None else _show(field.default)
+        meaning = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{prefix}{name}` | {_type(field.annotation)} | {default} | {meaning} |")
+    lines.append("")
+    for sub, sub_prefix in nested:
+        _block(sub, sub_prefix, lines)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return "(block)"
+    return f"`{value!r}`" if value is not None else "`null`"
+
+
+def _type(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    if typing.get_origin(annotation) is typing.Literal:
+        return " \\| ".join(repr(a) for a in typing.get_args(annotation))
+    return str(annotation).replace("typing.", "").replace("tunesmith.recipe.", "").replace("|", "\\|")
