@@ -215,3 +215,10 @@ def test_replay_mixes_general_tokens_at_the_asked_share(tiny_setup, tmp_path: Pa
     run = train(recipe).path
     replay = json.loads((run / "run.json").read_text())["data"]["replay"]
     assert replay["share"] == pytest.approx(0.25, abs=0.01) and replay["replay_samples"] > 0
+
+
+def test_profile_reports_where_step_time_goes(tiny_setup, tmp_path: Path, capsys) -> None:
+    train(make_recipe(tiny_setup, tmp_path, max_steps=2), profile=True)
+    err = capsys.readouterr().err
+    assert "where step time went" in err
+    assert all(phase in err for phase in ("data", "forward", "backward", "optimizer"))

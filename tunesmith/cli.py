@@ -71,12 +71,97 @@ def train(
     overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides, e.g. train.lr=2e-5"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint of this run"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder of the same name"),
+    profile: bool = typer.Option(False, "--profile", help="print where step time goes (data, forward, backward, optimizer)"),
 ) -> None:
     """Fine-tune: the recipe's method and adapter, in one loop; writes the run folder."""
     from tunesmith.recipe import load_recipe
     from tunesmith.train.loop import train as run_training
 
-    run_training(load_recipe(recipe, overrides or []), resume=resume, overwrite=overwrite)
+    run_training(load_recipe(recipe, overrides or []), resume=resume, overwrite=overwrite, profile=profile)
+
+
+@app.command()
+@friendly
+def merge(
+    run_dir: Path = typer.Argument(..., help="run folder (runs/<name>) of a LoRA, QLoRA, DoRA or IA3 run"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write the merged model (default RUN_DIR/merged)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="dtype of the saved model (default: the run's)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
+) -> None:
+    """Fold the run's adapter into its base weights: one standard model folder; logit parity is checked first."""
+    from tunesmith.merge import TOLERANCE, merge_run
+
+    result = merge_run(run_dir, out, dtype, overwrite)
+    console.print(f"merged (in fp32): max |logit diff| vs base + adapter = {result.max_abs_diff:.2e} "
+                  f"(tolerance {TOLERANCE:g}); saved as {result.dtype}")
+    if result.quantized_gap is not None:
+        console.print(f"QLoRA: merged into the unquantized base; vs the 4-bit model it was trained as, logits "
+                      f"differ by up to {result.quantized_gap:.3g} (NF4 rounding, now gone)")
+    console.print(f"model folder: {result.out}")
+
+
+@app.command()
+@friendly
+def export(
+    run_dir: Path = typer.Argument(..., help="run folder (runs/<name>) of an adapter run"),
+    out: Path = typer.Option(..., "--out", help="where to write the adapter folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
+) -> None:
+    """Write the run's adapter alone, for hot-swap serving on its base, with a README on how to load it."""
+    from tunesmith.merge import export_run
+
+    console.print(f"adapter folder: {export_run(run_dir, out, overwrite)} (see its README.md)")
+
+
+@app.command("eval")
+@friendly
+def eval_(
+    target: str = typer.Argument(..., help="run folder, adapter folder, model folder or hub id"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="comma-separated: heldout,ppl,mmlu,hellaswag,gsm8k,judge "
+                                        "(default: every suite whose data is given)"),
+    base: bool = typer.Option(False, "--base", help="also score the run's base model and print the changes"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="items per suite (per MMLU subject; ppl: lines)"),
+    shots: Optional[int] = typer.Option(None, "--shots", min=0, help="few-shot examples (default 5; HellaSwag 0)"),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="exit 3 if a general score falls more points "
+                                             "than this (implies --base)"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl"),
+    mmlu: Optional[str] = typer.Option(None, "--mmlu", help="MMLU CSV folder or file, or hub id"),
+    hellaswag: Optional[str] = typer.Option(None, "--hellaswag", help="HellaSwag JSONL, or hub id"),
+    gsm8k: Optional[str] = typer.Option(None, "--gsm8k", help="GSM8K JSONL, or hub id"),
+    heldout: Optional[str] = typer.Option(None, "--heldout", help="chat-format file to use instead of the run's split"),
+    ppl_file: Optional[str] = typer.Option(None, "--ppl-file", help="raw text file for --suite ppl"),
+    template: Optional[str] = typer.Option(None, "--template", help="chat template for a plain model (default: its own)"),
+    out: Optional[str] = typer.Option(None, "--out", help="folder for eval.json and report.html"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | bf16 | fp16 | fp32"),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="generation length (GSM8K, held-out, judge)"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1"),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model name at that endpoint"),
+    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="env var with the API key (OPENAI_API_KEY)"),
+    judge_questions: Optional[str] = typer.Option(None, "--judge-questions", help='JSONL of {"question", "reference"}'),
+) -> None:
+    """Score a model: held-out task, general benchmarks, perplexity, LLM judge; with --base, the forgetting report."""
+    from tunesmith.evaluate.run_eval import EvalOptions, run_eval
+
+    suites = [s.strip() for s in suite.split(",") if s.strip()] if suite else None
+    outcome = run_eval(EvalOptions(
+        target=target, suites=suites, base=base, limit=limit, shots=shots, max_drop=max_drop, data_dir=data_dir,
+        mmlu=mmlu, hellaswag=hellaswag, gsm8k=gsm8k, heldout=heldout, ppl_file=ppl_file, template=template, out=out,
+        dtype=dtype, batch_size=batch_size, max_new_tokens=max_new_tokens, judge_url=judge_url,
+        judge_model=judge_model, judge_key_env=judge_key_env, judge_questions=judge_questions,
+    ))
+    if outcome.failures:
+        console.print(f"[bold red]forgetting gate failed[/]: {len(outcome.failures)} general score(s) fell too far")
+        raise typer.Exit(3)
+
+
+@app.command()
+@friendly
+def report(run_dir: Path = typer.Argument(..., help="run folder (or an eval output folder)")) -> None:
+    """Redraw report.html (loss curves, eval table, before/after) in a run folder; it opens offline."""
+    from tunesmith.report import write_report
+
+    console.print(f"report: {write_report(run_dir)}")
 
 
 @app.command()

@@ -227,6 +227,13 @@ def _resolve_source(path_or_id: str, need_config: bool = True) -> tuple[str, boo
     """
     path = Path(path_or_id).expanduser()
     if path.is_dir():
+        if (path / "run.json").is_file() and not (path / "config.json").is_file():
+            raise UserError(
+                f"'{path_or_id}' is a tunesmith run folder, not a model; use {path / 'model'} (full fine-tuning), "
+                f"or `tunesmith merge {path_or_id}` to turn its adapter into a model"
+            )
+        if not need_config and not any((path / name).is_file() for name in _TOKENIZER_FILES):
+            raise UserError(f"folder '{path_or_id}' holds no tokenizer ({', '.join(_TOKENIZER_FILES)})")
         if need_config and not (path / "config.json").is_file():
             hint = (
                 " It holds an adapter (adapter_config.json): use its base model here and load the adapter on top."
@@ -248,6 +255,9 @@ def _resolve_source(path_or_id: str, need_config: bool = True) -> tuple[str, boo
             )
         return path_or_id, True
     return path_or_id, False
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def _hub_offline() -> bool:

@@ -24,12 +24,13 @@ from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.errors import UserError
 from tunesmith.models import count_parameters, load_model, load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from tunesmith.train.methods import build_objective
 from tunesmith.train.monitor import MetricsLog, detect_overfitting
 from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler
 from tunesmith.train.precision import resolve_mixed_precision
+from tunesmith.train.profile import StepProfiler
 from tunesmith.train.progress import TrainProgress
 from tunesmith.train.run_folder import RunFolder
 
@@ -42,7 +43,7 @@ class TrainingDiverged(UserError):
 
 @dataclass
 class Trainer:
-    """The pieces of a run once built; `run()` executes the loop."""
+    """The pieces of a run once built; `trainer_run()` executes the loop."""
 
     recipe: Recipe
     accelerator: Accelerator
@@ -54,13 +55,16 @@ class Trainer:
     scheduler: Any
     folder: RunFolder
     metrics: MetricsLog
+    profiler: StepProfiler = field(default_factory=lambda: StepProfiler(enabled=False))
     state: dict[str, Any] = field(default_factory=lambda: {"step": 0, "tokens": 0, "best_eval_loss": None})
 
 
-def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> RunFolder:
-    """Run `recipe` end to end and return its run folder."""
+def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, profile: bool = False) -> RunFolder:
+    """Run `recipe` end to end and return its run folder; `profile` prints where step time went."""
     trainer = build_trainer(recipe, resume=resume, overwrite=overwrite)
+    trainer.profiler = StepProfiler(enabled=profile)
     trainer_run(trainer)
+    trainer.profiler.print(console)
     return trainer.folder
 
 
@@ -129,7 +133,8 @@ def trainer_run(trainer: Trainer) -> None:
             for step in range(state["step"], trainer.objective.steps):
                 record = _train_step(trainer, step)
                 progress.update(step + 1, record)
-                _after_step(trainer, step + 1)
+                if _after_step(trainer, step + 1):
+                    break
     except KeyboardInterrupt:
         path = _save(trainer)
         console.print(f"[yellow]interrupted[/]: saved {path}; continue with --resume")
@@ -143,16 +148,19 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     model, accelerator, state = trainer.model, trainer.accelerator, trainer.state
     model.train()
     started = time.perf_counter()
-    objective = trainer.objective
-    batches = objective.step_batches(step, model)
+    objective, profiler = trainer.objective, trainer.profiler
+    with profiler.phase("data"):
+        batches = objective.step_batches(step, model)
     local_units = sum(objective.units(b) for b in batches)
     total_units = int(accelerator.reduce(torch.tensor(local_units, device=accelerator.device), "sum").item())
     loss_total = 0.0
     extras: dict[str, float] = {}
     for batch in batches:
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        loss_sum, metrics = objective.loss_sum(model, batch)
-        accelerator.backward(loss_sum / max(total_units, 1) * accelerator.num_processes)
+        with profiler.phase("forward"):
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            loss_sum, metrics = objective.loss_sum(model, batch)
+        with profiler.phase("backward"):
+            accelerator.backward(loss_sum / max(total_units, 1) * accelerator.num_processes)
         loss_total += loss_sum.item()
         for key, value in metrics.items():
             extras[key] = extras.get(key, 0.0) + value
@@ -166,11 +174,12 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
             + (f" and the last good checkpoint is {last}" if last else "")
             + ". Lower train.lr, enable train.max_grad_norm, or check the data for broken rows."
         )
-    grad_norm = accelerator.clip_grad_norm_(model.parameters(), trainer.recipe.train.max_grad_norm)
     lr = trainer.scheduler.get_last_lr()[0]
-    trainer.optimizer.step()
-    trainer.scheduler.step()
-    trainer.optimizer.zero_grad(set_to_none=True)
+    with profiler.phase("optimizer"):
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), trainer.recipe.train.max_grad_norm)
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
     elapsed = time.perf_counter() - started
     state["step"] = step + 1
     real_tokens = objective.real_tokens(step)
@@ -185,13 +194,18 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     return record
 
 
-def _after_step(trainer: Trainer, step: int) -> None:
-    t = trainer.recipe.train
+def _after_step(trainer: Trainer, step: int) -> bool:
+    """Scheduled evaluation and checkpoint; True when early stopping ends the run at this step."""
+    t, state = trainer.recipe.train, trainer.state
     last = step == trainer.objective.steps
     if t.eval_every and step % t.eval_every == 0 and not last:
         _evaluate(trainer, step)
-    if t.save_every and step % t.save_every == 0 and not last:
+    if "stopped_early" in state:
+        return True  # _finish saves the weights; a checkpoint saying "stopped" would stop a resumed run at once
+    best_just_saved = state.get("best_step") == step and t.save_every is not None
+    if t.save_every and step % t.save_every == 0 and not last and not best_just_saved:
         _save(trainer)
+    return False
 
 
 def _evaluate(trainer: Trainer, step: int) -> float | None:
@@ -201,13 +215,18 @@ def _evaluate(trainer: Trainer, step: int) -> float | None:
     trainer.metrics.log({"step": step, **metrics})
     loss = metrics["eval_loss"]
     state = trainer.state
+    t = trainer.recipe.train
     if state["best_eval_loss"] is None or loss < state["best_eval_loss"]:
         state["best_eval_loss"], state["best_step"] = loss, step
-    if trainer.recipe.train.patience:
-        warning = detect_overfitting(trainer.metrics.evals, trainer.metrics.trains, trainer.recipe.train.patience)
+        if t.save_every and 0 < step < trainer.objective.steps:
+            _save(trainer)  # every new best is kept (protected from rotation) until a better one replaces it
+    if t.patience:
+        warning = detect_overfitting(trainer.metrics.evals, trainer.metrics.trains, t.patience)
         if warning:
             console.print(f"[yellow]warning:[/] {warning}")
             state["overfitting"] = warning
+            if t.early_stop and step < trainer.objective.steps:
+                state["stopped_early"] = f"train.early_stop at step {step}: {warning}"
     return loss
 
 
@@ -216,22 +235,34 @@ def _save(trainer: Trainer) -> Path:
     return save_checkpoint(
         trainer.folder.path, trainer.state["step"], model, trainer.optimizer, trainer.scheduler,
         dict(trainer.state), keep=trainer.recipe.train.keep_checkpoints,
+        protect=[trainer.state["best_step"]] if trainer.state.get("best_step") else [],
     )
 
 
 def _finish(trainer: Trainer) -> None:
-    """Final evaluation, weights/adapter, plot and run.json."""
+    """Final evaluation, weights/adapter, plot and run.json (with the best checkpoint and any early stop)."""
     state = trainer.state
-    final_eval = _evaluate(trainer, state["step"])
+    evals = trainer.metrics.evals
+    already = evals and evals[-1][0] == state["step"]  # early stop right after an evaluation at this step
+    final_eval = evals[-1][1] if already else _evaluate(trainer, state["step"])
     model = trainer.accelerator.unwrap_model(trainer.model)
     output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter)
     plot = trainer.folder.plot(trainer.metrics)
     evals = trainer.metrics.evals
+    best_step = state.get("best_step")
+    best_checkpoint = output if best_step == state["step"] else dict(list_checkpoints(trainer.folder.path)).get(best_step)
     state["final"] = {
         "train_loss": trainer.metrics.trains[-1][1] if trainer.metrics.trains else None,
         "eval_loss_before": evals[0][1] if evals and evals[0][0] == 0 else None,
         "eval_loss": final_eval,
+        "best_step": best_step, "best_eval_loss": state.get("best_eval_loss"),
+        "best_checkpoint": str(best_checkpoint) if best_checkpoint else None,
+        "stopped_early": state.get("stopped_early"),
     }
+    if state.get("stopped_early"):
+        console.print(f"[yellow]stopped early[/]: {state['stopped_early']}")
+    if best_checkpoint:
+        console.print(f"best eval loss {state['best_eval_loss']:.4f} at step {best_step}: {best_checkpoint}")
     trainer.folder.write_run_json(trainer.recipe, trainer.data, state, status="done")
     before, after = state["final"]["eval_loss_before"], final_eval
     if before is not None and after is not None:
