@@ -61,7 +61,8 @@ def load_mmlu(source: str) -> dict[str, list[MultipleChoice]]:
         rows = _hub_rows("mmlu", source)
         subjects: dict[str, list[MultipleChoice]] = {}
         for row in rows:
-            item = MultipleChoice(_mmlu_query(row["question"], row["choices"]), LETTERS, int(row["answer"]), row["subject"])
+            query = _mmlu_query(row["question"], row["choices"])
+            item = MultipleChoice(query, LETTERS, int(row["answer"]), row["subject"])
             subjects.setdefault(row["subject"], []).append(item)
         return subjects
     files = [path] if path.is_file() else sorted(path.glob("*_test.csv")) or sorted(path.glob("test/*_test.csv"))
@@ -100,7 +101,8 @@ def load_hellaswag(source: str) -> list[MultipleChoice]:
             query = hellaswag_text(row["activity_label"] + ": " + ctx)
             items.append(MultipleChoice(query, tuple(hellaswag_text(e) for e in row["endings"]), int(row["label"])))
         except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{where}: a HellaSwag row needs activity_label, ctx_a, ctx_b, endings, label ({e})") from None
+            raise DataError(
+                f"{where}: a HellaSwag row needs activity_label, ctx_a, ctx_b, endings, label ({e})") from None
     return items
 
 

@@ -36,12 +36,20 @@ class Delta:
         return (self.tuned - self.base) * scale
 
     @property
+    def improved(self) -> bool | None:
+        """True when the fine-tune scores better (lower, for losses and perplexities); None when equal."""
+        if self.tuned == self.base:
+            return None
+        return self.tuned < self.base if self.metric in LOWER_IS_BETTER else self.tuned > self.base
+
+    @property
     def general(self) -> bool:
         """A general benchmark's primary score: the ones the gate watches."""
         return PRIMARY.get(self.suite) == self.metric
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "change": self.change, "unit": "points" if self.in_points else "", "general": self.general}
+        return {**asdict(self), "change": self.change, "unit": "points" if self.in_points else "",
+                "improved": self.improved, "general": self.general}
 
 
 def compare(tuned: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]]) -> list[Delta]:

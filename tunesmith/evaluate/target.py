@@ -9,10 +9,11 @@ same chat template, so before and after are measured on identical prompts.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
@@ -21,6 +22,7 @@ from tunesmith.recipe import Recipe, recipe_from_dict
 
 RUN_FILE = "run.json"
 ADAPTER_CONFIG = "adapter_config.json"
+BOTTLENECK_CONFIG = "bottleneck_config.json"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Target:
     model: str
     template: str = "auto"
     adapter: Path | None = None
+    quantization: str | None = None
     run_dir: Path | None = None
     run: dict[str, Any] | None = field(default=None, compare=False)
 
@@ -53,10 +56,10 @@ class Target:
         base = self.base_model
         if base is None:
             raise UserError(
-                f"--base compares a fine-tuned run with its base model, but '{self.name}' is a plain model; "
-                "give a run folder (it records its base model in run.json)"
+                f"--base (and --max-drop) compare a fine-tuned run with its base model, but '{self.name}' is a "
+                "plain model; give a run folder (it records its base model in run.json)"
             )
-        return Target(name=f"{self.name} (base)", model=base, template=self.template)
+        return Target(name=f"{self.name} (base)", model=base, template=self.template, quantization=self.quantization)
 
     def recipe(self) -> Recipe:
         """The run's recipe, re-validated from run.json."""
@@ -65,13 +68,14 @@ class Target:
         return recipe_from_dict(self.run["recipe"], source=str(self.run_dir / RUN_FILE))
 
     def default_out(self) -> Path:
-        """Where eval.json goes: the run folder, a writable model folder, else runs/eval-<name>/."""
+        """Where eval.json goes: the run folder, else runs/eval-<name>/ in the working directory.
+
+        Never into a plain model folder: those are often shared, read-only or a hub cache, and a stray file
+        there would travel with the model (to a server, to the hub).
+        """
         if self.run_dir is not None:
             return self.run_dir
-        folder = Path(self.model)
-        if self.adapter is None and folder.is_dir() and os.access(folder, os.W_OK):
-            return folder
-        return Path("runs") / f"eval-{Path(self.name).name}"
+        return Path("runs") / f"eval-{Path(self.name.rstrip('/')).name}"
 
 
 @dataclass
@@ -89,9 +93,9 @@ def resolve_target(spec: str, template: str | None = None) -> Target:
     path = Path(spec).expanduser()
     if path.is_dir() and (path / RUN_FILE).is_file():
         return _from_run(path, template)
+    if path.is_dir() and (path.parent / RUN_FILE).is_file() and _is_adapter(path):
+        return _from_run(path.parent, template)
     if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
-        if (path.parent / RUN_FILE).is_file():
-            return _from_run(path.parent, template)
         return _from_adapter(path, template)
     if path.is_dir() and not (path / "config.json").is_file():
         raise UserError(
@@ -99,6 +103,10 @@ def resolve_target(spec: str, template: str | None = None) -> Target:
             "folder (config.json); point to one of those"
         )
     return Target(name=spec, model=str(path) if path.is_dir() else spec, template=template or "auto")
+
+
+def _is_adapter(folder: Path) -> bool:
+    return (folder / ADAPTER_CONFIG).is_file() or (folder / BOTTLENECK_CONFIG).is_file()
 
 
 def _from_run(run_dir: Path, template: str | None) -> Target:
@@ -116,7 +124,9 @@ def _from_run(run_dir: Path, template: str | None) -> Target:
     name = run.get("name", run_dir.name)
     if output.name == "model":
         return Target(name=name, model=str(output), template=template, run_dir=run_dir, run=run)
-    return Target(name=name, model=run["base_model"], template=template, adapter=output, run_dir=run_dir, run=run)
+    quantization = "nf4" if run.get("adapter") == "qlora" else None  # evaluate on the base it was trained on
+    return Target(name=name, model=run["base_model"], template=template, adapter=output, quantization=quantization,
+                  run_dir=run_dir, run=run)
 
 
 def _from_adapter(folder: Path, template: str | None) -> Target:
@@ -128,16 +138,32 @@ def _from_adapter(folder: Path, template: str | None) -> Target:
 
 
 def load_target(target: Target, dtype: str = "auto") -> LoadedTarget:
-    """Load weights and tokenizer; a LoRA-family adapter is merged into the base for plain-model speed."""
+    """Load weights and tokenizer, then the adapter on top (see `attach_adapter`); on a CUDA machine the model
+    moves to the GPU (bitsandbytes has already placed a quantized one there)."""
     tokenizer = load_tokenizer(target.tokenizer_source)
     apply_template(tokenizer, target.template)
-    model = load_model(target.model, dtype=dtype, tokenizer=tokenizer)
+    model = load_model(target.model, dtype=dtype, tokenizer=tokenizer, quantization=target.quantization)
     if target.adapter is not None:
-        from peft import PeftModel, PeftType
-
-        model = PeftModel.from_pretrained(model, str(target.adapter))
-        if model.peft_config["default"].peft_type == PeftType.LORA:
-            model = model.merge_and_unload()
+        model = attach_adapter(model, target.adapter, merge=target.quantization is None)
+    if target.quantization is None and torch.cuda.is_available():
+        model.to("cuda")
     model.eval()
     return LoadedTarget(target, model, tokenizer, end_of_turn(tokenizer, target.template))
+
+
+def attach_adapter(model: Any, folder: Path, merge: bool) -> Any:
+    """The base with the adapter saved in `folder` (PEFT or our bottleneck); LoRA/DoRA is merged into full
+    weights when `merge` (the same outputs, at plain-model speed), but not into a quantized base."""
+    if (folder / BOTTLENECK_CONFIG).is_file():
+        from tunesmith.bottleneck import load_bottleneck
+
+        return load_bottleneck(model, folder)
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise UserError(f"{folder} holds no adapter ({ADAPTER_CONFIG} or {BOTTLENECK_CONFIG}); was the run finished?")
+    from peft import PeftModel, PeftType
+
+    model = PeftModel.from_pretrained(model, str(folder))
+    if merge and model.peft_config["default"].peft_type == PeftType.LORA:
+        model = model.merge_and_unload()
+    return model
 

@@ -1,0 +1,259 @@
+"""`tunesmith eval TARGET`: score a model on the chosen suites, optionally its base model too, and gate.
+
+Reads top to bottom: resolve the target (run folder, adapter, model folder, hub id) and the settings
+(command line over the run's `eval:` recipe block), decide the suites and find their data before loading
+any weights, score the target and then the base with the same prompts, compare, write eval.json and
+report.html, print the table. `EvalOutcome.failures` lists general scores that fell more than `max_drop`
+points; the CLI turns them into exit status 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from tunesmith.data.tokenize import tokenize_prompt
+from tunesmith.data.types import Message
+from tunesmith.errors import UserError, suggestion
+from tunesmith.evaluate.benchmark_data import locate
+from tunesmith.evaluate.benchmarks import LOADERS, run_benchmark
+from tunesmith.evaluate.forgetting import Delta, compare, gate_failures
+from tunesmith.evaluate.generate import generate
+from tunesmith.evaluate.heldout import HeldoutSet, heldout_from_file, heldout_from_run, heldout_metrics, text_perplexity
+from tunesmith.evaluate.judge import JudgeClient, JudgeQuestion, compare_answers, grade_answers, load_questions
+from tunesmith.evaluate.target import LoadedTarget, Target, load_target, resolve_target
+from tunesmith.models import load_tokenizer
+from tunesmith.recipe import EvalSpec
+from tunesmith.registry import BENCHMARKS, EVAL_SUITES
+from tunesmith.report import eval_rows, write_report
+
+EVAL_FILE = "eval.json"
+console = Console(stderr=True)
+
+
+@dataclass
+class EvalOptions:
+    """The command line of `tunesmith eval`; None means "the run's eval: block, else the default"."""
+
+    target: str
+    suites: list[str] | None = None
+    base: bool = False
+    limit: int | None = None
+    shots: int | None = None
+    max_drop: float | None = None
+    data_dir: str | None = None
+    mmlu: str | None = None
+    hellaswag: str | None = None
+    gsm8k: str | None = None
+    heldout: str | None = None
+    ppl_file: str | None = None
+    template: str | None = None
+    out: str | None = None
+    dtype: str = "auto"
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    judge_url: str | None = None
+    judge_model: str | None = None
+    judge_key_env: str | None = None
+    judge_questions: str | None = None
+
+
+@dataclass
+class Plan:
+    """What to run, with every input found and read before any model is loaded."""
+
+    suites: list[str]
+    benchmarks: dict[str, Any] = field(default_factory=dict)
+    heldout: HeldoutSet | None = None
+    ppl_file: str | None = None
+    judge: JudgeClient | None = None
+    questions: list[JudgeQuestion] = field(default_factory=list)
+
+
+@dataclass
+class EvalOutcome:
+    path: Path
+    record: dict[str, Any]
+    deltas: list[Delta]
+    failures: list[str]
+
+
+def run_eval(options: EvalOptions) -> EvalOutcome:
+    """Evaluate `options.target` (and its base with --base or a max_drop), write eval.json and report.html."""
+    started = time.perf_counter()
+    target = resolve_target(options.target, options.template)
+    if options.template and target.run is not None:
+        raise UserError("--template applies to plain models; a run uses its own (data.template in its run.json)")
+    options = _with_recipe_defaults(options, target)
+    base = target.base() if options.base or options.max_drop is not None else None
+    plan = make_plan(options, target)
+    if options.max_drop is not None and not set(plan.suites) & set(BENCHMARKS):
+        console.print(f"[yellow]warning:[/] max_drop {options.max_drop:g} gates the general benchmarks "
+                      f"({', '.join(BENCHMARKS)}), and none of them is in --suite: the gate checks nothing")
+    results, answers = score(target, plan, options)
+    base_results: dict[str, Any] | None = None
+    if base is not None:
+        base_results, base_answers = score(base, plan, options)
+        if plan.judge is not None:
+            results["judge_pairwise"] = compare_answers(plan.judge, plan.questions, answers, base_answers)
+    deltas = compare(results, base_results) if base_results is not None else []
+    failures = gate_failures(deltas, options.max_drop) if options.max_drop is not None else []
+    record = {
+        "target": _describe(target), "base": _describe(base) if base else None,
+        "settings": {"suites": plan.suites, "limit": options.limit, "shots": options.shots, "dtype": options.dtype,
+                     "max_drop": options.max_drop},
+        "results": results, "base_results": base_results, "deltas": [d.as_dict() for d in deltas],
+        "gate": {"max_drop": options.max_drop, "failures": failures},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    out = Path(options.out) if options.out else target.default_out()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / EVAL_FILE
+    path.write_text(json.dumps(record, indent=2))
+    report = write_report(out)
+    print_table(record)
+    console.print(f"wrote {path} and {report}")
+    return EvalOutcome(path, record, deltas, failures)
+
+
+def _with_recipe_defaults(options: EvalOptions, target: Target) -> EvalOptions:
+    """Fill options left unset from the run's `eval:` recipe block (command line wins)."""
+    raw = (target.run or {}).get("recipe", {}).get("eval") or {}
+    try:
+        spec = EvalSpec.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(f"the eval: block of {target.run_dir}/run.json is invalid: {e}") from None
+    judge = spec.judge
+    merged = dict(
+        suites=options.suites or spec.suite, limit=options.limit or spec.limit,
+        shots=options.shots if options.shots is not None else spec.shots,
+        max_drop=options.max_drop if options.max_drop is not None else spec.max_drop,
+        data_dir=options.data_dir or spec.data_dir, judge_url=options.judge_url or judge.url,
+        judge_model=options.judge_model or judge.model, judge_key_env=options.judge_key_env or judge.key_env,
+        judge_questions=options.judge_questions or judge.questions,
+    )
+    return EvalOptions(**{**options.__dict__, **merged})
+
+
+def make_plan(options: EvalOptions, target: Target) -> Plan:
+    """Decide the suites and read their inputs; a requested suite without its input is a UserError."""
+    data_dir = Path(options.data_dir) if options.data_dir else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir: folder not found: {data_dir}")
+    sources = {name: locate(name, getattr(options, name), data_dir) for name in BENCHMARKS}
+    has_heldout = options.heldout is not None or target.run is not None
+    has_judge = bool(options.judge_url and options.judge_questions)
+    if options.suites is None:
+        available = {"heldout": has_heldout, "ppl": bool(options.ppl_file), "judge": has_judge,
+                     **{name: sources[name] is not None for name in BENCHMARKS}}
+        suites = [s for s in EVAL_SUITES if available[s]]
+        if not suites:
+            raise UserError("nothing to evaluate: name a --suite and give its data (--data-dir DIR for the "
+                            "benchmarks, --heldout FILE, --ppl-file FILE, --judge-url URL with --judge-questions FILE)")
+    else:
+        suites = list(dict.fromkeys(options.suites))
+    for suite in suites:
+        if suite not in EVAL_SUITES:
+            raise UserError(f"--suite: unknown suite '{suite}'{suggestion(suite, EVAL_SUITES)}; "
+                            f"choose from {', '.join(EVAL_SUITES)}")
+    plan = Plan(suites)
+    for suite in suites:
+        if suite in BENCHMARKS:
+            if sources[suite] is None:
+                raise UserError(f"--suite {suite} needs its data: --{suite} PATH, or --data-dir DIR holding it "
+                                "(mmlu/, hellaswag*.jsonl, gsm8k*.jsonl)")
+            plan.benchmarks[suite] = LOADERS[suite](sources[suite])
+        elif suite == "heldout":
+            plan.heldout = _heldout(options, target)
+        elif suite == "ppl":
+            if not options.ppl_file:
+                raise UserError("--suite ppl needs --ppl-file FILE (raw text, e.g. tinystories_valid_head.txt)")
+            plan.ppl_file = options.ppl_file
+        else:
+            plan.judge, plan.questions = _judge(options)
+    return plan
+
+
+def _heldout(options: EvalOptions, target: Target) -> HeldoutSet:
+    if options.heldout is not None:
+        return heldout_from_file(options.heldout)
+    if target.run is None:
+        raise UserError("--suite heldout on a plain model needs --heldout FILE (a chat-format data file)")
+    return heldout_from_run(target, load_tokenizer(target.tokenizer_source))
+
+
+def _judge(options: EvalOptions) -> tuple[JudgeClient, list[JudgeQuestion]]:
+    if not options.judge_url or not options.judge_model:
+        raise UserError("--suite judge needs --judge-url URL (an OpenAI-compatible endpoint) and --judge-model NAME")
+    if not options.judge_questions:
+        raise UserError('--suite judge needs --judge-questions FILE '
+                        '(JSONL of {"question": ..., "reference": optional})')
+    key_env = options.judge_key_env or "OPENAI_API_KEY"
+    client = JudgeClient(options.judge_url, options.judge_model, api_key=os.environ.get(key_env))
+    return client, load_questions(options.judge_questions)
+
+
+def score(target: Target, plan: Plan, options: EvalOptions) -> tuple[dict[str, Any], list[str]]:
+    """Every suite of `plan` on `target`: results by suite, and its answers to the judge's questions."""
+    loaded = load_target(target, options.dtype)
+    results: dict[str, Any] = {}
+    answers: list[str] = []
+    for suite in plan.suites:
+        started = time.perf_counter()
+        if suite in BENCHMARKS:
+            result = run_benchmark(suite, loaded.model, loaded.tokenizer, plan.benchmarks[suite], limit=options.limit,
+                                   shots=options.shots, batch_size=options.batch_size,
+                                   max_new_tokens=options.max_new_tokens)
+        elif suite == "heldout":
+            result = heldout_metrics(loaded.model, loaded.tokenizer, plan.heldout, end_of_turn=loaded.end_of_turn,
+                                     limit=options.limit, batch_size=options.batch_size,
+                                     max_new_tokens=options.max_new_tokens)
+        elif suite == "ppl":
+            result = text_perplexity(loaded.model, loaded.tokenizer, plan.ppl_file, limit=options.limit,
+                                     batch_size=options.batch_size)
+        else:
+            answers = answer_questions(loaded, plan.questions, options)
+            result = grade_answers(plan.judge, plan.questions, answers)
+        result["seconds"] = round(time.perf_counter() - started, 2)
+        results[suite] = result
+        console.print(f"{target.name}: {suite} done in {result['seconds']:.1f} s")
+    return results, answers
+
+
+def answer_questions(loaded: LoadedTarget, questions: list[JudgeQuestion], options: EvalOptions) -> list[str]:
+    """Greedy answers under the chat template, for the judge."""
+    prompts = [tokenize_prompt(loaded.tokenizer, [Message("user", q.question)]) for q in questions]
+    outputs = generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=options.max_new_tokens,
+                       stop=[loaded.end_of_turn], batch_size=options.batch_size)
+    return [out.strip() for out in outputs]
+
+
+def _describe(target: Target) -> dict[str, Any]:
+    return {"name": target.name, "model": target.model, "adapter": str(target.adapter) if target.adapter else None,
+            "template": target.template, "run_dir": str(target.run_dir) if target.run_dir else None}
+
+
+def print_table(record: dict[str, Any]) -> None:
+    """The results (and base, change) as a rich table on stdout; gate failures below it on stderr."""
+    with_base = record.get("base_results") is not None
+    table = Table(title=f"eval: {record['target']['name']}")
+    for column in ("suite", "metric", "n", "score", *(("base", "change") if with_base else ()), "note"):
+        table.add_column(column, justify="left" if column in ("suite", "metric", "note") else "right")
+    for row in eval_rows(record):
+        cells = [row["suite"], row["metric"], row["n"], row["score"]]
+        color = {"good": "green", "bad": "red"}.get(row["trend"])
+        cells += [row["base"], f"[{color}]{row['change']}[/]" if color else row["change"]] if with_base else []
+        table.add_row(*cells, row["note"])
+    Console().print(table)
+    for failure in record["gate"]["failures"]:
+        console.print(f"[bold red]gate:[/] {failure}")
