@@ -138,12 +138,12 @@ def run_child(module: str, payload: dict[str, Any], log: Path, timeout: float = 
     return json.loads(marked[-1][len(RESULT_MARK):])
 
 
-def profile_train_step(trainer: Any, warmup: int = 2, top: int = 12) -> list[dict[str, Any]]:
-    """The `top` operators by self CPU time over one optimizer step of a built trainer, after `warmup` steps.
+def profile_train_step(trainer: Any, warmup: int = 2, top: int = 12) -> dict[str, Any]:
+    """Where one optimizer step's CPU time goes: the `top` operators by self time, after `warmup` steps.
 
     It runs the loop's own step function (`loop._train_step`), so what is profiled is exactly what
-    `train()` executes: collation, forward, loss, backward, clipping, optimizer. Each row: op name, calls,
-    self milliseconds and share of the step's total self time.
+    `train()` executes: collation, forward, loss, backward, clipping, optimizer. Returns the step index,
+    the step's total self milliseconds, and rows of op name, calls, self milliseconds and share.
     """
     from tunesmith.train.loop import _train_step  # the real step, not a re-implementation of it
 
@@ -154,5 +154,33 @@ def profile_train_step(trainer: Any, warmup: int = 2, top: int = 12) -> list[dic
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    return [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3,
-             "share": e.self_cpu_time_total / total} for e in ranked]
+    ops = [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total} for e in ranked]
+    return {"step": warmup, "total_ms": total / 1e3, "ops": ops}
+
+
+class StepCpuClock:
+    """Wraps a training Objective and records the process CPU seconds of every optimizer step.
+
+    The loop calls `step_batches(step)` first thing in a step and `real_tokens(step)` after the optimizer
+    update, so the CPU time between them is the step the loop times in wall seconds. On a shared machine
+    wall time swings with other jobs; CPU time (all threads of this process) mostly does not, so
+    tokens per CPU-second is the steadier cost figure. Everything else is delegated unchanged.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.cpu_seconds: dict[int, float] = {}
+        self._started: dict[int, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def step_batches(self, step: int, model: torch.nn.Module) -> Any:
+        self._started[step] = time.process_time()
+        return self.inner.step_batches(step, model)
+
+    def real_tokens(self, step: int) -> int:
+        tokens = self.inner.real_tokens(step)
+        self.cpu_seconds[step] = time.process_time() - self._started[step]
+        return tokens

@@ -1,7 +1,7 @@
 """Packed vs unpacked LoRA SFT throughput, through tunesmith's real training loop, on skew-length real data.
 
-    python -m bench.packing             # fp32 and bf16, 2 interleaved repeats (~6-8 min on 2 cores)
-    python -m bench.packing --quick     # bf16 only, 1 repeat, fewer steps (~1.5 min)
+    python -m bench.packing             # fp32 and bf16, 2 interleaved repeats (~5 min on 2 cores)
+    python -m bench.packing --quick     # bf16 only, 1 repeat, fewer steps (~1 min)
     python -m bench.packing --profile   # top operators of one step of each configuration
 
 Data: Alpaca 1k (short answers) + ShareGPT tool-call 300 (long, with tool schemas): median 109 tokens, a
@@ -10,11 +10,20 @@ byte-level BPE tokenizer trained on that data, LoRA r16 on all linear layers, mo
 `mixed_precision` "no" (fp32) or "bf16" (autocast).
 
 Each configuration is one `train()` (build_trainer + trainer_run) in a fresh process, so peak RSS is its
-own. Both modes get the same number of real tokens per optimizer step (packed: --packed-batch rows of
---seq-len; unpacked: as many samples as fill that on average), so the lr schedule and final losses are
-comparable. Throughput comes from the run's metrics.jsonl (the loop times each step and counts non-pad
-tokens), over the steps after --warmup. Runs alternate A B B A ... so a machine slowing down (these drift
-up to 3x in an hour) hits both modes alike; the ratio column is the median of per-repeat pair ratios.
+own. Both modes get about the same real tokens per optimizer step (packed: --packed-batch rows of --seq-len;
+unpacked: as many samples as fill that on average), so the lr schedules match and final losses compare.
+Throughput comes from the run's metrics.jsonl (the loop times each step and counts non-pad tokens): total
+tokens over total step time, after --warmup steps. Runs alternate A B B A ... so a machine slowing down
+(these drift up to 3x in an hour) hits both modes alike; the ratio row ("p/u" = packed / unpacked) is the
+median of per-repeat pair ratios. "real tok/CPU-s" divides by the CPU time of the steps (all threads)
+instead of their wall time: the steadier figure when other jobs share the cores. "cores" is that CPU time
+per wall second; well below the thread count means the run was competing for the machine.
+
+Threads: one per run by default (`--threads 0` for torch's default of one per core). On this shared 2-core
+machine under load (other jobs: load average 6-9), two threads made each step 3-20x slower and erratic,
+one thread ran steady (within 5%); the likely cause is that each of a step's ~1,000 parallel ops waits at
+a barrier for whichever thread the scheduler has parked. Packed and unpacked run the same kernels, so
+their ratio should not hinge on the thread count; the absolute figures do.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import torch
 
 from bench.common import (
     SHARED_DATA,
+    StepCpuClock,
     emit_result,
     machine_summary,
     matmul_gflops,
@@ -76,25 +86,37 @@ def configure(base: dict[str, Any], mode: str, precision: str, batch_size: int, 
 def child_main(payload: dict[str, Any]) -> dict[str, Any]:
     """Train one configuration, then read its metrics.jsonl and check the loop's token accounting."""
     recipe = recipe_from_dict(payload["recipe"], source="bench recipe")
+    if payload["threads"]:
+        torch.set_num_threads(payload["threads"])
     if payload.get("profile"):
         trainer = build_trainer(recipe, overwrite=True)
-        return {"top_ops": profile_train_step(trainer, warmup=payload["warmup"], top=payload["top"])}
+        profile = profile_train_step(trainer, warmup=payload["warmup"], top=payload["top"])
+        batches = trainer.objective.step_batches(profile["step"], trainer.model)
+        slots = sum(batch["input_ids"].numel() for batch in batches)
+        return {**profile, "real_tokens": trainer.objective.real_tokens(profile["step"]), "slots": slots}
     started = time.perf_counter()
     trainer = build_trainer(recipe, overwrite=True)
+    clock = StepCpuClock(trainer.objective)
+    trainer.objective = clock
     trainer_run(trainer)
     wall = time.perf_counter() - started
     records = read_metrics(trainer.folder.path / METRICS_FILE)
     steps = [r for r in records if "tokens_per_s" in r]
     evals = [r for r in records if "eval_loss" in r]
-    plan: BatchPlan = trainer.objective.plan  # type: ignore[attr-defined]
+    plan: BatchPlan = clock.inner.plan
     accounting = check_token_accounting(plan, steps)
     timed = steps[payload["warmup"]:]
     real = [accounting["real_per_step"][r["step"] - 1] for r in timed]
-    seconds = sum(n / r["tokens_per_s"] for n, r in zip(real, timed))
+    seconds = [n / r["tokens_per_s"] for n, r in zip(real, timed)]
+    cpu = [clock.cpu_seconds[r["step"] - 1] for r in timed]
+    # Totals over the timed steps, not medians of per-step rates: a step's trained share swings with the
+    # samples in it (a tool-call sample's long system prompt is untrained), so per-step ratios are skewed.
     return {
-        "real_tok_s": sum(real) / seconds,
-        "trained_tok_s": sum(r["units"] for r in timed) / seconds,
+        "real_tok_s": sum(real) / sum(seconds),
+        "real_tok_cpu_s": sum(real) / sum(cpu),
+        "trained_tok_s": sum(r["units"] for r in timed) / sum(seconds),
         "real_per_step": statistics.mean(real),
+        "cores_used": sum(cpu) / sum(seconds),
         "pad_fraction": accounting["pad_fraction"],
         "accounting_ok": accounting["ok"],
         "accounting_note": accounting["note"],
@@ -103,7 +125,7 @@ def child_main(payload: dict[str, Any]) -> dict[str, Any]:
         "eval_loss_end": evals[-1]["eval_loss"] if evals else None,
         "train_loss_end": steps[-1]["loss"],
         "timed_steps": len(timed),
-        "step_seconds": seconds,
+        "step_seconds": sum(seconds),
         "wall_seconds": wall,
     }
 
@@ -112,8 +134,8 @@ def check_token_accounting(plan: BatchPlan, steps: list[dict[str, Any]]) -> dict
     """Does the loop's `tokens` (the numerator of tokens_per_s) count non-pad tokens only?
 
     Counted independently of `BatchPlan.real_tokens`: a packed row's tokens are the sum of its samples'
-    lengths; a padded batch's are its attention mask's ones, never batch x longest. Also returns the share
-    of the model's input slots that were padding, over the whole run.
+    lengths; a padded batch's are its samples' lengths, which must also equal its attention mask's ones
+    (never batch x longest). Also returns the share of the model's input slots that were padding.
     """
     real_per_step, problems, real_total, slots_total = [], [], 0, 0
     previous = 0
@@ -121,7 +143,10 @@ def check_token_accounting(plan: BatchPlan, steps: list[dict[str, Any]]) -> dict
         step = record["step"] - 1
         independent = 0
         for rows, batch in zip(plan.micro_batches[step * plan.accum:(step + 1) * plan.accum], plan.step_batches(step)):
-            independent += sum(sum(r.lengths) for r in rows) if plan.packed else int(batch["attention_mask"].sum())
+            lengths = sum(sum(r.lengths) for r in rows) if plan.packed else sum(len(s) for s in rows)
+            if not plan.packed and lengths != int(batch["attention_mask"].sum()):
+                problems.append(f"step {step + 1}: attention mask disagrees with the sample lengths")
+            independent += lengths
             slots_total += batch["input_ids"].numel()
         logged = record["tokens"] - previous
         previous = record["tokens"]
@@ -168,6 +193,8 @@ def pad_fraction_by_batch(samples: list[Sample], seq_len: int, sizes: tuple[int,
 def run_all(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
     precisions = ["bf16"] if args.quick else args.precision
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the matmul probe then measures what the runs get
     print("machine:", json.dumps(machine_summary()))
     data_file, model_dir = prepare(workdir, Path(args.data_dir), args.vocab, args.kv_heads, args.seq_len)
     base = base_recipe(model_dir, data_file, workdir / "runs", args)
@@ -184,7 +211,8 @@ def run_all(args: argparse.Namespace) -> None:
     print(f"batches: packed {args.packed_batch} row(s) of <= {args.seq_len} tokens; unpacked {unpacked_batch} samples "
           f"(matched real tokens per step); {args.warmup} warm-up + {args.steps} timed steps per run")
     if args.profile:
-        return profile_all(args, base, precisions, unpacked_batch, workdir)
+        profile_all(args, base, precisions, unpacked_batch, workdir)
+        return
     probe_start = probe()
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for repeat in range(args.repeats):
@@ -192,35 +220,50 @@ def run_all(args: argparse.Namespace) -> None:
             for mode in MODES if repeat % 2 == 0 else MODES[::-1]:
                 batch = args.packed_batch if mode == "packed" else unpacked_batch
                 recipe = configure(base, mode, precision, batch, repeat)
-                result = run_child("bench.packing", {"recipe": recipe, "warmup": args.warmup},
-                                   workdir / f"{recipe['name']}.log")
+                payload = {"recipe": recipe, "warmup": args.warmup, "threads": args.threads}
+                result = run_child("bench.packing", payload, workdir / f"{recipe['name']}.log")
                 results.setdefault((precision, mode), []).append(result)
                 print(f"  run {recipe['name']}: {result['real_tok_s']:.0f} real tok/s, "
+                      f"{result['real_tok_cpu_s']:.0f} real tok/CPU-s, {result['cores_used']:.2f} cores, "
                       f"{result['wall_seconds']:.0f} s wall", flush=True)
     print(f"matmul probe GFLOP/s (fp32, bf16): start {probe_start}, end {probe()}")
     print_table(results, precisions)
+    saved = workdir / "results.json"
+    rows = [{"precision": precision, "mode": mode, "runs": runs} for (precision, mode), runs in results.items()]
+    saved.write_text(json.dumps(rows, indent=1))
+    print(f"per-run results: {saved}")
 
 
 def probe() -> str:
     return f"{matmul_gflops(torch.float32):.0f}, {matmul_gflops(torch.bfloat16):.0f}"
 
 
+COLUMNS = (  # (result key, header, width, format)
+    ("real_per_step", "real tok/step", 13, ".0f"),
+    ("pad_fraction", "pad", 5, ".0%"),
+    ("real_tok_s", "real tok/s", 10, ".0f"),
+    ("real_tok_cpu_s", "real tok/CPU-s", 14, ".0f"),
+    ("trained_tok_s", "trained tok/s", 13, ".0f"),
+    ("peak_rss_mib", "peak RSS MiB", 12, ".0f"),
+    ("eval_loss_start", "eval loss start", 15, ".4f"),
+    ("eval_loss_end", "eval loss end", 13, ".4f"),
+    ("cores_used", "cores", 5, ".2f"),
+)
+RATIO_KEYS = ("real_tok_s", "real_tok_cpu_s", "trained_tok_s", "peak_rss_mib")
+
+
 def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], precisions: list[str]) -> None:
-    header = (f"{'precision':<9} {'mode':<9} {'real tok/step':>13} {'pad':>5} {'real tok/s':>10} "
-              f"{'trained tok/s':>13} {'peak RSS MiB':>12} {'eval loss start->end':>21}  real tok/s per run")
+    header = f"{'precision':<9} {'mode':<9} " + " ".join(f"{h:>{w}}" for _, h, w, _ in COLUMNS) + "  real tok/s per run"
     print("\n" + header + "\n" + "-" * len(header))
     for precision in precisions:
         runs = {mode: results[(precision, mode)] for mode in MODES}
         for mode in MODES:
-            r = runs[mode]
-            per_run = ", ".join(f"{x['real_tok_s']:.0f}" for x in r)
-            print(f"{PRECISION_NAMES[precision]:<9} {mode:<9} {_med(r, 'real_per_step'):>13.0f} "
-                  f"{_med(r, 'pad_fraction'):>5.0%} {_med(r, 'real_tok_s'):>10.0f} {_med(r, 'trained_tok_s'):>13.0f} "
-                  f"{_med(r, 'peak_rss_mib'):>12.0f} {_med(r, 'eval_loss_start'):>10.4f}->{_med(r, 'eval_loss_end'):<10.4f}"
-                  f"  {per_run}")
-        ratios = {key: _pair_ratio(runs, key) for key in ("real_tok_s", "trained_tok_s", "peak_rss_mib")}
-        print(f"{PRECISION_NAMES[precision]:<9} {'ratio p/u':<9} {'':>13} {'':>5} {ratios['real_tok_s']:>9.2f}x "
-              f"{ratios['trained_tok_s']:>12.2f}x {ratios['peak_rss_mib']:>11.2f}x")
+            cells = " ".join(f"{_med(runs[mode], key):>{w}{fmt}}" for key, _, w, fmt in COLUMNS)
+            per_run = ", ".join(f"{r['real_tok_s']:.0f}" for r in runs[mode])
+            print(f"{PRECISION_NAMES[precision]:<9} {mode:<9} {cells}  {per_run}")
+        cells = " ".join(f"{_pair_ratio(runs, key):>{w - 1}.2f}x" if key in RATIO_KEYS else " " * w
+                         for key, _, w, _ in COLUMNS)
+        print(f"{PRECISION_NAMES[precision]:<9} {'p/u':<9} {cells.rstrip()}")
     print()
     for precision in precisions:
         starts = {mode: results[(precision, mode)][0]["eval_loss_start"] for mode in MODES}
@@ -249,10 +292,11 @@ def profile_all(args: argparse.Namespace, base: dict[str, Any], precisions: list
         for mode in MODES:
             batch = args.packed_batch if mode == "packed" else unpacked_batch
             recipe = configure(base, mode, precision, batch, repeat=0)
-            result = run_child("bench.packing", {"recipe": recipe, "profile": True, "warmup": 2, "top": args.top},
-                               workdir / f"{recipe['name']}-profile.log")
-            print(f"\ntop ops by self CPU time, one step, {PRECISION_NAMES[precision]} {mode}:")
-            for row in result["top_ops"]:
+            payload = {"recipe": recipe, "profile": True, "warmup": 2, "top": args.top, "threads": args.threads}
+            result = run_child("bench.packing", payload, workdir / f"{recipe['name']}-profile.log")
+            print(f"\ntop ops by self CPU time, {PRECISION_NAMES[precision]} {mode}, step {result['step'] + 1}: "
+                  f"{result['total_ms']:.0f} ms for {result['real_tokens']} real tokens in {result['slots']} slots")
+            for row in result["ops"]:
                 print(f"  {row['share']:>5.1%} {row['self_ms']:>9.1f} ms {row['calls']:>6} calls  {row['op']}")
 
 
@@ -271,6 +315,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--eval-fraction", type=float, default=0.01, help="held-out share for the eval loss")
     parser.add_argument("--vocab", type=int, default=8000)
     parser.add_argument("--kv-heads", type=int, default=6, choices=[1, 2, 3, 6])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per run (0: torch's default, one per core); see the module docstring")
     parser.add_argument("--top", type=int, default=12, help="ops listed per configuration by --profile")
     parser.add_argument("--data-dir", default=str(SHARED_DATA))
     parser.add_argument("--workdir", default="/tmp/tunesmith-bench-packing")
