@@ -27,7 +27,7 @@ from tunesmith.models import count_parameters, load_model
 from tunesmith.recipe import AdapterArgs, Recipe, recipe_from_dict
 from tunesmith.registry import ADAPTERS
 from tunesmith.tiny import save_tiny, tiny_model
-from tunesmith.train.loop import build_trainer, trainer_run
+from tunesmith.train.loop import build_trainer, train, trainer_run
 
 FAMILIES = ("llama", "qwen2", "gpt2", "gpt_neox", "phi3", "gemma")
 R, VIRTUAL, BOTTLENECK = 4, 5, 8
@@ -110,6 +110,8 @@ def test_adapter_trains_only_its_parameters_and_reloads(workdir: Path, adapter: 
     base_state = {name: p.detach().clone() for name, p in fresh.named_parameters()}
     trainer = build_trainer(recipe, overwrite=True)
     model = trainer.model
+    if adapter == "qlora":  # the frozen base really is 4-bit NF4
+        assert any(type(p).__name__ == "Params4bit" for p in model.parameters())
     start = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     trainer_run(trainer)
 
@@ -125,6 +127,11 @@ def test_adapter_trains_only_its_parameters_and_reloads(workdir: Path, adapter: 
         for name, p in frozen.items():
             assert torch.equal(p, base_state[name]), f"base weight {name} changed"
 
+    saved = {p.name for p in (recipe.run_dir / "adapter").iterdir()} if adapter != "full" else set()
+    if adapter == "bottleneck":
+        assert {CONFIG_FILE, WEIGHTS_FILE} <= saved and "adapter_config.json" not in saved
+    elif adapter != "full":  # the standard PEFT folder
+        assert {"adapter_config.json", "adapter_model.safetensors"} <= saved
     info = json.loads((recipe.run_dir / "run.json").read_text())["state"]
     plain = load_model(recipe.model, dtype="fp32")
     assert info["trainable_params"] == expected_trainable(plain, adapter)
@@ -143,3 +150,120 @@ def test_adapter_trains_only_its_parameters_and_reloads(workdir: Path, adapter: 
         got = reloaded(input_ids=ids, use_cache=False).logits
     assert got.shape == want.shape == (2, 8, plain.config.vocab_size)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bottleneck_starts_as_the_identity_and_sits_after_attention_and_mlp(family: str) -> None:
+    base = tiny_model(family, 300)
+    adapted = add_bottleneck(tiny_model(family, 300), size=BOTTLENECK)
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    torch.testing.assert_close(adapted(ids).logits, base(ids).logits, rtol=0, atol=0)
+    layers = decoder_layers(adapted)
+    assert len(layers) == base.config.get_text_config().num_hidden_layers
+    for site in ("attention", "mlp"):  # each site on its own changes the output once `up` is non-zero
+        probe = add_bottleneck(tiny_model(family, 300), size=BOTTLENECK)
+        with torch.no_grad():
+            getattr(decoder_layers(probe)[0], f"bottleneck_{site}").up.bias.fill_(0.5)
+        assert not torch.allclose(probe(ids).logits, base(ids).logits)
+    assert all(p.requires_grad == ("bottleneck_" in n) for n, p in adapted.named_parameters())
+
+
+def test_load_bottleneck_refuses_another_architecture(tmp_path: Path) -> None:
+    from tunesmith.bottleneck import save_bottleneck
+
+    save_bottleneck(add_bottleneck(tiny_model("llama", 300), size=BOTTLENECK), tmp_path)
+    with pytest.raises(UserError, match="hidden size 64 and 2 layers"):
+        load_bottleneck(tiny_model("llama", 300, hidden=32), tmp_path)
+    with pytest.raises(UserError, match="no bottleneck adapter"):
+        load_bottleneck(tiny_model("llama", 300), tmp_path / "missing")
+
+
+def test_ia3_scales_the_input_of_ffn_down_projections_only() -> None:
+    args = AdapterArgs(target_modules=["k_proj", "v_proj", "down_proj"])
+    model = apply_adapter(tiny_model("llama", 300), "ia3", args)
+    vectors = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    per_layer = {name.split(".")[-3]: size for name, size in vectors.items() if ".layers.0." in name}
+    assert per_layer == {"k_proj": 32, "v_proj": 32, "down_proj": 128}  # kv width 32; intermediate 128
+
+
+@pytest.mark.parametrize("adapter", ["prefix", "prompt"])
+def test_virtual_tokens_leak_across_packed_samples_so_recipes_unpack(adapter: str) -> None:
+    """Why prefix/prompt tuning train unpacked: measured, packed rows let the second sample see the first."""
+    model = apply_adapter(tiny_model("llama", 300), adapter, AdapterArgs(virtual_tokens=VIRTUAL))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_()
+    a, b = Sample(list(range(5, 15)), list(range(5, 15))), Sample(list(range(20, 26)), list(range(20, 26)))
+    with torch.no_grad():
+        alone = [model(input_ids=torch.tensor([s.input_ids]), use_cache=False).logits[0] for s in (a, b)]
+        packed = {k: v for k, v in collate_packed(pack([a, b], 64)).items() if k != "labels"}
+        row = model(**packed, use_cache=False).logits[0]
+        padded = {k: v for k, v in collate_padded([a, b], 0).items() if k != "labels"}
+        rows = model(**padded, use_cache=False).logits
+    assert packed["input_ids"][0].tolist() == a.input_ids + b.input_ids  # longest first: a, then b
+    torch.testing.assert_close(row[:10], alone[0], rtol=0, atol=1e-5)  # the first sample is unaffected...
+    assert (row[10:] - alone[1]).abs().max() > 1e-2  # ...the second attends to the first
+    torch.testing.assert_close(rows[0, :10], alone[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(rows[1, :6], alone[1], rtol=0, atol=1e-5)
+
+    recipe = recipe_from_dict({"name": "x", "model": "m", "adapter": adapter, "data": {"train": "t"},
+                               "train": {"packing": True}})
+    assert recipe.train.packing is False
+    assert any("packing is off" in note for note in recipe.advice())
+
+
+def test_prefix_starts_as_the_base_reading_real_tokens_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefix tuning's prefix is initialised with the keys/values of random vocabulary tokens, not noise."""
+    drawn: list[torch.Tensor] = []
+    randint = torch.randint
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        drawn.append(randint(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(torch, "randint", spy)
+    model = apply_adapter(tiny_model("qwen2", 300), "prefix", AdapterArgs(virtual_tokens=VIRTUAL))
+    monkeypatch.undo()
+    tokens, ids = drawn[-1], torch.tensor([[7, 8, 9, 10, 11, 12]])
+    assert tokens.shape == (1, VIRTUAL)
+    with torch.no_grad():
+        want = tiny_model("qwen2", 300)(input_ids=torch.cat([tokens, ids], 1), use_cache=False).logits[:, VIRTUAL:]
+        got = model(input_ids=ids, use_cache=False).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_qlora_evaluates_widths_bitsandbytes_cannot_repack(tmp_path: Path) -> None:
+    """An MLP 172 wide (stories260k's) is no multiple of 32: eval must neither crash nor change the numerics."""
+    folder = save_tiny("llama", tmp_path / "base", vocab_size=300, intermediate=172)
+    model = apply_adapter(load_model(str(folder), dtype="fp32", quantization="nf4"), "qlora", AdapterArgs(dropout=0.0))
+    ids = torch.tensor([[5, 17, 42, 99, 7, 250]])
+    model.train()
+    training = model(input_ids=ids, use_cache=False).logits.detach()
+    model.eval()
+    with torch.no_grad():
+        evaluation = model(input_ids=ids, use_cache=False).logits
+    assert torch.equal(evaluation, training)
+
+
+REAL_LR = {"lora": 3e-3, "qlora": 3e-3, "dora": 3e-3, "ia3": 3e-2, "prefix": 3e-2, "prompt": 3e-2, "bottleneck": 3e-3}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapter", list(REAL_LR))
+def test_every_adapter_lowers_held_out_loss_on_stories260k(stories260k: Path, shared_data: Path, tmp_path: Path,
+                                                           adapter: str) -> None:
+    """The same 200 Alpaca rows (20 held out), 30 steps, each method at a learning rate that suits it."""
+    recipe = recipe_from_dict({
+        "name": adapter, "model": str(stories260k), "adapter": adapter, "output": str(tmp_path),
+        "data": {"train": str(shared_data / "alpaca_1k.jsonl"), "max_rows": 200, "eval": 0.1, "template": "plain"},
+        "train": {"lr": REAL_LR[adapter], "max_steps": 30, "batch_size": 4, "max_seq_len": 128,
+                  "mixed_precision": "no", "warmup_ratio": 0.1},
+        "model_options": {"dtype": "fp32"},
+        "adapter_args": {"virtual_tokens": 10, "bottleneck_size": 32},
+    })
+    info = json.loads((train(recipe).path / "run.json").read_text())
+    before, after = info["final"]["eval_loss_before"], info["final"]["eval_loss"]
+    share = 100 * info["state"]["trainable_params"] / info["state"]["total_params"]
+    print(f"{adapter}: held-out loss {before:.4f} -> {after:.4f} ({share:.2f}% trainable)")
+    assert after < before - 0.1

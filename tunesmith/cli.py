@@ -95,8 +95,8 @@ def merge(
     console.print(f"merged (in fp32): max |logit diff| vs base + adapter = {result.max_abs_diff:.2e} "
                   f"(tolerance {TOLERANCE:g}); saved as {result.dtype}")
     if result.quantized_gap is not None:
-        console.print(f"QLoRA: merged into the unquantized base; vs the 4-bit model it was trained as, logits "
-                      f"differ by up to {result.quantized_gap:.3g} (NF4 rounding, now gone)")
+        console.print(f"QLoRA: merged into the unquantized base weights, not their 4-bit NF4 rounding the adapter "
+                      f"was trained on; vs that 4-bit model, logits differ by up to {result.quantized_gap:.3g}")
     console.print(f"model folder: {result.out}")
 
 

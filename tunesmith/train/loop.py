@@ -202,7 +202,7 @@ def _after_step(trainer: Trainer, step: int) -> bool:
         _evaluate(trainer, step)
     if "stopped_early" in state:
         return True  # _finish saves the weights; a checkpoint saying "stopped" would stop a resumed run at once
-    best_just_saved = state.get("best_step") == step and t.save_every is not None
+    best_just_saved = bool(t.patience) and state.get("best_step") == step  # _evaluate saved it
     if t.save_every and step % t.save_every == 0 and not last and not best_just_saved:
         _save(trainer)
     return False
@@ -218,8 +218,8 @@ def _evaluate(trainer: Trainer, step: int) -> float | None:
     t = trainer.recipe.train
     if state["best_eval_loss"] is None or loss < state["best_eval_loss"]:
         state["best_eval_loss"], state["best_step"] = loss, step
-        if t.save_every and 0 < step < trainer.objective.steps:
-            _save(trainer)  # every new best is kept (protected from rotation) until a better one replaces it
+        if t.patience and t.save_every and 0 < step < trainer.objective.steps:
+            _save(trainer)  # watching for overfitting: keep each new best (protected) until a better one comes
     if t.patience:
         warning = detect_overfitting(trainer.metrics.evals, trainer.metrics.trains, t.patience)
         if warning:
@@ -232,10 +232,11 @@ def _evaluate(trainer: Trainer, step: int) -> float | None:
 
 def _save(trainer: Trainer) -> Path:
     model = trainer.accelerator.unwrap_model(trainer.model)
+    best = trainer.state.get("best_step") if trainer.recipe.train.patience else None
     return save_checkpoint(
         trainer.folder.path, trainer.state["step"], model, trainer.optimizer, trainer.scheduler,
         dict(trainer.state), keep=trainer.recipe.train.keep_checkpoints,
-        protect=[trainer.state["best_step"]] if trainer.state.get("best_step") else [],
+        protect=[best] if best else [],
     )
 
 
@@ -250,7 +251,8 @@ def _finish(trainer: Trainer) -> None:
     plot = trainer.folder.plot(trainer.metrics)
     evals = trainer.metrics.evals
     best_step = state.get("best_step")
-    best_checkpoint = output if best_step == state["step"] else dict(list_checkpoints(trainer.folder.path)).get(best_step)
+    saved = dict(list_checkpoints(trainer.folder.path))
+    best_checkpoint = output if best_step == state["step"] else saved.get(best_step)
     state["final"] = {
         "train_loss": trainer.metrics.trains[-1][1] if trainer.metrics.trains else None,
         "eval_loss_before": evals[0][1] if evals and evals[0][0] == 0 else None,

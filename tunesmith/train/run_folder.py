@@ -23,6 +23,7 @@ from tunesmith.data.pipeline import PreparedData
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe
 from tunesmith.train.monitor import MetricsLog, plot_losses
+from tunesmith.train.reward_model import heads_set_aside
 
 
 def versions() -> dict[str, str]:
@@ -81,10 +82,11 @@ class RunFolder:
         """Standard PEFT adapter folder or HF model folder, with the tokenizer and its chat template."""
         final = self.weights_dir(adapter)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=self.path))
-        if adapter == "bottleneck":  # our own adapter, not PEFT: its documented two files (bottleneck.py)
-            save_bottleneck(model, tmp)
-        else:
-            model.save_pretrained(tmp)
+        with heads_set_aside(model, tmp):  # a reward/value head goes to its own file (reward_model.py)
+            if adapter == "bottleneck":  # our own adapter, not PEFT: its documented two files (bottleneck.py)
+                save_bottleneck(model, tmp)
+            else:
+                model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if final.exists():
             shutil.rmtree(final)

@@ -1,0 +1,154 @@
+"""`tunesmith merge` and `tunesmith export` on real (tiny) runs: parity of merged vs adapter logits, refusals
+for methods that cannot merge, and folders that plain transformers / PEFT load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from typer.testing import CliRunner
+
+from tunesmith import merge as merge_module
+from tunesmith.adapters import load_adapter
+from tunesmith.cli import app
+from tunesmith.demo import BASE_SKILLS, make_rows
+from tunesmith.errors import UserError
+from tunesmith.merge import MergeParityError, export_run, merge_run, read_run
+from tunesmith.models import load_model
+from tunesmith.recipe import recipe_from_dict
+from tunesmith.tiny import save_tiny
+from tunesmith.train.loop import train
+
+ADAPTERS = ("lora", "dora", "ia3", "qlora", "prefix", "prompt", "bottleneck")
+IDS = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 46], [1, 100, 7, 250, 3, 11, 60, 61]])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One finished two-step run per adapter method, all on the same tiny Llama."""
+    root = tmp_path_factory.mktemp("merge")
+    data = root / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in make_rows(32, BASE_SKILLS, seed=7)))
+    base = save_tiny("llama", root / "base", vocab_size=300)
+    folders = {}
+    for adapter in ADAPTERS:
+        recipe = recipe_from_dict({
+            "name": adapter, "model": str(base), "adapter": adapter, "output": str(root / "runs"),
+            "data": {"train": str(data), "eval": 0.0, "template": "plain"},
+            "train": {"lr": 2e-2, "max_steps": 2, "batch_size": 4, "max_seq_len": 64, "mixed_precision": "no",
+                      "warmup_ratio": 0.0},
+            "model_options": {"dtype": "fp32"},
+            "adapter_args": {"r": 4, "alpha": 8, "dropout": 0.0, "virtual_tokens": 4, "bottleneck_size": 8},
+        })
+        folders[adapter] = train(recipe).path
+    return folders
+
+
+def logits(model: torch.nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=IDS, use_cache=False).logits
+
+
+def base_of(run: Path) -> str:
+    return read_run(run).base_model
+
+
+@pytest.mark.parametrize("adapter", ["lora", "dora", "ia3"])
+def test_merged_model_matches_adapter_model(runs: dict[str, Path], adapter: str) -> None:
+    run = runs[adapter]
+    result = merge_run(run, dtype="fp32")
+    assert result.out == run / "merged"  # the default: inside the run folder
+    assert result.max_abs_diff <= 1e-4 and result.dtype == "fp32" and result.quantized_gap is None
+
+    merged = AutoModelForCausalLM.from_pretrained(result.out)
+    assert not (result.out / "adapter_config.json").exists()
+    assert AutoTokenizer.from_pretrained(result.out).chat_template  # the run's template travels with it
+    with_adapter = load_adapter(load_model(base_of(run), dtype="fp32"), run / "adapter")
+    base = load_model(base_of(run), dtype="fp32")
+    assert (logits(with_adapter) - logits(base)).abs().max() > 1e-3  # the adapter really changes the model
+    torch.testing.assert_close(logits(merged), logits(with_adapter), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("adapter,why", [
+    ("prefix", "virtual tokens"), ("prompt", "virtual tokens"), ("bottleneck", "nonlinear"),
+])
+def test_merge_refuses_methods_that_cannot_fold(runs: dict[str, Path], tmp_path: Path, adapter: str, why: str) -> None:
+    with pytest.raises(UserError, match=f"cannot merge adapter: {adapter}: .*{why}.*tunesmith export"):
+        merge_run(runs[adapter], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_merge_writes_nothing_when_parity_fails(runs: dict[str, Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(merge_module, "TOLERANCE", 0.0)  # any rounding at all now counts as a mismatch
+    with pytest.raises(MergeParityError, match="nothing was written"):
+        merge_run(runs["lora"], tmp_path / "merged", dtype="fp32")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_merge_and_export_refuse_bad_inputs(runs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not a run folder"):
+        merge_run(tmp_path)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "x").write_text("keep me")
+    with pytest.raises(UserError, match="--overwrite"):
+        export_run(runs["lora"], taken)
+    assert (taken / "x").read_text() == "keep me"
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    record = json.loads((runs["lora"] / "run.json").read_text())
+    (unfinished / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    with pytest.raises(UserError, match="status 'running'"):
+        merge_run(unfinished)
+
+
+def test_cli_merges_a_qlora_run_into_the_unquantized_base(runs: dict[str, Path], tmp_path: Path) -> None:
+    run, out = runs["qlora"], tmp_path / "merged"
+    result = CliRunner().invoke(app, ["merge", str(run), "--out", str(out), "--dtype", "bf16"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "max |logit diff|" in text and "unquantized base" in text and "saved as bf16" in text
+
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
+    assert not any(type(p).__name__ == "Params4bit" for p in merged.parameters())
+    with_adapter = load_adapter(load_model(base_of(run), dtype="fp32"), run / "adapter")
+    torch.testing.assert_close(logits(merged.float()), logits(with_adapter), rtol=0, atol=0.05)  # bf16 rounding
+
+
+def test_cli_merge_explains_a_refusal(runs: dict[str, Path]) -> None:
+    result = CliRunner().invoke(app, ["merge", str(runs["prefix"])])
+    assert result.exit_code == 2 and "cannot merge adapter: prefix" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("adapter", ["lora", "prompt"])
+def test_cli_export_writes_a_loadable_peft_folder(runs: dict[str, Path], tmp_path: Path, adapter: str) -> None:
+    run, out = runs[adapter], tmp_path / "exported"
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == base_of(run) and Path(base_of(run)).is_absolute()
+    readme = (out / "README.md").read_text()
+    assert base_of(run) in readme and "PeftModel.from_pretrained" in readme
+    if adapter == "lora":
+        assert f"--enable-lora --lora-modules {adapter}={out.resolve()}" in readme
+    else:
+        assert "serves plain LoRA adapters only" in readme
+    exported = PeftModel.from_pretrained(load_model(base_of(run), dtype="fp32"), str(out))
+    original = PeftModel.from_pretrained(load_model(base_of(run), dtype="fp32"), str(run / "adapter"))
+    assert torch.equal(logits(exported), logits(original))
+
+
+def test_export_of_a_bottleneck_run_loads_with_load_bottleneck(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = runs["bottleneck"]
+    out = export_run(run, tmp_path / "exported")
+    assert "load_bottleneck" in (out / "README.md").read_text()
+    exported = load_adapter(load_model(base_of(run), dtype="fp32"), out)
+    original = load_adapter(load_model(base_of(run), dtype="fp32"), run / "adapter")
+    assert torch.equal(logits(exported), logits(original))

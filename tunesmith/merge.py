@@ -1,0 +1,265 @@
+"""Ship a run: `tunesmith merge` folds its adapter into the base weights (one plain model, zero adapter
+latency); `tunesmith export` writes the adapter alone (hot-swapped on one served base).
+
+    tunesmith merge runs/my-run [--out DIR] [--dtype bf16]
+    tunesmith export runs/my-run --out DIR
+
+Both read everything from the run folder (run.json: base model, adapter method, model options). A merge is
+checked before anything is written: the merged model and the base-plus-adapter model run the same prompts
+and their logits must agree within TOLERANCE (both in fp32, where the merge is exact up to rounding); the
+output is cast to the chosen dtype only afterwards. Methods that are not a linear update of existing weights
+(prefix and prompt tuning, bottleneck layers) cannot be merged, and `merge` says why instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tunesmith.adapters import MERGEABLE, load_adapter
+from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
+from tunesmith.data.tokenize import tokenize_prompt
+from tunesmith.data.types import Message
+from tunesmith.errors import UserError
+from tunesmith.models import DTYPES, load_model, load_tokenizer, resolve_dtype
+
+TOLERANCE = 1e-4
+"""Largest |logit difference| accepted between the merged model and base + adapter, both in fp32."""
+PARITY_PROMPTS = (
+    "Once upon a time, there was a little girl named Lily.",
+    "Summarize the text in one sentence.",
+    "What is the capital of France?",
+    "Write a short story about a dog who learns to swim, in three sentences.",
+)
+_WHY_NOT = {
+    "prefix": "prefix tuning learns key/value vectors for virtual tokens placed before every sequence; they are "
+              "extra inputs to attention, not a change to any weight, so there is nothing to fold into the base",
+    "prompt": "prompt tuning learns embeddings of virtual tokens prepended to every input; they are extra "
+              "inputs, not a change to any weight, so there is nothing to fold into the base",
+    "bottleneck": "bottleneck adapters are new layers (down-projection, GELU, up-projection); the GELU between "
+                  "the projections makes them nonlinear, so no change of the existing linear weights equals them",
+}
+
+
+class MergeParityError(UserError):
+    """The merged model does not reproduce the adapter model; nothing was written."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What `merge` and `export` need from a finished run folder."""
+
+    path: Path
+    base_model: str
+    adapter: str
+    dtype: str
+    attn_implementation: str
+    trust_remote_code: bool
+    r: int
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    out: Path
+    max_abs_diff: float
+    """Merged vs base + adapter, fp32, over every real token of PARITY_PROMPTS."""
+    dtype: str
+    quantized_gap: float | None = None
+    """QLoRA only: merged vs the 4-bit model it was trained as (the NF4 rounding the merge removes)."""
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """The run folder's self-description, with a clear error when it is not a finished run."""
+    path = Path(run_dir)
+    record_file = path / "run.json"
+    if not record_file.is_file():
+        raise UserError(f"{path} is not a run folder (no run.json); give the folder `tunesmith train` wrote, "
+                        "e.g. runs/<name>")
+    record = json.loads(record_file.read_text())
+    if record.get("status") != "done":
+        raise UserError(f"run {path} has status '{record.get('status')}', so it has no final weights; "
+                        "finish it first (tunesmith train RECIPE --resume)")
+    options, args = record["recipe"]["model_options"], record["recipe"]["adapter_args"]
+    return RunInfo(path=path, base_model=record["base_model"], adapter=record["adapter"], dtype=options["dtype"],
+                   attn_implementation=options["attn_implementation"],
+                   trust_remote_code=options["trust_remote_code"], r=args["r"])
+
+
+def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | None = None,
+              overwrite: bool = False) -> MergeResult:
+    """Merge the run's LoRA/QLoRA/DoRA/IA3 adapter into its base and write a standard HF model folder.
+
+    The merge happens in fp32 on the unquantized base (for QLoRA too: the 4-bit base is not de-quantized,
+    the original weights are loaded instead), so it needs 4 bytes per base parameter of memory; it is
+    checked against base + adapter, then saved in `dtype` (default: the run's model dtype) with the run's
+    tokenizer and chat template. Default out: RUN/merged.
+    """
+    info = read_run(run_dir)
+    if info.adapter == "full":
+        raise UserError(f"run {info.path} fine-tuned every weight (adapter: full): {info.path / 'model'} already "
+                        "is a standalone model, there is no adapter to merge")
+    if info.adapter not in MERGEABLE:
+        raise UserError(f"cannot merge adapter: {info.adapter}: {_WHY_NOT[info.adapter]}. Serve it next to its "
+                        f"base instead: tunesmith export {info.path} --out DIR")
+    target = Path(out) if out is not None else info.path / "merged"
+    save_dtype = resolve_dtype(dtype or info.dtype)
+    _check_out(target, overwrite)
+    tokenizer = load_tokenizer(str(info.adapter_dir))
+    batch = _parity_batch(tokenizer)
+    model = load_adapter(_load_base(info, tokenizer), info.adapter_dir)
+    adapter_logits = _logits(model, batch)
+    merged = model.merge_and_unload()
+    merged_logits = _logits(merged, batch)
+    diff = _max_abs_diff(merged_logits, adapter_logits, batch["attention_mask"])
+    if not diff <= TOLERANCE:
+        raise MergeParityError(
+            f"the merged model's logits differ from base + adapter by up to {diff:.3g} (> {TOLERANCE:g}); nothing "
+            f"was written. Serve the adapter unmerged instead: tunesmith export {info.path} --out DIR"
+        )
+    gap = None
+    if info.adapter == "qlora":
+        quantized = load_adapter(_load_base(info, tokenizer, quantization="nf4"), info.adapter_dir)
+        gap = _max_abs_diff(merged_logits, _logits(quantized, batch), batch["attention_mask"])
+        del quantized
+    merged = merged.to(save_dtype)
+    _write_folder(target, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    return MergeResult(out=target, max_abs_diff=diff, dtype=_dtype_name(save_dtype), quantized_gap=gap)
+
+
+def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write the run's adapter alone (PEFT folder, or our bottleneck files) with its tokenizer and a README.
+
+    The adapter config is pointed at the base model the run recorded (an absolute path or a hub id), so the
+    folder loads from anywhere.
+    """
+    info = read_run(run_dir)
+    if info.adapter == "full":
+        raise UserError(f"run {info.path} fine-tuned every weight (adapter: full): it has no adapter to export; "
+                        f"{info.path / 'model'} is the standalone model to serve")
+    if not info.adapter_dir.is_dir():
+        raise UserError(f"run {info.path} has no adapter folder ({info.adapter_dir}); was it moved?")
+    target = Path(out)
+    _check_out(target, overwrite)
+
+    def fill(tmp: Path) -> None:
+        shutil.copytree(info.adapter_dir, tmp, dirs_exist_ok=True)
+        config_name = BOTTLENECK_CONFIG if info.adapter == "bottleneck" else "adapter_config.json"
+        config = json.loads((tmp / config_name).read_text())
+        config["base_model_name_or_path"] = info.base_model
+        (tmp / config_name).write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / "README.md").write_text(_readme(info, target.resolve()))
+
+    _write_folder(target, fill)
+    return target
+
+
+def _load_base(info: RunInfo, tokenizer: object, quantization: str | None = None) -> torch.nn.Module:
+    return load_model(info.base_model, dtype="fp32", attn_implementation=info.attn_implementation,
+                      trust_remote_code=info.trust_remote_code, quantization=quantization, tokenizer=tokenizer)
+
+
+def _parity_batch(tokenizer: object) -> dict[str, torch.Tensor]:
+    """PARITY_PROMPTS as the model sees them (through the run's chat template when it has one), right-padded."""
+    if getattr(tokenizer, "chat_template", None):
+        ids = [tokenize_prompt(tokenizer, [Message("user", text)]) for text in PARITY_PROMPTS]
+    else:
+        ids = [tokenizer(text)["input_ids"] for text in PARITY_PROMPTS]
+    return tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+
+
+@torch.no_grad()
+def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits.float()
+
+
+def _max_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    """Largest |a - b| over real (unpadded) positions; logits (batch, seq, vocab), mask (batch, seq)."""
+    return float((a - b).abs().amax(dim=-1)[mask.bool()].max())
+
+
+def _check_out(target: Path, overwrite: bool) -> None:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise UserError(f"{target} already exists and is not empty; pass --overwrite to replace it, or choose "
+                        "another --out")
+
+
+def _write_folder(target: Path, fill: Callable[[Path], object]) -> None:
+    """Build the folder beside `target`, then swap it in, so a failure never leaves half a model there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        fill(tmp)
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
+def _readme(info: RunInfo, out: Path) -> str:
+    """How to load the exported adapter: transformers + PEFT, and vLLM where it can serve the method."""
+    name = info.path.name
+    if info.adapter == "bottleneck":
+        load = (
+            "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            "from tunesmith.bottleneck import load_bottleneck\n\n"
+            f'model = load_bottleneck(AutoModelForCausalLM.from_pretrained("{info.base_model}"), "{out}")\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{out}")\n```\n\n'
+            "This is tunesmith's own bottleneck adapter (Houlsby layers after attention and MLP), stored as "
+            f"`{BOTTLENECK_CONFIG}` + `bottleneck.safetensors`; PEFT and vLLM do not know the format, so serve it "
+            "with transformers and tunesmith.\n"
+        )
+    else:
+        quantized = (
+            "The adapter was trained on the base quantized to 4-bit NF4 (QLoRA); it also loads on the unquantized "
+            "base. To reproduce the training setup, pass\n`quantization_config=BitsAndBytesConfig(load_in_4bit=True, "
+            'bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)` to `from_pretrained`.\n\n'
+            if info.adapter == "qlora" else ""
+        )
+        load = (
+            "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            f'base = AutoModelForCausalLM.from_pretrained("{info.base_model}")\n'
+            f'model = PeftModel.from_pretrained(base, "{out}")\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{out}")  # with the chat template used in training\n```\n\n'
+            + quantized + _vllm_section(info, name, out)
+        )
+    return (
+        f"# {name}: {info.adapter} adapter\n\n"
+        f"Trained by tunesmith from run `{info.path}`.\n\n"
+        f"- base model: `{info.base_model}`\n- adapter method: `{info.adapter}`\n\n"
+        "Load the base model, then this adapter on top of it:\n\n" + load
+    )
+
+
+def _vllm_section(info: RunInfo, name: str, out: Path) -> str:
+    if info.adapter in ("lora", "qlora"):
+        # vLLM accepts adapters up to rank 16 unless told more; its allowed maxima are powers of two.
+        rank = f" --max-lora-rank {1 << (info.r - 1).bit_length()}" if info.r > 16 else ""
+        return (
+            "## Serving with vLLM (hot-swappable LoRA)\n\n"
+            f"```bash\nvllm serve {info.base_model} --enable-lora --lora-modules {name}={out}{rank}\n```\n\n"
+            f'Requests then pick the adapter by name: `"model": "{name}"`; several `--lora-modules` can share '
+            "one base.\n"
+        )
+    fold = f"merge it first (`tunesmith merge {info.path}`) and serve the merged folder, or " if info.adapter in MERGEABLE else ""
+    return (
+        "## Serving with vLLM\n\n"
+        f"vLLM's `--enable-lora` serves plain LoRA adapters only, not `{info.adapter}`: {fold}serve base + "
+        "adapter with transformers/PEFT as above.\n"
+    )
