@@ -40,6 +40,7 @@ from peft import (
 )
 from transformers.pytorch_utils import Conv1D
 
+from tunesmith.models import keep_4bit_layout
 from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.bottleneck import add_bottleneck, decoder_layers, layer_blocks, load_bottleneck
 from tunesmith.errors import UserError
@@ -65,7 +66,6 @@ def apply_adapter(model: torch.nn.Module, adapter: str, args: AdapterArgs) -> to
             raise ValueError("adapter: qlora needs the base loaded with load_model(..., quantization='nf4')")
         # Norms and embeddings to fp32 for stable training; activation checkpointing stays the recipe's choice.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        _keep_4bit_layout(model)
     peft_model = get_peft_model(model, peft_config(model, adapter, args))
     if adapter == "prefix":
         _init_prefix_from_tokens(peft_model)
@@ -106,7 +106,7 @@ def load_adapter(model: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.Mo
     """
     folder = Path(adapter_dir)
     if getattr(model, "is_loaded_in_4bit", False):
-        _keep_4bit_layout(model)
+        keep_4bit_layout(model)
     if (folder / BOTTLENECK_CONFIG).is_file():
         return load_bottleneck(model, folder)
     config_file = folder / "adapter_config.json"
@@ -140,20 +140,6 @@ def _init_prefix_from_tokens(model: PeftModel) -> None:
     # each (kv_heads * head_dim) wide; the cache holds (1, kv_heads, tokens, head_dim) per layer.
     per_layer = [s[0].transpose(0, 1).flatten(1) for layer in cache.layers for s in (layer.keys, layer.values)]
     embedding.weight.copy_(torch.cat(per_layer, dim=1))
-
-
-def _keep_4bit_layout(model: torch.nn.Module) -> None:
-    """Stop bitsandbytes from repacking 4-bit weights for its CPU inference kernel.
-
-    On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a Linear4bit's weight the first time the layer runs
-    in eval mode without gradients (our evaluation before step 1), and then (1) fails with "N must be
-    divisible by block_n" when out_features is not a multiple of 32 (stories260k's MLP is 172 wide), and
-    (2) keeps the repacked layout for the training steps that follow, whose logits then move (measured:
-    1.7e-3 on a tiny Llama). Unpacked, evaluation and training compute the same way, on any width.
-    """
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
 
 
 def _ffn_output_pattern(model: torch.nn.Module, targets: str | list[str]) -> str:

@@ -155,6 +155,8 @@ def load_model(
         ) from e
     if getattr(model.config, "pad_token_id", None) is None:
         _set_pad_token_id(model, tokenizer)
+    if quantization is not None:
+        keep_4bit_layout(model)
     return model
 
 
@@ -312,3 +314,17 @@ def _check_model_type(source: str, trust_remote_code: bool) -> None:
         f"{config_file}: model_type '{model_type}' is unknown to this transformers version"
         f"{suggestion(model_type, CONFIG_MAPPING.keys())}"
     )
+
+
+def keep_4bit_layout(model: torch.nn.Module) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for its CPU inference kernel.
+
+    On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a Linear4bit's weight the first time the layer runs
+    in eval mode without gradients (our evaluation before step 1), and then (1) fails with "N must be
+    divisible by block_n" when out_features is not a multiple of 32 (stories260k's MLP is 172 wide), and
+    (2) keeps the repacked layout for the training steps that follow, whose logits then move (measured:
+    1.7e-3 on a tiny Llama). Unpacked, evaluation and training compute the same way, on any width.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
 from tunesmith.models import load_model, load_tokenizer
@@ -22,7 +23,6 @@ from tunesmith.recipe import Recipe, recipe_from_dict
 
 RUN_FILE = "run.json"
 ADAPTER_CONFIG = "adapter_config.json"
-BOTTLENECK_CONFIG = "bottleneck_config.json"
 
 
 @dataclass(frozen=True)
@@ -152,18 +152,15 @@ def load_target(target: Target, dtype: str = "auto") -> LoadedTarget:
 
 
 def attach_adapter(model: Any, folder: Path, merge: bool) -> Any:
-    """The base with the adapter saved in `folder` (PEFT or our bottleneck); LoRA/DoRA is merged into full
-    weights when `merge` (the same outputs, at plain-model speed), but not into a quantized base."""
-    if (folder / BOTTLENECK_CONFIG).is_file():
-        from tunesmith.bottleneck import load_bottleneck
-
-        return load_bottleneck(model, folder)
-    if not (folder / ADAPTER_CONFIG).is_file():
-        raise UserError(f"{folder} holds no adapter ({ADAPTER_CONFIG} or {BOTTLENECK_CONFIG}); was the run finished?")
+    """The base with the adapter saved in `folder` (adapters.load_adapter: every method, 4-bit bases
+    included); LoRA/DoRA is merged into full weights when `merge` (same outputs, at plain-model speed),
+    but never into a quantized base."""
     from peft import PeftModel, PeftType
 
-    model = PeftModel.from_pretrained(model, str(folder))
-    if merge and model.peft_config["default"].peft_type == PeftType.LORA:
+    from tunesmith.adapters import load_adapter
+
+    model = load_adapter(model, folder)
+    if merge and isinstance(model, PeftModel) and model.peft_config["default"].peft_type == PeftType.LORA:
         model = model.merge_and_unload()
     return model
 
