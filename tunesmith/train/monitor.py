@@ -117,6 +117,17 @@ def plot_losses(metrics: list[dict[str, Any]], out_png: Path, title: str = "") -
         ax.plot([best_step], [best], "*", color="C3", markersize=14, label=label)
     if not (trains or evals):
         ax.text(0.5, 0.5, "no loss recorded yet", ha="center", va="center", transform=ax.transAxes)
+    rewards, eval_rewards = _series(metrics, "reward"), _series(metrics, "eval_reward")
+    if rewards or eval_rewards:  # GRPO/PPO: the reward they maximise, on its own axis
+        twin = ax.twinx()
+        if rewards:
+            steps, values = zip(*rewards)
+            twin.plot(steps, smooth(list(values)), color="C2", linewidth=2, label="reward (smoothed)")
+        if eval_rewards:
+            steps, values = zip(*eval_rewards)
+            twin.plot(steps, values, "s-", color="C4", markersize=5, label="eval reward")
+        twin.set_ylabel("reward")
+        twin.legend(loc="lower right")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (mean NLL per trained token)")
     ax.set_title(title or "loss")

@@ -1,0 +1,104 @@
+"""`method: grpo`: group relative policy optimisation with reward functions (DeepSeekMath; TRL's `grpo` loss).
+
+Each optimizer step samples `group_size` completions for each of its prompts (batch_size prompts per
+micro-batch), scores them with the recipe's reward functions, and turns each reward into an advantage
+relative to its own group: (r - group mean) / (group std + 1e-4). The loss per completion is the token mean
+of PPO's clipped surrogate, plus beta x the k3 KL to the reference when beta > 0 (weighted by the
+importance ratio, as TRL does); units are completions.
+A batch of rollouts serves `grpo.iterations` optimizer steps; from the second on, the ratio to the
+sampling-time log-probs moves away from 1 and the clip matters. (A run resumed between those steps samples
+its rollouts anew.)
+
+Logged per step: reward (total) and reward/<name> with their std, completion_length, kl (when beta > 0),
+clip_ratio. Evaluation samples greedily on the held-out prompts and reports eval_reward (eval_loss is
+-eval_reward).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from tunesmith.data.pipeline import PreparedData
+from tunesmith.recipe import GrpoSpec, Recipe
+from tunesmith.train.objective import Batch
+from tunesmith.train.pref_losses import group_advantages, grpo_token_loss, masked_row_mean
+from tunesmith.train.reference import Reference, forward
+from tunesmith.train.rewards import check_answer_field, load_rewards, score, total
+from tunesmith.train.rollout import (
+    completion_logps, evaluate_rewards, plan_prompts, prompt_items, reward_metrics, sample,
+)
+
+
+class Grpo:
+    """The objective of `method: grpo` (see the module docstring); units are completions."""
+
+    def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
+        assert recipe.grpo is not None  # the recipe requires the block for method: grpo
+        self.spec: GrpoSpec = recipe.grpo
+        self.tokenizer, self.batch_size = tokenizer, recipe.train.batch_size
+        self.terms = load_rewards(self.spec.rewards, self.spec.reward_field)
+        check_answer_field(self.terms, data.train_examples + data.eval_examples, self.spec.reward_field)
+        self.train_items = prompt_items(data.train_examples, tokenizer, recipe, self.spec)
+        self.eval_items = prompt_items(data.eval_examples, tokenizer, recipe, self.spec)
+        self.plan, self._steps = plan_prompts(recipe, self.spec, self.train_items)
+        self.reference = Reference(model, recipe.train.mixed_precision) if self.spec.beta > 0 else None
+        self._rollouts: tuple[int, list[Batch]] | None = None
+
+    @property
+    def steps(self) -> int:
+        return self._steps
+
+    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
+        """Fresh rollouts every `iterations` steps; the steps in between train on the same ones again."""
+        index = step // self.spec.iterations
+        if self._rollouts is None or self._rollouts[0] != index:
+            micro = self.plan.micro_batches[index * self.plan.accum:(index + 1) * self.plan.accum]
+            self._rollouts = (index, [self._rollout(model, items) for items in micro])
+        return self._rollouts[1]
+
+    def _rollout(self, model: torch.nn.Module, items: list) -> Batch:
+        s = self.spec
+        batch, texts = sample(model, self.tokenizer, [ids for _, ids in items], repeats=s.group_size,
+                              max_new_tokens=s.max_new_tokens, temperature=s.temperature)
+        rows = [row for row, _ in items for _ in range(s.group_size)]
+        scores = score(self.terms, rows, texts)  # (N, F)
+        batch.update(scores=scores, advantages=group_advantages(total(self.terms, scores), s.group_size))
+        device = next(model.parameters()).device
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        with torch.no_grad():
+            if s.iterations > 1:  # later steps on these rollouts need the sampling policy's log-probs
+                was_training = model.training
+                model.eval()
+                batch["old_logps"] = completion_logps(forward(model, inputs)[0], inputs, s.temperature).cpu()
+                model.train(was_training)
+            if self.reference is not None:
+                logits, _ = forward(model, inputs, reference=self.reference)
+                batch["ref_logps"] = completion_logps(logits, inputs, s.temperature).cpu()
+        return batch
+
+    def units(self, batch: Batch) -> int:
+        return batch["input_ids"].shape[0]
+
+    def real_tokens(self, step: int) -> int:
+        assert self._rollouts is not None, "real_tokens is asked after step_batches"
+        return sum(int(b["attention_mask"].sum()) for b in self._rollouts[1])
+
+    def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        s, mask = self.spec, batch["completion_mask"]
+        logits, _ = forward(model, batch)
+        logps = completion_logps(logits, batch, s.temperature)  # (N, C)
+        old = batch["old_logps"] if "old_logps" in batch else logps.detach()
+        per_token, clipped, kl = grpo_token_loss(logps, old, batch.get("ref_logps"), batch["advantages"],
+                                                 clip_eps=s.clip_eps, beta=s.beta)
+        metrics = reward_metrics(self.terms, batch["scores"].cpu())
+        metrics.update(completion_length=float(mask.sum()), clip_ratio=float(masked_row_mean(clipped, mask).sum()))
+        if kl is not None:
+            metrics["kl"] = float(masked_row_mean(kl.detach(), mask).sum())
+        return masked_row_mean(per_token, mask).sum(), metrics
+
+    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
+        return evaluate_rewards(model, accelerator, self.tokenizer, self.eval_items, self.terms, self.spec,
+                                self.batch_size * self.spec.group_size)
