@@ -136,3 +136,9 @@ def test_recipe_docs_are_generated_from_the_schema() -> None:
     docs = Path(__file__).resolve().parents[1] / "docs" / "recipe.md"
     assert docs.read_text() == render_recipe_docs(), "docs/recipe.md is stale: run `tunesmith docs > docs/recipe.md`"
     assert "| `train.lr` |" in docs.read_text()
+
+
+def test_typos_inside_lists_of_blocks_get_suggestions() -> None:
+    raw = {**minimal(method="grpo", data={"train": "t", "format": "prompt"}), "grpo": {"rewards": [{"nme": "exact_match"}]}}
+    with pytest.raises(UserError, match=r"grpo\.rewards\.nme: unknown key; did you mean 'grpo\.rewards\.name'\?"):
+        recipe_from_dict(raw)

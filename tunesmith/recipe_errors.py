@@ -78,7 +78,7 @@ def _model_at(root: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (typing.Union, list, tuple):
         for arg in typing.get_args(annotation):
             found = _model_in(arg)
             if found:
