@@ -28,7 +28,7 @@ from tunesmith.train.pref_losses import group_advantages, grpo_token_loss, maske
 from tunesmith.train.reference import Reference, forward
 from tunesmith.train.rewards import check_answer_field, load_rewards, score, total
 from tunesmith.train.rollout import (
-    completion_logps, evaluate_rewards, plan_prompts, prompt_items, reward_metrics, sample,
+    RolloutSchedule, completion_logps, evaluate_rewards, plan_prompts, prompt_items, reward_metrics, sample,
 )
 
 
@@ -45,19 +45,14 @@ class Grpo:
         self.eval_items = prompt_items(data.eval_examples, tokenizer, recipe, self.spec)
         self.plan, self._steps = plan_prompts(recipe, self.spec, self.train_items)
         self.reference = Reference(model, recipe.train.mixed_precision) if self.spec.beta > 0 else None
-        self._rollouts: tuple[int, list[Batch]] | None = None
+        self.schedule = RolloutSchedule(self.plan, self.spec.iterations, self._rollout)
 
     @property
     def steps(self) -> int:
         return self._steps
 
     def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        """Fresh rollouts every `iterations` steps; the steps in between train on the same ones again."""
-        index = step // self.spec.iterations
-        if self._rollouts is None or self._rollouts[0] != index:
-            micro = self.plan.micro_batches[index * self.plan.accum:(index + 1) * self.plan.accum]
-            self._rollouts = (index, [self._rollout(model, items) for items in micro])
-        return self._rollouts[1]
+        return self.schedule.batches(step, model)
 
     def _rollout(self, model: torch.nn.Module, items: list) -> Batch:
         s = self.spec
@@ -83,8 +78,7 @@ class Grpo:
         return batch["input_ids"].shape[0]
 
     def real_tokens(self, step: int) -> int:
-        assert self._rollouts is not None, "real_tokens is asked after step_batches"
-        return sum(int(b["attention_mask"].sum()) for b in self._rollouts[1])
+        return self.schedule.real_tokens()
 
     def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         s, mask = self.spec, batch["completion_mask"]

@@ -30,7 +30,8 @@ from tunesmith.train.reference import Reference, forward
 from tunesmith.train.reward_model import VALUE_HEAD, RewardModel, attach_head, head_scores
 from tunesmith.train.rewards import RewardTerm, check_answer_field, load_rewards, score, total
 from tunesmith.train.rollout import (
-    completion_logps, completion_positions, evaluate_rewards, plan_prompts, prompt_items, reward_metrics, sample,
+    RolloutSchedule, completion_logps, completion_positions, evaluate_rewards, plan_prompts, prompt_items,
+    reward_metrics, sample,
 )
 
 
@@ -50,19 +51,14 @@ class Ppo:
         self.plan, self._steps = plan_prompts(recipe, self.spec, self.train_items)
         self.value_head = attach_head(model, VALUE_HEAD)
         self.reference = Reference(model, recipe.train.mixed_precision) if self.spec.kl_coef > 0 else None
-        self._rollouts: tuple[int, list[Batch]] | None = None
+        self.schedule = RolloutSchedule(self.plan, self.spec.iterations, self._rollout)
 
     @property
     def steps(self) -> int:
         return self._steps
 
     def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        """Fresh rollouts every `iterations` steps; the steps in between train on the same ones again."""
-        index = step // self.spec.iterations
-        if self._rollouts is None or self._rollouts[0] != index:
-            micro = self.plan.micro_batches[index * self.plan.accum:(index + 1) * self.plan.accum]
-            self._rollouts = (index, [self._rollout(model, items) for items in micro])
-        return self._rollouts[1]
+        return self.schedule.batches(step, model)
 
     @torch.no_grad()
     def _rollout(self, model: torch.nn.Module, items: list) -> Batch:
@@ -96,8 +92,7 @@ class Ppo:
         return batch["input_ids"].shape[0]
 
     def real_tokens(self, step: int) -> int:
-        assert self._rollouts is not None, "real_tokens is asked after step_batches"
-        return sum(int(b["attention_mask"].sum()) for b in self._rollouts[1])
+        return self.schedule.real_tokens()
 
     def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         s, mask = self.spec, batch["completion_mask"]

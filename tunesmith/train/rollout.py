@@ -155,3 +155,24 @@ def evaluate_rewards(
     out = {f"eval_{name}": float(value) / float(summed[-1]) for name, value in zip(names, summed[:-1])}
     out["eval_loss"] = -out["eval_reward"]
     return out
+
+
+class RolloutSchedule:
+    """Fresh rollouts every `iterations` optimizer steps; the steps in between train on the same ones again
+    (which is what gives the clipped objectives of GRPO and PPO something to clip)."""
+
+    def __init__(self, plan: BatchPlan, iterations: int, rollout: Any) -> None:
+        self.plan, self.iterations, self.rollout = plan, iterations, rollout
+        self.current: tuple[int, list[Batch]] | None = None
+
+    def batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
+        index = step // self.iterations
+        if self.current is None or self.current[0] != index:
+            micro = self.plan.micro_batches[index * self.plan.accum:(index + 1) * self.plan.accum]
+            self.current = (index, [self.rollout(model, items) for items in micro])
+        return self.current[1]
+
+    def real_tokens(self) -> int:
+        """Non-pad tokens of the rollouts in use (asked after `batches`)."""
+        assert self.current is not None, "real_tokens is asked after step_batches"
+        return sum(int(b["attention_mask"].sum()) for b in self.current[1])
