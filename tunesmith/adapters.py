@@ -40,7 +40,6 @@ from peft import (
 )
 from transformers.pytorch_utils import Conv1D
 
-from tunesmith.models import keep_4bit_layout
 from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.bottleneck import add_bottleneck, decoder_layers, layer_blocks, load_bottleneck
 from tunesmith.errors import UserError
@@ -105,8 +104,6 @@ def load_adapter(model: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.Mo
     training, so their logits line up with the input tokens.
     """
     folder = Path(adapter_dir)
-    if getattr(model, "is_loaded_in_4bit", False):
-        keep_4bit_layout(model)
     if (folder / BOTTLENECK_CONFIG).is_file():
         return load_bottleneck(model, folder)
     config_file = folder / "adapter_config.json"
