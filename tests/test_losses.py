@@ -7,7 +7,14 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tunesmith.data.types import IGNORE_INDEX
-from tunesmith.train.losses import chunked_nll_sum, count_trained_tokens, token_nll_sum
+from tunesmith.tiny import tiny_model
+from tunesmith.train.losses import (
+    chunked_nll_sum,
+    count_trained_tokens,
+    kept_nll_sum,
+    predicting_positions,
+    token_nll_sum,
+)
 
 VOCAB = 128
 
@@ -198,3 +205,60 @@ def test_averaging_per_micro_batch_means_does_not_equal_the_full_batch_gradient(
     naive = accumulated_grads(micro_size=2, normalise_by_total=False)
     worst = max(float((naive[name] - grad).abs().max()) for name, grad in full.items())
     assert worst > 1e-3
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2", "phi3", "gpt2", "gpt_neox"])
+def test_loss_on_kept_logits_equals_full_logits_loss_and_gradient(family: str) -> None:
+    """`logits_to_keep=predicting_positions(labels)` changes the cost, not the loss or its gradient.
+
+    gemma2 covers the final-logit softcap (applied after the head, so slicing must come before it), gpt2
+    and gpt_neox the non-Llama heads; a packed row and a padded batch both carry untrained positions.
+    """
+    model = tiny_model(family, vocab_size=VOCAB, seed=0).float()
+    batches = [padded_batch(LENGTHS, PROMPTS)]
+    packed = padded_batch([16], [3])
+    packed["position_ids"] = torch.tensor([list(range(9)) + list(range(7))])
+    packed["labels"][0, 9] = IGNORE_INDEX  # the first token of the second packed sample
+    del packed["attention_mask"]
+    batches.append(packed)
+    for batch in batches:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        keep = predicting_positions(batch["labels"])
+        assert keep.sum() == count_trained_tokens(batch["labels"])
+        model.zero_grad()
+        full, _ = token_nll_sum(model(**inputs, use_cache=False).logits, batch["labels"])
+        full.backward()
+        full_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        model.zero_grad()
+        kept_logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+        assert kept_logits.reshape(-1, VOCAB).shape[0] == int(keep.sum())
+        kept, count = kept_nll_sum(kept_logits, batch["labels"])
+        kept.backward()
+        kept_grads = [p.grad for p in model.parameters() if p.grad is not None]
+        assert int(count) == int(keep.sum())
+        assert torch.allclose(kept, full, rtol=1e-5), (float(kept), float(full))
+        assert len(kept_grads) == len(full_grads)
+        for a, b in zip(kept_grads, full_grads):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_kept_nll_sum_rejects_logits_that_do_not_match_the_labels() -> None:
+    labels = torch.tensor([[5, 6, IGNORE_INDEX, 7]])
+    with pytest.raises(ValueError, match="3 kept logits for 2 trained tokens"):
+        kept_nll_sum(torch.randn(3, 10), labels)
+
+
+def test_training_slices_logits_through_peft_and_falls_back_without_support() -> None:
+    """The SFT objective finds `logits_to_keep` under the PEFT wrapper; a model without it gets full logits."""
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.train.language_modeling import accepts_logits_to_keep
+
+    wrapped = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
+    assert accepts_logits_to_keep(wrapped)
+
+    class NoSlicing(torch.nn.Module):
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            return input_ids
+
+    assert not accepts_logits_to_keep(NoSlicing())

@@ -222,3 +222,24 @@ def test_profile_reports_where_step_time_goes(tiny_setup, tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert "where step time went" in err
     assert all(phase in err for phase in ("data", "forward", "backward", "optimizer"))
+
+
+def test_shuffle_off_keeps_the_file_order(tiny_setup, tmp_path: Path) -> None:
+    """`train.shuffle: false` trains the samples in file order, both epochs; on (the default) it does not."""
+    kept = build_trainer(make_recipe(tiny_setup, tmp_path / "kept", packing=False, shuffle=False, max_steps=None, epochs=2))
+    train_ids = [s.input_ids for s in kept.data.train]
+    planned = [s.input_ids for rows in kept.objective.plan.micro_batches for s in rows]
+    usable = len(planned)
+    assert planned == (train_ids * 2)[:usable]
+    shuffled = build_trainer(make_recipe(tiny_setup, tmp_path / "shuffled", packing=False, max_steps=None, epochs=2))
+    assert [s.input_ids for rows in shuffled.objective.plan.micro_batches for s in rows] != planned
+
+
+def test_threads_sets_torch_cpu_threads(tiny_setup, tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that 1 below is a change, whatever the machine's default
+    try:
+        build_trainer(make_recipe(tiny_setup, tmp_path, threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -91,6 +91,8 @@ class TrainSpec(Strict):
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW decay (not applied to biases and norms)")
     packing: bool = Field(True, description="pack samples into rows (no pad tokens, no cross-sample attention)")
     seed: int = Field(0, description="fixes data order, eval split and initialisation")
+    shuffle: bool = Field(True, description="shuffle samples every epoch (seeded); false keeps file order (packing still groups by length)")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch; None: torch's default. On a shared machine, fewer than the cores can be several times faster")
     scheduler: Literal["linear", "cosine", "constant"] = Field("cosine", description="learning-rate decay after warmup")
     max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping threshold")
     eval_every: int | None = Field(None, gt=0, description="optimizer steps between evaluations; None: at the end")

@@ -58,10 +58,11 @@ def plan_batches(
     packing: bool,
     pad_id: int,
     seed: int,
+    shuffle: bool = True,
 ) -> BatchPlan:
     """Shuffle (per epoch, seeded), pack or not, and cut into micro-batches for the whole run.
 
-    Fractional epochs take a prefix of the last epoch. `max_steps` wins over epochs, cycling through
+    `shuffle=False` keeps the samples' order (packed rows stay in best-fit order). Fractional epochs take a prefix of the last epoch. `max_steps` wins over epochs, cycling through
     further epochs if it needs more data than `epochs` gives.
     """
     if not samples:
@@ -73,9 +74,10 @@ def plan_batches(
     while True:
         rng = random.Random(seed * 1_000_003 + epoch)
         order = list(samples)
-        rng.shuffle(order)
+        if shuffle:
+            rng.shuffle(order)
         rows: list = pack(order, max_seq_len) if packing else order
-        if packing:
+        if packing and shuffle:
             rng.shuffle(rows)
         epoch_batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
         per_epoch = per_epoch or len(epoch_batches)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
-from tunesmith.recipe import Recipe
+from tunesmith.recipe import PROMPT_LEARNING, Recipe
 from tunesmith.train.batches import BatchPlan, plan_batches
-from tunesmith.train.losses import count_trained_tokens, token_nll_sum
+from tunesmith.train.losses import count_trained_tokens, kept_nll_sum, predicting_positions, token_nll_sum
 from tunesmith.train.objective import Batch
 
 
@@ -19,9 +20,10 @@ class LanguageModeling:
 
     def __init__(self, recipe: Recipe, data: PreparedData, pad_id: int) -> None:
         t = recipe.train
+        self.slice_logits = recipe.adapter not in PROMPT_LEARNING  # virtual tokens shift the positions
         self.plan = plan_batches(
             data.train, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
-            max_seq_len=t.max_seq_len, packing=t.packing, pad_id=pad_id, seed=t.seed,
+            max_seq_len=t.max_seq_len, packing=t.packing, pad_id=pad_id, seed=t.seed, shuffle=t.shuffle,
         )
         self.eval_plan: BatchPlan | None = None
         if data.eval:
@@ -45,8 +47,13 @@ class LanguageModeling:
 
     def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        logits = model(**inputs, use_cache=False).logits
-        nll_sum, _ = token_nll_sum(logits, batch["labels"])
+        if self.slice_logits and accepts_logits_to_keep(model):
+            keep = predicting_positions(batch["labels"])
+            logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+            nll_sum, _ = kept_nll_sum(logits, batch["labels"])
+        else:
+            logits = model(**inputs, use_cache=False).logits
+            nll_sum, _ = token_nll_sum(logits, batch["labels"])
         return nll_sum, {}
 
     @torch.no_grad()
@@ -68,3 +75,19 @@ class LanguageModeling:
         model.train(was_training)
         loss = float(nll / count.clamp(min=1))
         return {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
+
+
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the causal LM under any wrappers (DDP, PEFT) takes `logits_to_keep` in its forward.
+
+    transformers' own causal LMs do (5.x); remote-code models may not, and then the full logits are used.
+    """
+    inner = model
+    while True:
+        if hasattr(inner, "module"):
+            inner = inner.module
+        elif hasattr(inner, "get_base_model"):
+            inner = inner.get_base_model()
+        else:
+            break
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters

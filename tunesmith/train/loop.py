@@ -72,6 +72,8 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     folder = RunFolder(recipe.run_dir)
     folder.prepare(resume=resume, overwrite=overwrite)
     set_seed(recipe.train.seed)
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     data = prepare_data(recipe, tokenizer)

@@ -49,6 +49,31 @@ def token_nll_sum(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return nll_sum, (targets != IGNORE_INDEX).sum()
 
 
+def predicting_positions(labels: Tensor) -> Tensor:
+    """Bool (B, T): True at position t when `labels[:, t+1]` is trained, i.e. where a logit is needed.
+
+    Passed to a transformers causal LM as `logits_to_keep`, the head projects only these positions and
+    returns logits of shape (N, V) in row-major order, so full-vocabulary logits are never made for the
+    prompt, template glue or padding (typically 30-60% of an SFT batch).
+    """
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return keep
+
+
+def kept_nll_sum(kept_logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """`token_nll_sum` for logits computed only at `predicting_positions(labels)`.
+
+    kept_logits: (N, V) (or (1, N, V)) in the row-major order of those positions; labels: (B, T).
+    Same fp32 log-softmax and sum as `token_nll_sum`, so the two agree to rounding.
+    """
+    targets = labels[:, 1:][labels[:, 1:] != IGNORE_INDEX]  # (N,), same order as the kept positions
+    logits = kept_logits.reshape(-1, kept_logits.shape[-1])
+    if logits.shape[0] != targets.shape[0]:
+        raise ValueError(f"{logits.shape[0]} kept logits for {targets.shape[0]} trained tokens")
+    return F.cross_entropy(logits.float(), targets, reduction="sum"), torch.tensor(targets.shape[0])
+
+
 def chunked_nll_sum(
     hidden: Tensor,
     lm_head_weight: Tensor,

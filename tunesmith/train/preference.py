@@ -41,7 +41,7 @@ class Planned:
         # plan_batches shuffles and cuts any items when packing is off (it only measures Samples to pack them).
         self.plan = plan_batches(
             list(train), batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
-            max_seq_len=t.max_seq_len, packing=False, pad_id=0, seed=t.seed,
+            max_seq_len=t.max_seq_len, packing=False, pad_id=0, seed=t.seed, shuffle=t.shuffle,
         )
         self.held_out = [list(held_out[i:i + t.batch_size]) for i in range(0, len(held_out), t.batch_size)]
         self.collate = collate

@@ -112,7 +112,7 @@ def plan_prompts(recipe: Recipe, spec: RolloutSpec, items: list[tuple[Prompt, li
     plan = plan_batches(  # plan_batches shuffles and cuts any items when packing is off
         items, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs,  # type: ignore[arg-type]
         max_steps=None if max_steps is None else math.ceil(max_steps / spec.iterations),
-        max_seq_len=t.max_seq_len, packing=False, pad_id=0, seed=t.seed,
+        max_seq_len=t.max_seq_len, packing=False, pad_id=0, seed=t.seed, shuffle=t.shuffle,
     )
     steps = plan.steps * spec.iterations
     return plan, steps if max_steps is None else min(steps, max_steps)
