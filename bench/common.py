@@ -83,6 +83,23 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def current_rss_mib() -> float:
+    """This process's resident memory now (VmRSS), in MiB; 0 where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def trainable_checksum(model: torch.nn.Module) -> list[float]:
+    """Count and sum of squares of the trainable weights: equal at step 0 means the same initialisation."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [float(sum(p.numel() for p in params)), float(sum(p.detach().double().pow(2).sum() for p in params))]
+
+
 def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.5) -> float:
     """Sustained GFLOP/s of an n x n matmul in `dtype` right now: the ceiling a training step can approach."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)

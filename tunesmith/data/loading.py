@@ -33,9 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
-from datasets.exceptions import DatasetGenerationError
-
 from tunesmith.errors import DataError, UserError
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet", ".txt")
@@ -171,6 +168,9 @@ def _numbered(label: str, items: list[dict[str, Any]]) -> list[Row]:
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
     """All rows as dicts. The Arrow cache goes to a temporary folder: the rows are copied out at once, so
     a persistent cache would only fill the disk, and could go stale when the file is rewritten."""
+    import datasets  # `datasets` (and Arrow, pandas) only when a file needs it: ~100 MiB of resident memory
+    from datasets.exceptions import DatasetGenerationError
+
     try:
         with _quiet(), tempfile.TemporaryDirectory(prefix="tunesmith-data-") as cache:
             dataset = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=cache)
@@ -180,6 +180,8 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
 
 
 def _load_hub(name: str, split: str) -> list[Row]:
+    import datasets
+
     try:
         with _quiet():
             dataset = datasets.load_dataset(name, split=split)
@@ -194,6 +196,8 @@ def _load_hub(name: str, split: str) -> list[Row]:
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence `datasets` progress bars and logs while it reads; our own errors say what went wrong."""
+    import datasets
+
     bars_were_on = not datasets.utils.are_progress_bars_disabled()
     verbosity = datasets.logging.get_verbosity()
     datasets.disable_progress_bars()

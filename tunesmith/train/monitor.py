@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
 
 from tunesmith.errors import DataError, UserError
 
@@ -103,6 +102,8 @@ def smooth(values: list[float], weight: float | None = None) -> list[float]:
 def plot_losses(metrics: list[dict[str, Any]], out_png: Path, title: str = "") -> Path:
     """Train loss (raw, faint, and smoothed) and eval loss (markers, best one starred) against step."""
     trains, evals = _series(metrics, TRAIN_KEY), _series(metrics, EVAL_KEY)
+    from matplotlib.figure import Figure  # only when plotting: it is not needed (nor resident) during training
+
     fig = Figure(figsize=(8, 4.5), dpi=120)  # a bare Figure renders with Agg and leaves pyplot state alone
     ax = fig.add_subplot()
     if trains:
