@@ -165,7 +165,9 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
 
 
 def _load_base(info: RunInfo, tokenizer: object, quantization: str | None = None) -> torch.nn.Module:
-    return load_model(info.base_model, dtype="fp32", attn_implementation=info.attn_implementation,
+    """The base as the run loaded it, but in fp32, where flash attention cannot run: "auto" then picks sdpa."""
+    attention = "auto" if "flash" in info.attn_implementation else info.attn_implementation
+    return load_model(info.base_model, dtype="fp32", attn_implementation=attention,
                       trust_remote_code=info.trust_remote_code, quantization=quantization, tokenizer=tokenizer)
 
 

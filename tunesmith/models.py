@@ -28,6 +28,7 @@ from transformers import (
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from tunesmith.errors import UserError, suggestion
+from tunesmith.kernels import resolve_attn_implementation
 
 DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
@@ -38,7 +39,6 @@ DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
 }
 QUANTIZATIONS = ("nf4", "int8")
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 _QUANT_ALIASES = {"4bit": "nf4", "qlora": "nf4", "bnb4": "nf4", "8bit": "int8", "bnb8": "int8"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _CPUINFO = Path("/proc/cpuinfo")
@@ -117,6 +117,7 @@ def load_model(
     quantization: str | None = None,
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> PreTrainedModel:
     """The causal LM in `dtype`, with `config.pad_token_id` set; full weights stay on CPU for accelerate to place.
 
@@ -125,34 +126,29 @@ def load_model(
     bitsandbytes places quantized weights on the current device, so create the Accelerator first.
     A missing `pad_token_id` is taken from `tokenizer` when given, else from eos, the same choice
     `load_tokenizer` makes, so the two always agree.
+    `attn_implementation` takes the recipe's values, "auto" included (kernels.resolve_attn_implementation);
+    `compute_dtype` is the dtype attention runs in when autocast differs from the weights' dtype. What was
+    used is `model.config._attn_implementation`.
     """
     torch_dtype = resolve_dtype(dtype)
-    if attn_implementation not in ATTN_IMPLEMENTATIONS:
-        raise UserError(
-            f"unknown attn_implementation '{attn_implementation}'"
-            f"{suggestion(attn_implementation, ATTN_IMPLEMENTATIONS)}; use one of: {', '.join(ATTN_IMPLEMENTATIONS)}"
-        )
+    attention = resolve_attn_implementation(attn_implementation, compute_dtype or torch_dtype)
     source, local_only = _resolve_source(path_or_id)
     _check_model_type(source, trust_remote_code)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, local_files_only=local_only)
     if quantization is not None:
         kwargs["quantization_config"] = _bnb_config(quantization, torch_dtype)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source,
-            dtype=torch_dtype,
-            attn_implementation=attn_implementation,
-            trust_remote_code=trust_remote_code,
-            local_files_only=local_only,
-            **kwargs,
-        )
+        model = AutoModelForCausalLM.from_pretrained(source, attn_implementation=attention, **kwargs)
     except ValueError as e:  # e.g. Gemma 2 has no SDPA path (its attention soft-capping needs eager)
-        if "attention implementation" not in str(e):
+        if "does not support" not in str(e) or "attention" not in str(e).lower():
             raise
-        raise UserError(
-            f"model '{path_or_id}' does not support attn_implementation '{attn_implementation}'; "
-            "set it to 'eager' (always available)"
-        ) from e
+        if attn_implementation != "auto":
+            raise UserError(
+                f"model '{path_or_id}' does not support attn_implementation '{attn_implementation}'; "
+                "set it to 'auto' or 'eager' (always available)"
+            ) from e
+        # "auto" chose flash attention for a model class without a flash path: the model's own default.
+        model = AutoModelForCausalLM.from_pretrained(source, attn_implementation=None, **kwargs)
     if getattr(model.config, "pad_token_id", None) is None:
         _set_pad_token_id(model, tokenizer)
     if quantization is not None:

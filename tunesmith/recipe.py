@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tunesmith.errors import UserError, suggestion
 from tunesmith.recipe_errors import explain_validation_error
-from tunesmith.registry import ADAPTERS, EVAL_SUITES, FORMATS, METHOD_FORMATS, METHODS, REWARDS, TEMPLATES
+from tunesmith.registry import (
+    ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, METHOD_FORMATS, METHODS, REWARDS, TEMPLATES,
+)
 
 DEFAULT_ADAPTER_LR = 1e-4
 """LoRA-family learning rate from practice: adapters tolerate (and need) a larger step."""
@@ -65,8 +67,21 @@ class DataSpec(Strict):
 
 class ModelOptions(Strict):
     dtype: str = Field("auto", description="auto (bf16 where supported, else fp32) | bf16 | fp16 | fp32")
-    attn_implementation: str = Field("sdpa", description="sdpa | eager | flash_attention_2")
+    attn_implementation: str = Field("auto", description="auto (flash_attention_2 on a CUDA GPU with flash-attn in "
+                                     "bf16/fp16, else sdpa, or eager for models without sdpa) | sdpa | eager | "
+                                     "flash_attention_2")
+    kernels: str = Field("auto", description="auto (liger where it can run, else none) | none | liger (fused Triton "
+                         "kernels: needs CUDA and `pip install liger-kernel`, else warns and runs without)")
     trust_remote_code: bool = Field(False, description="run code shipped with the model; off unless you trust it")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelOptions:
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(_unknown("model_options.attn_implementation", self.attn_implementation,
+                                      ATTN_IMPLEMENTATIONS))
+        if self.kernels not in KERNELS:
+            raise ValueError(_unknown("model_options.kernels", self.kernels, KERNELS))
+        return self
 
 
 class AdapterArgs(Strict):

@@ -15,6 +15,12 @@ BENCHMARKS: tuple[str, ...] = ("mmlu", "hellaswag", "gsm8k")
 """General benchmarks scored before and after fine-tuning to measure forgetting (evaluate/benchmarks.py)."""
 EVAL_SUITES: tuple[str, ...] = ("heldout", "ppl", *BENCHMARKS, "judge")
 """What `tunesmith eval --suite` (and the recipe's `eval.suite`) can run (evaluate/run_eval.py)."""
+ATTN_IMPLEMENTATIONS: tuple[str, ...] = (
+    "auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention",
+)
+"""`model_options.attn_implementation`: "auto" or a transformers attention implementation (kernels.py)."""
+KERNELS: tuple[str, ...] = ("auto", "none", "liger")
+"""`model_options.kernels`: fused kernels patched into the model (kernels.py)."""
 REWARDS: tuple[str, ...] = ("exact_match", "starts_with", "numeric_match", "regex", "length_penalty")
 """Built-in reward functions for GRPO/PPO (train/rewards.py); a `module:function` path names a user's own."""
 

@@ -11,6 +11,16 @@ the samples of a row comes from the model, not from an attention mask, and only 
   attends to the ones before it in the row (measured: max logit error 0.62 instead of 2e-7). The
   isolation test in tests/test_packing.py pins both behaviours.
 
+Flash attention (flash_attention_2/3) finds the boundaries differently. transformers 5.x turns the packed-mask
+machinery off for it (`masking_utils.flash_attention_mask` returns None without an attention mask), and
+`modeling_flash_attention_utils._flash_attention_forward` calls the varlen kernel, with `cu_seqlens` taken
+from the positions where `position_ids` equals its minimum (`prepare_fa_kwargs_from_position_ids`), only when
+`_is_packed_sequence` holds, and that requires a batch of ONE row. A micro-batch of several packed rows falls
+through to the plain causal kernel, and every sample attends to the samples before it in its row (measured
+on CPU through transformers' own dispatch with a reference kernel: max logit error 0.59; tests/test_kernels.py).
+So for flash attention `collate_flat` lays the whole micro-batch end to end in one row, as TRL's padding-free
+collator does: no padding at all, and the single row is exactly the case transformers handles.
+
 The first token of every sample gets label IGNORE_INDEX: after the model shifts labels, that position is
 the one the previous sample's last token would predict. A sample alone never has a target at its first
 token either, so a packed row's loss equals the token-weighted mean of its samples' own losses.
@@ -65,6 +75,19 @@ def collate_packed(rows: list[PackedRow], pad_id: int = 0) -> dict[str, torch.Te
         "input_ids": torch.tensor([row.input_ids + [pad_id] * n for row, n in zip(rows, pads)]),
         "labels": torch.tensor([row.labels + [IGNORE_INDEX] * n for row, n in zip(rows, pads)]),
         "position_ids": torch.tensor([row.position_ids + list(range(n)) for row, n in zip(rows, pads)]),
+    }
+
+
+def collate_flat(rows: list[PackedRow]) -> dict[str, torch.Tensor]:
+    """All rows end to end in ONE row of shape (1, total tokens), no padding: the layout flash attention needs.
+
+    Same keys and per-token values as `collate_packed`, so the loss and the trained-token count are the
+    same; only the batch dimension changes (see the module docstring for why).
+    """
+    return {
+        "input_ids": torch.tensor([[i for row in rows for i in row.input_ids]]),
+        "labels": torch.tensor([[i for row in rows for i in row.labels]]),
+        "position_ids": torch.tensor([[i for row in rows for i in row.position_ids]]),
     }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tunesmith.data.packing import collate_packed, collate_padded, pack
+from tunesmith.data.packing import collate_flat, collate_packed, collate_padded, pack
 from tunesmith.data.types import PackedRow, Sample
 
 
@@ -26,6 +26,8 @@ class BatchPlan:
     accum: int
     packed: bool
     pad_id: int
+    flat: bool = False
+    """Packed micro-batches become one row each (`collate_flat`): what flash attention needs."""
 
     @property
     def steps(self) -> int:
@@ -42,6 +44,8 @@ class BatchPlan:
         return sum(len(row.input_ids) for rows in chunk for row in rows)
 
     def collate(self, rows: Sequence[PackedRow] | Sequence[Sample]) -> dict[str, torch.Tensor]:
+        if self.packed and self.flat:
+            return collate_flat(list(rows))  # type: ignore[arg-type]
         if self.packed:
             return collate_packed(list(rows), self.pad_id)  # type: ignore[arg-type]
         return collate_padded(list(rows), self.pad_id)  # type: ignore[arg-type]
@@ -59,6 +63,7 @@ def plan_batches(
     pad_id: int,
     seed: int,
     shuffle: bool = True,
+    flat: bool = False,
 ) -> BatchPlan:
     """Shuffle (per epoch, seeded), pack or not, and cut into micro-batches for the whole run.
 
@@ -91,4 +96,4 @@ def plan_batches(
             micro = micro[: max(accum, int(round(per_epoch * epochs)))]
             break
     usable = (len(micro) // accum) * accum
-    return BatchPlan(micro_batches=micro[:usable], accum=accum, packed=packing, pad_id=pad_id)
+    return BatchPlan(micro_batches=micro[:usable], accum=accum, packed=packing, pad_id=pad_id, flat=flat)

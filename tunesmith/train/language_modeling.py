@@ -18,18 +18,19 @@ from tunesmith.train.objective import Batch
 class LanguageModeling:
     """The objective of `method: sft` and `method: cpt`: token-mean NLL, normalised over the whole step."""
 
-    def __init__(self, recipe: Recipe, data: PreparedData, pad_id: int) -> None:
+    def __init__(self, recipe: Recipe, data: PreparedData, pad_id: int, flat: bool = False) -> None:
+        """`flat`: packed micro-batches as one row each, for flash attention (data/packing.py says why)."""
         t = recipe.train
         self.slice_logits = recipe.adapter not in PROMPT_LEARNING  # virtual tokens shift the positions
         self.plan = plan_batches(
             data.train, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
-            max_seq_len=t.max_seq_len, packing=t.packing, pad_id=pad_id, seed=t.seed, shuffle=t.shuffle,
+            max_seq_len=t.max_seq_len, packing=t.packing, pad_id=pad_id, seed=t.seed, shuffle=t.shuffle, flat=flat,
         )
         self.eval_plan: BatchPlan | None = None
         if data.eval:
             self.eval_plan = plan_batches(
                 data.eval, batch_size=t.batch_size, accum=1, epochs=1, max_steps=None, max_seq_len=t.max_seq_len,
-                packing=t.packing, pad_id=pad_id, seed=0,
+                packing=t.packing, pad_id=pad_id, seed=0, flat=flat,
             )
 
     @property

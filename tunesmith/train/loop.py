@@ -22,7 +22,8 @@ from rich.console import Console
 from tunesmith.adapters import apply_adapter
 from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.errors import UserError
-from tunesmith.models import count_parameters, load_model, load_tokenizer
+from tunesmith.kernels import apply_kernels, attention_dtype
+from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.recipe import Recipe
 from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from tunesmith.train.methods import build_objective
@@ -77,13 +78,17 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     data = prepare_data(recipe, tokenizer)
+    dtype = recipe.model_options.dtype if recipe.adapter != "full" else "fp32"
     model = load_model(
         recipe.model,
-        dtype=recipe.model_options.dtype if recipe.adapter != "full" else "fp32",
+        dtype=dtype,
         attn_implementation=recipe.model_options.attn_implementation,
         trust_remote_code=recipe.model_options.trust_remote_code,
         quantization="nf4" if recipe.adapter == "qlora" else None,  # apply_adapter prepares it for k-bit training
+        compute_dtype=attention_dtype(resolve_dtype(dtype), accelerator.mixed_precision),
     )
+    kernels = apply_kernels(model, recipe.model_options.kernels)  # on the bare model, before the adapter wraps it
+    speed = {"attn_implementation": model.config._attn_implementation, "kernels": kernels.used}
     if recipe.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -105,12 +110,14 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     console.print(
         f"[bold]{recipe.name}[/]: {recipe.method} / {recipe.adapter} on {recipe.model} — "
         f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%), "
-        f"{objective.steps} steps, lr {recipe.lr:g}"
+        f"{objective.steps} steps, lr {recipe.lr:g}, attention {speed['attn_implementation']}, "
+        f"kernels {speed['kernels']}"
     )
-    for note in recipe.advice():
+    for note in [*recipe.advice(), *([kernels.note] if kernels.note else [])]:
         console.print(f"[yellow]warning:[/] {note}")
     if resume:
         _resume(trainer)
+    trainer.state.update(speed)  # after resume: what this machine runs, not what the checkpoint's did
     return trainer
 
 
