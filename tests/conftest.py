@@ -1,11 +1,15 @@
-"""Shared test setup: offline hub, paths to the real fixtures beside the checkout."""
+"""Shared test setup: offline hub, a throwaway data cache, paths to the real fixtures beside the checkout."""
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tunesmith.data.cache import CACHE_ENV
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -14,6 +18,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 STORIES = SHARED / "fixtures" / "stories260k"
 DATA = SHARED / "data"
+_TEST_NUMBER = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_data_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The data cache of the whole run, in pytest's temporary folder: tests never read or fill ~/.cache.
+
+    Session scope, so it is in force before any module- or session-scoped fixture prepares data.
+    """
+    root = tmp_path_factory.mktemp("tunesmith-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(root))
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def _test_data_cache(_session_data_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own cache folder (created on first write), so no test passes on another's cached data."""
+    monkeypatch.setenv(CACHE_ENV, str(_session_data_cache / f"test-{next(_TEST_NUMBER)}"))
 
 
 @pytest.fixture

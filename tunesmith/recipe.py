@@ -53,6 +53,8 @@ class DataSpec(Strict):
     train_on: Literal["all", "last"] = Field("all", description="which assistant turns carry the loss")
     max_rows: int | None = Field(None, gt=0, description="use only the first N rows (quick experiments)")
     replay: ReplaySpec | None = None
+    cache: bool = Field(True, description="reuse the tokenized data of an earlier run with the same files, tokenizer "
+                        "and settings (kept in $TUNESMITH_CACHE/data, default ~/.cache/tunesmith/data)")
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:

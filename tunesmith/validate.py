@@ -44,6 +44,8 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
     console.print(f"model ok: {config.model_type}, vocab {tokenizer.vocab_size if hasattr(tokenizer, 'vocab_size') else len(tokenizer)}, "
                   f"chat template: {'own' if tokenizer.chat_template else 'none (named template used)'}")
     data = prepare_data(recipe, tokenizer, check_method=check_method)
+    if data.from_cache:
+        console.print("[dim]tokenized data from cache (data.cache: false to prepare it afresh)[/]")
     report = build_report(data)
     example = next((s for s in data.train if s.trained_tokens), data.train[0] if data.train else None)
     print_report(report, example, tokenizer, console)

@@ -1,17 +1,20 @@
 """Recipe data block -> tokenized train/eval samples, plus the facts the health report needs.
 
 One function, `prepare_data`, used by both `tunesmith validate` and `tunesmith train`, so what the
-report describes is exactly what training consumes.
+report describes is exactly what training consumes. Its result is cached on disk (`data/cache.py`), keyed
+by everything it depends on, so a second run with the same inputs skips parsing and tokenizing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunesmith.data.cache import cache_key, load_cached, store_cached
 from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.data.mixing import ReplayReport, mix_replay
@@ -21,6 +24,8 @@ from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Preference
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataSpec, Recipe
 from tunesmith.registry import METHOD_FORMATS
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class PreparedData:
     overlap: int = 0
     replay: ReplayReport | None = None
     notes: list[str] = field(default_factory=list)
+    from_cache: bool = False  # read back from the data cache instead of parsed and tokenized now
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts recorded in run.json."""
@@ -57,17 +63,41 @@ def prepare_data(recipe: Recipe, tokenizer: Any, *, check_method: bool = True) -
     """Load, parse, split, template and tokenize the recipe's data (and mix replay data when asked).
 
     `check_method=False` (used by `data stats`) accepts any format; training always checks that the
-    detected format suits the method.
+    detected format suits the method. With `data.cache` on, a result prepared earlier from the same files,
+    tokenizer and settings is read back instead (`from_cache` is then True); the tokenizer gets the
+    recipe's chat template either way, as callers rely on it.
     """
+    apply_template(tokenizer, recipe.data.template)  # first: the cache key hashes the template in force
+    sources = data_sources(recipe.data) if recipe.data.cache else {}
+    key = cache_key(recipe, tokenizer, sources) if sources else None
+    cached = load_cached(key) if key else None
+    if isinstance(cached, PreparedData):
+        if check_method:
+            _check_method(cached.format, recipe.method)
+        if cached.bad_rows:
+            logger.warning("skipped %d rows as bad; first: %s", len(cached.bad_rows), cached.bad_rows[0])
+        cached.from_cache = True
+        return cached
+    data = _prepare(recipe, tokenizer, check_method)
+    if key and data.sources == sources:  # a file rewritten while it was read: do not file it under the old hash
+        store_cached(key, data)
+    return data
+
+
+def data_sources(spec: DataSpec) -> dict[str, str]:
+    """sha256 of every file the data block reads (train, an eval file, replay); hub ids map to "hub"."""
+    sources = hash_sources(spec.train, spec.eval if isinstance(spec.eval, (str, list)) else None)
+    if spec.replay is not None:
+        sources.update(hash_sources(spec.replay.train, None))
+    return sources
+
+
+def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedData:
     spec = recipe.data
-    apply_template(tokenizer, spec.template)
     fmt = spec.format if spec.format != "auto" else None
     parsed = _load_examples(spec.train, fmt, spec)
-    if check_method and parsed.format not in METHOD_FORMATS[recipe.method]:
-        raise UserError(
-            f"data.train is in '{parsed.format}' format, which method: {recipe.method} cannot train on "
-            f"(it needs {' or '.join(METHOD_FORMATS[recipe.method])}); change method or the data"
-        )
+    if check_method:
+        _check_method(parsed.format, recipe.method)
     examples = parsed.examples[: spec.max_rows] if spec.max_rows else parsed.examples
     bad = list(parsed.bad_rows)
     if isinstance(spec.eval, (str, list)):
@@ -81,18 +111,24 @@ def prepare_data(recipe: Recipe, tokenizer: Any, *, check_method: bool = True) -
     eval_ = to_samples(eval_examples, tokenizer, max_len, spec.train_on)
     data = PreparedData(
         format=parsed.format, detected=parsed.detected, train=train, eval=eval_, train_examples=train_examples,
-        eval_examples=eval_examples, rows=len(examples), bad_rows=bad,
-        sources=hash_sources(spec.train, spec.eval if isinstance(spec.eval, (str, list)) else None),
+        eval_examples=eval_examples, rows=len(examples), bad_rows=bad, sources=data_sources(spec),
         duplicates=count_duplicates(train_examples), overlap=count_overlap(train_examples, eval_examples),
     )
     if spec.replay is not None:
         replay_parsed = _load_examples(spec.replay.train, None if spec.replay.format == "auto" else spec.replay.format, spec)
         replay_samples = to_samples(replay_parsed.examples, tokenizer, max_len, spec.train_on)
         data.train, data.replay = mix_replay(data.train, replay_samples, spec.replay.ratio, recipe.train.seed)
-        data.sources.update(hash_sources(spec.replay.train, None))
     if not data.train:
         raise UserError(f"data.train: no usable training samples in {spec.train}")
     return data
+
+
+def _check_method(fmt: str, method: str) -> None:
+    if fmt not in METHOD_FORMATS[method]:
+        raise UserError(
+            f"data.train is in '{fmt}' format, which method: {method} cannot train on "
+            f"(it needs {' or '.join(METHOD_FORMATS[method])}); change method or the data"
+        )
 
 
 def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec):
