@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -11,7 +10,8 @@ from accelerate import Accelerator
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.recipe import PROMPT_LEARNING, Recipe
 from tunesmith.train.batches import BatchPlan, plan_batches
-from tunesmith.train.losses import count_trained_tokens, kept_nll_sum, predicting_positions, token_nll_sum
+from tunesmith.train.lm_head import trained_nll_sum
+from tunesmith.train.losses import count_trained_tokens
 from tunesmith.train.objective import Batch
 
 
@@ -21,7 +21,7 @@ class LanguageModeling:
     def __init__(self, recipe: Recipe, data: PreparedData, pad_id: int, flat: bool = False) -> None:
         """`flat`: packed micro-batches as one row each, for flash attention (data/packing.py says why)."""
         t = recipe.train
-        self.slice_logits = recipe.adapter not in PROMPT_LEARNING  # virtual tokens shift the positions
+        self.slice_logits = recipe.adapter not in PROMPT_LEARNING  # virtual tokens shift positions: full logits
         self.plan = plan_batches(
             data.train, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
             max_seq_len=t.max_seq_len, packing=t.packing, pad_id=pad_id, seed=t.seed, shuffle=t.shuffle, flat=flat,
@@ -47,15 +47,9 @@ class LanguageModeling:
         return self.plan.real_tokens(step)
 
     def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Summed NLL of the trained tokens, by the cheapest route the model allows (see lm_head.py)."""
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        if self.slice_logits and accepts_logits_to_keep(model):
-            keep = predicting_positions(batch["labels"])
-            logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
-            nll_sum, _ = kept_nll_sum(logits, batch["labels"])
-        else:
-            logits = model(**inputs, use_cache=False).logits
-            nll_sum, _ = token_nll_sum(logits, batch["labels"])
-        return nll_sum, {}
+        return trained_nll_sum(model, inputs, batch["labels"], positional=self.slice_logits), {}
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
@@ -77,18 +71,3 @@ class LanguageModeling:
         loss = float(nll / count.clamp(min=1))
         return {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
 
-
-def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    """Whether the causal LM under any wrappers (DDP, PEFT) takes `logits_to_keep` in its forward.
-
-    transformers' own causal LMs do (5.x); remote-code models may not, and then the full logits are used.
-    """
-    inner = model
-    while True:
-        if hasattr(inner, "module"):
-            inner = inner.module
-        elif hasattr(inner, "get_base_model"):
-            inner = inner.get_base_model()
-        else:
-            break
-    return "logits_to_keep" in inspect.signature(inner.forward).parameters

@@ -74,6 +74,73 @@ def kept_nll_sum(kept_logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return F.cross_entropy(logits.float(), targets, reduction="sum"), torch.tensor(targets.shape[0])
 
 
+def fused_linear_nll_sum(
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    bias: Tensor | None = None,
+    logit_softcap: float | None = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Summed NLL of `targets` under `hidden @ weight.T (+ bias)`, never holding more than one chunk of logits.
+
+    hidden: (N, H) final hidden states at trained positions only; weight: (V, H); targets: (N,).
+    The gradients are computed during the forward pass, one chunk at a time, and only they are kept
+    ((N, H) for the hidden states, (V, H) for a trainable head): autograd would otherwise save the (N, V)
+    logits, their fp32 copy and the log-softmax for the backward, several times the whole head's weights
+    at a 100k+ vocabulary. No matmul is recomputed, unlike activation checkpointing of the head.
+    Under autocast the matmuls run in the autocast dtype, as the model's own head would; the softmax is fp32.
+    The default chunk holds about 4M logits (16 MiB in fp32): 512 positions at an 8k vocabulary, 64 at 128k.
+    """
+    if chunk_size is None:
+        chunk_size = min(4096, max(64, (1 << 22) // weight.shape[0]))
+    return _FusedLinearNLL.apply(hidden, weight, bias, targets, logit_softcap, chunk_size)
+
+
+class _FusedLinearNLL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, softcap, chunk_size):  # type: ignore[override]
+        grad_hidden = torch.empty_like(hidden) if hidden.requires_grad else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if weight.requires_grad else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if bias is not None and bias.requires_grad else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+            logits = F.linear(h, weight, bias).float()  # (c, V)
+            capped = None
+            if softcap is not None:
+                capped = torch.tanh(logits / softcap)
+                logits = softcap * capped
+            rows = torch.arange(y.shape[0], device=y.device)
+            log_norm = torch.logsumexp(logits, dim=-1)  # (c,)
+            total += (log_norm - logits[rows, y]).sum()
+            grad = logits.sub_(log_norm[:, None]).exp_()  # softmax, in place: d(sum nll)/d logits = softmax - one-hot
+            grad[rows, y] -= 1.0
+            if capped is not None:
+                grad *= 1.0 - capped * capped
+            if grad_hidden is not None:
+                grad_hidden[start:start + chunk_size] = (grad.to(h.dtype) @ weight.to(h.dtype)).to(hidden.dtype)
+            if grad_weight is not None:
+                grad_weight += (grad.to(h.dtype).T @ h).float()
+            if grad_bias is not None:
+                grad_bias += grad.sum(dim=0)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):  # type: ignore[override]
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        weight_dtype, bias_dtype = ctx.dtypes
+        scale = grad_output.float()
+        return (
+            None if grad_hidden is None else grad_hidden * scale.to(grad_hidden.dtype),
+            None if grad_weight is None else (grad_weight * scale).to(weight_dtype),
+            None if grad_bias is None else (grad_bias * scale).to(bias_dtype),
+            None, None, None,
+        )
+
+
 def chunked_nll_sum(
     hidden: Tensor,
     lm_head_weight: Tensor,
