@@ -102,14 +102,24 @@ def trainable_checksum(model: torch.nn.Module) -> list[float]:
 
 def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.5) -> float:
     """Sustained GFLOP/s of an n x n matmul in `dtype` right now: the ceiling a training step can approach."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+    return peak_matmul_gflops(dtype, [(n, n, n)], seconds)
+
+
+def peak_matmul_gflops(dtype: torch.dtype, shapes: list[tuple[int, int, int]], seconds: float = 0.3) -> float:
+    """The best GFLOP/s of (m x k) @ (k x n) matmuls over `shapes`: one square probe plus a model's own
+    layer shapes, because the fastest kernel for one shape is not the fastest for another, and MFU must
+    be measured against the best the machine showed, not a shape that happens to be slow."""
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ b
+            count += 1
+        best = max(best, 2 * m * k * n * count / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 def machine_summary() -> dict[str, str]:

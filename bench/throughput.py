@@ -10,11 +10,13 @@ skewed lengths) with the same batch size, sequence length, learning rate and LoR
 * TRL literal defaults: `SFTConfig` as shipped (bf16 autocast, gradient checkpointing, padded batches, fp32
   weights), plus `use_cpu=True`, which it demands on a machine without a GPU;
 * TRL tuned: what a careful user sets on this machine: `packing=True` (best-fit, padding-free),
-  gradient checkpointing off, and for LoRA the frozen base loaded in bf16.
+  gradient checkpointing off, and for LoRA the frozen base loaded in bf16;
+* for LoRA also tunesmith with `train.gradient_checkpointing: true` ("tunesmith-ckpt"), to show what the
+  memory target costs in speed.
 
 Every run is a fresh process (peak RSS is its own, no warm caches), runs alternate order between repeats so
-a drifting machine hits every system alike, and a matmul probe at the start and end gives the machine's
-peak GFLOP/s for MFU (bench/flops.py says what is counted). Timing covers the steps after --warmup, from
+a drifting machine hits every system alike, and a matmul probe at the start and end (the best of a square
+shape and the models' own layer shapes) gives the machine's peak GFLOP/s for MFU (bench/flops.py says what is counted). Timing covers the steps after --warmup, from
 the end of the last warm-up step to the end of the last step, data loading included. "real" tokens are
 non-pad tokens; "trained" tokens carry loss.
 
@@ -34,7 +36,7 @@ from typing import Any
 
 import torch
 
-from bench.common import SHARED_DATA, machine_summary, matmul_gflops, run_child, write_chat_data
+from bench.common import SHARED_DATA, machine_summary, peak_matmul_gflops, run_child, write_chat_data
 from bench.flops import ModelShape, model_shape
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.models import load_tokenizer
@@ -47,6 +49,8 @@ SHAPES: dict[str, dict[str, int]] = {
     "60M": {"hidden": 640, "layers": 10, "heads": 10, "intermediate": 1728},
 }
 SYSTEMS = ("tunesmith", "trl-literal", "trl-tuned")
+LOW_MEMORY = "tunesmith-ckpt"
+"""tunesmith with `train.gradient_checkpointing: true` (off by default): the memory/speed trade, LoRA only."""
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
 TARGETS = {"vs_literal": 2.5, "vs_tuned": 1.2, "mfu_60m": 0.5, "rss_vs_tuned": 0.6, "loss_parity": 0.01}
 
@@ -70,9 +74,10 @@ def build_inputs(workdir: Path, data_dir: Path, sizes: list[str], seq_len: int) 
     return inputs
 
 
-def tunesmith_payload(inp: dict[str, Any], adapter: str, args: argparse.Namespace, parity: bool = False) -> dict[str, Any]:
+def tunesmith_payload(inp: dict[str, Any], adapter: str, args: argparse.Namespace, parity: bool = False,
+                      checkpointing: bool = False) -> dict[str, Any]:
     train: dict[str, Any] = {"lr": args.lr[adapter], "max_steps": args.warmup + args.steps, "batch_size": args.batch,
-                             "max_seq_len": args.seq_len, "seed": 0}
+                             "max_seq_len": args.seq_len, "seed": 0, "gradient_checkpointing": checkpointing}
     recipe: dict[str, Any] = {"name": f"{adapter}", "model": inp["model"], "method": "sft", "adapter": adapter,
                               "output": str(args.workdir / "runs"), "data": {"train": inp["chat"], "template": "plain"},
                               "train": train, "adapter_args": {**LORA}}
@@ -105,8 +110,9 @@ def run_system(system: str, inp: dict[str, Any], adapter: str, args: argparse.Na
                parity: bool = False) -> dict[str, Any]:
     log = args.workdir / "logs" / f"{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    if system == "tunesmith":
-        return run_child("bench.throughput_tunesmith", tunesmith_payload(inp, adapter, args, parity), log)
+    if system.startswith("tunesmith"):
+        payload = tunesmith_payload(inp, adapter, args, parity, checkpointing=system == LOW_MEMORY)
+        return run_child("bench.throughput_tunesmith", payload, log)
     return run_child("bench.throughput_trl", trl_payload(inp, adapter, system, args, parity), log)
 
 
@@ -138,9 +144,9 @@ def print_config_table(size: str, adapter: str, runs: dict[str, list[dict[str, A
               f"{m['loss']:>7.4f}  {settings}; real tok/s per run: {per_run}")
 
 
-def ratio(runs: dict[str, list[dict[str, Any]]], key: str, other: str) -> float:
-    """Median over repeats of tunesmith / `other` (runs of one repeat are paired; they ran back to back)."""
-    return statistics.median(a[key] / b[key] for a, b in zip(runs["tunesmith"], runs[other]))
+def ratio(runs: dict[str, list[dict[str, Any]]], key: str, other: str, ours: str = "tunesmith") -> float:
+    """Median over repeats of `ours` / `other` (runs of one repeat are paired; they ran back to back)."""
+    return statistics.median(a[key] / b[key] for a, b in zip(runs[ours], runs[other]))
 
 
 def verdict(ok: bool) -> str:
@@ -195,22 +201,26 @@ def main() -> None:
               f"samples, tokens median {inp['median']}, mean {inp['mean']:.0f}, {inp['cut']} cut at {args.seq_len}")
     print(f"each run: batch {args.batch}, seq len {args.seq_len}, {args.warmup} warm-up + {args.steps} timed steps, "
           f"{args.threads} threads, lr {args.lr}")
-    probes = [(matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16))]
+    shapes = [(1024, 1024, 1024)] + [(args.batch * args.seq_len, k, n) for size in sizes
+                                     for k, n in ((SHAPES[size]["hidden"], SHAPES[size]["intermediate"]),
+                                                  (SHAPES[size]["intermediate"], SHAPES[size]["hidden"]))]
+    probes = [(peak_matmul_gflops(torch.float32, shapes), peak_matmul_gflops(torch.bfloat16, shapes))]
     results: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for repeat in range(args.repeats):
         for size in sizes:
             for adapter in adapters:
-                order = SYSTEMS if repeat % 2 == 0 else tuple(reversed(SYSTEMS))
+                systems = SYSTEMS + ((LOW_MEMORY,) if adapter == "lora" else ())
+                order = systems if repeat % 2 == 0 else tuple(reversed(systems))
                 for system in order:
                     tag = f"{size}-{adapter}-{system}-r{repeat}"
                     result = run_system(system, inputs[size], adapter, args, tag)
                     summary = summarize(result, args.warmup, inputs[size]["shape"], adapter)
-                    results.setdefault((size, adapter), {k: [] for k in SYSTEMS})[system].append(summary)
+                    results.setdefault((size, adapter), {k: [] for k in systems})[system].append(summary)
                     print(f"  run {tag}: {summary['real_tps']:.0f} real tok/s, {summary['cores']:.2f} cores, "
                           f"peak RSS {summary['rss_peak']:.0f} MiB, loss {summary['loss']:.4f}", flush=True)
-    probes.append((matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)))
+    probes.append((peak_matmul_gflops(torch.float32, shapes), peak_matmul_gflops(torch.bfloat16, shapes)))
     peaks = {"fp32": statistics.mean(p[0] for p in probes), "bf16": statistics.mean(p[1] for p in probes)}
-    print(f"matmul probe GFLOP/s (fp32, bf16): start {probes[0][0]:.0f}, {probes[0][1]:.0f}; end {probes[1][0]:.0f}, "
+    print(f"matmul peak GFLOP/s, best of {len(shapes)} shapes (fp32, bf16): start {probes[0][0]:.0f}, {probes[0][1]:.0f}; end {probes[1][0]:.0f}, "
           f"{probes[1][1]:.0f}; MFU uses the means")
     verdicts = []
     for (size, adapter), runs in results.items():
@@ -232,6 +242,14 @@ def main() -> None:
                             f"{verdict(mfu >= TARGETS['mfu_60m'])}")
         verdicts.append(f"{size} {adapter} peak RSS vs TRL tuned {rss:.2f}x (target <= {TARGETS['rss_vs_tuned']}x): "
                         f"{verdict(rss <= TARGETS['rss_vs_tuned'])}")
+        if LOW_MEMORY in runs:
+            low_rss, low_speed = ratio(runs, "rss_peak", "trl-tuned", LOW_MEMORY), ratio(runs, "real_tps", "trl-tuned", LOW_MEMORY)
+            print(f"  {LOW_MEMORY} / TRL tuned: {low_speed:.2f}x real tok/s, {low_rss:.2f}x peak RSS "
+                  f"(gradient checkpointing on; tunesmith's default is off)")
+            verdicts.append(f"{size} {adapter} with train.gradient_checkpointing: peak RSS vs TRL tuned {low_rss:.2f}x "
+                            f"(target <= {TARGETS['rss_vs_tuned']}x) at {low_speed:.2f}x its speed: "
+                            f"{verdict(low_rss <= TARGETS['rss_vs_tuned'] and low_speed >= TARGETS['vs_tuned'])} "
+                            f"(opt-in setting, not the default)")
     if not args.quick:
         print()
         verdicts += parity_check(inputs[sizes[0]], args)

@@ -137,7 +137,7 @@ def test_rollouts_group_completions_per_prompt_and_reuse_them_for_iterations(tin
     assert objective.step_batches(2, model) is not first
 
 
-def test_grpo_run_changes_only_the_adapter_and_starts_at_zero_kl(tiny: Path, tmp_path: Path) -> None:
+def test_grpo_run_changes_only_the_adapter_and_starts_at_zero_kl(tiny: Path, tmp_path: Path, capsys) -> None:
     grpo = {"rewards": [user_reward(tmp_path), {"name": "length_penalty", "max_chars": 4, "weight": 0.5}],
             "group_size": 4, "max_new_tokens": 6, "beta": 0.1}
     recipe = grpo_recipe(tiny, write_task("names", tmp_path / "n.jsonl", 16), tmp_path, grpo)
@@ -153,6 +153,8 @@ def test_grpo_run_changes_only_the_adapter_and_starts_at_zero_kl(tiny: Path, tmp
         assert key in steps[0], key
     evals = [r for r in records if "eval_reward" in r]
     assert [r["step"] for r in evals] == [0, 2] and evals[0]["eval_loss"] == -evals[0]["eval_reward"]
+    summary = f"held-out reward: {evals[0]['eval_reward']:.4f} -> {evals[-1]['eval_reward']:.4f}"
+    assert summary in capsys.readouterr().err  # the metric named for what it is, not as a loss
     changed = {name for name, p in trainer.model.named_parameters() if not torch.equal(p, before[name])}
     assert changed and all("lora_" in name for name in changed)
     assert (recipe.run_dir / "adapter" / "adapter_model.safetensors").is_file()

@@ -277,5 +277,8 @@ def _finish(trainer: Trainer) -> None:
     trainer.folder.write_run_json(trainer.recipe, trainer.data, state, status="done")
     before, after = state["final"]["eval_loss_before"], final_eval
     if before is not None and after is not None:
-        console.print(f"held-out loss: {before:.4f} -> {after:.4f} ({after - before:+.4f})")
+        if any("eval_reward" in r for r in trainer.metrics.records):  # GRPO/PPO: eval_loss is minus the reward
+            console.print(f"held-out reward: {-before:.4f} -> {-after:.4f} ({before - after:+.4f})")
+        else:
+            console.print(f"held-out loss: {before:.4f} -> {after:.4f} ({after - before:+.4f})")
     console.print(f"run folder: {trainer.folder.path}\n  weights: {output}\n  plot: {plot}")
