@@ -77,7 +77,8 @@ def build_inputs(workdir: Path, data_dir: Path, sizes: list[str], seq_len: int) 
 def tunesmith_payload(inp: dict[str, Any], adapter: str, args: argparse.Namespace, parity: bool = False,
                       checkpointing: bool = False) -> dict[str, Any]:
     train: dict[str, Any] = {"lr": args.lr[adapter], "max_steps": args.warmup + args.steps, "batch_size": args.batch,
-                             "max_seq_len": args.seq_len, "seed": 0, "gradient_checkpointing": checkpointing}
+                             "max_seq_len": args.seq_len, "seed": 0,
+                             "gradient_checkpointing": True if checkpointing else "auto"}
     recipe: dict[str, Any] = {"name": f"{adapter}", "model": inp["model"], "method": "sft", "adapter": adapter,
                               "output": str(args.workdir / "runs"), "data": {"train": inp["chat"], "template": "plain"},
                               "train": train, "adapter_args": {**LORA}}

@@ -34,7 +34,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             "trained": str(next(p.dtype for p in trainer.model.parameters() if p.requires_grad)),
             "frozen": str(next((p.dtype for p in trainer.model.parameters() if not p.requires_grad), "none")),
             "autocast": resolve_mixed_precision(recipe.train.mixed_precision), "packing": recipe.train.packing,
-            "grad_ckpt": recipe.train.gradient_checkpointing, "threads": torch.get_num_threads(),
+            "grad_ckpt": trainer.state["gradient_checkpointing"], "threads": torch.get_num_threads(),
         },
         "start": [time.perf_counter(), time.process_time()], "steps": [],
     }

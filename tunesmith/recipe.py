@@ -115,7 +115,7 @@ class TrainSpec(Strict):
     eval_every: int | None = Field(None, gt=0, description="optimizer steps between evaluations; None: at the end")
     save_every: int | None = Field(None, gt=0, description="optimizer steps between checkpoints")
     keep_checkpoints: int = Field(2, gt=0, description="newest checkpoints kept on disk")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, more time")
+    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="recompute activations in backward: less memory, about a third more time; auto: only when a micro-batch's activations would not fit in half the free memory")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="auto: bf16 where the hardware has it; master weights stay fp32")
     log_every: int = Field(1, gt=0, description="optimizer steps between metrics.jsonl records")
     patience: int | None = Field(None, gt=0, description="evaluations without eval-loss improvement before warning")
@@ -315,7 +315,7 @@ def _conflicts(r: Recipe) -> list[str]:
     if fmt != "auto" and r.method in METHOD_FORMATS and fmt not in allowed:
         problems.append(f"method: {r.method} trains on {' or '.join(allowed)} data, but data.format is '{fmt}'; "
                         f"set data.format: {allowed[0]} (or auto), or choose another method")
-    if r.adapter == "prefix" and r.train.gradient_checkpointing:
+    if r.adapter == "prefix" and r.train.gradient_checkpointing is True:
         problems.append("adapter: prefix does not work with activation checkpointing; set train.gradient_checkpointing: false")
     if r.data.replay is not None and r.adapter != "full":
         problems.append("data.replay mixes general data into full fine-tuning; set adapter: full, or remove data.replay "

@@ -26,6 +26,7 @@ from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.recipe import Recipe
 from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from tunesmith.train.memory import decide_checkpointing
 from tunesmith.train.methods import build_objective
 from tunesmith.train.monitor import MetricsLog, detect_overfitting
 from tunesmith.train.objective import Objective
@@ -89,7 +90,15 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     )
     kernels = apply_kernels(model, recipe.model_options.kernels)  # on the bare model, before the adapter wraps it
     speed = {"attn_implementation": model.config._attn_implementation, "kernels": kernels.used}
-    if recipe.train.gradient_checkpointing:
+    checkpoint_setting = recipe.train.gradient_checkpointing
+    if recipe.adapter == "prefix" and checkpoint_setting == "auto":
+        checkpoint_setting = False  # PEFT's prefix tuning cannot run under activation checkpointing
+    checkpointing, checkpoint_note = decide_checkpointing(
+        checkpoint_setting, model.config, tokens=recipe.train.batch_size * recipe.train.max_seq_len,
+        half_precision=accelerator.mixed_precision != "no" or resolve_dtype(dtype) != torch.float32,
+        device=accelerator.device)
+    speed["gradient_checkpointing"] = checkpointing
+    if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = apply_adapter(model, recipe.adapter, recipe.adapter_args)
@@ -115,6 +124,8 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     )
     for note in [*recipe.advice(), *([kernels.note] if kernels.note else [])]:
         console.print(f"[yellow]warning:[/] {note}")
+    if checkpoint_note and checkpointing:
+        console.print(checkpoint_note)
     if resume:
         _resume(trainer)
     trainer.state.update(speed)  # after resume: what this machine runs, not what the checkpoint's did

@@ -1,0 +1,52 @@
+"""`train.gradient_checkpointing: auto` turns recomputation on only when the activations would not fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig
+
+from tests.test_train import make_recipe, tiny_setup  # noqa: F401  (fixture)
+from tunesmith.train import memory
+from tunesmith.train.loop import build_trainer
+from tunesmith.train.memory import GIB, activation_bytes, decide_checkpointing
+
+CONFIG = LlamaConfig(hidden_size=4096, num_hidden_layers=32)
+CPU = torch.device("cpu")
+
+
+def test_estimate_scales_with_width_depth_tokens_and_precision() -> None:
+    half = activation_bytes(CONFIG, tokens=8192, half_precision=True)
+    assert half == 128 * 4096 * 32 * 8192  # 128 GiB: an 8B shape at 8k tokens per micro-batch
+    assert activation_bytes(CONFIG, tokens=8192, half_precision=False) == 2 * half
+
+
+def test_auto_follows_free_memory_and_explicit_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1024 * GIB)
+    assert decide_checkpointing("auto", CONFIG, 8192, True, CPU)[0] is False
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 64 * GIB)
+    on, note = decide_checkpointing("auto", CONFIG, 8192, True, CPU)
+    assert on and note == "gradient checkpointing on (auto): activations of a micro-batch ~128.00 GiB, 64.0 GiB free"
+    assert decide_checkpointing(False, CONFIG, 8192, True, CPU) == (False, None)
+    assert decide_checkpointing(True, CONFIG, 1, True, CPU) == (True, None)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: None)
+    assert decide_checkpointing("auto", CONFIG, 8192, True, CPU)[0] is False
+
+
+def test_free_memory_is_read_on_this_machine() -> None:
+    free = memory.available_bytes(CPU)
+    assert free is None or free > 0
+
+
+def test_trainer_applies_the_decision(tiny_setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    roomy = build_trainer(make_recipe(tiny_setup, tmp_path / "roomy"))  # a tiny model: nowhere near half
+    assert roomy.state["gradient_checkpointing"] is False
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1024)
+    tight = build_trainer(make_recipe(tiny_setup, tmp_path / "tight"))
+    assert tight.state["gradient_checkpointing"] is True
+    base = tight.accelerator.unwrap_model(tight.model).get_base_model()
+    assert base.is_gradient_checkpointing
+    prefix = build_trainer(make_recipe(tiny_setup, tmp_path / "prefix", adapter="prefix"))
+    assert prefix.state["gradient_checkpointing"] is False  # prefix tuning cannot be checkpointed
