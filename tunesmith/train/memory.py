@@ -1,12 +1,12 @@
 """`train.gradient_checkpointing: auto`: recompute activations only when keeping them would not fit.
 
 Checkpointing trades about a third more compute for most of the activation memory. Measured with
-`python -m bench.throughput` on a 2-core CPU (bf16 autocast, LoRA, 4 rows of 512 tokens): 0.45x the
-peak memory at 0.67x the speed. So it pays only when memory is what runs out, and `auto` turns it on
+`python -m bench.throughput` on a 2-core CPU (bf16 autocast, LoRA, 4 rows of 512 tokens): 0.58-0.60x
+the peak memory of the same run without it, at 0.65-0.67x the speed. So it pays only when memory is what runs out, and `auto` turns it on
 only when the activations a micro-batch would keep are estimated to exceed half of the memory free at
 the start (GPU memory on CUDA, MemAvailable on CPU).
 
-The estimate is per token and layer, `ACTIVATION_BYTES_PER_HIDDEN * hidden_size` bytes: measured at 100-110
+The estimate is per token and layer, `ACTIVATION_BYTES_PER_HIDDEN * hidden_size` bytes: measured at 95-110
 times the hidden size on Llama shapes of width 384 and 640 (the memory gradient checkpointing saved, over
 tokens x layers), rounded up; under fp32 (no autocast) it doubles.
 """
