@@ -9,6 +9,7 @@ cores), so a bench reports the raw GFLOP/s at its start and end to show how much
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -72,26 +74,26 @@ def save_bench_model(out: Path, texts: list[str], vocab_size: int = 8000, kv_hea
                      max_positions=max_positions, **BENCH_SHAPE)
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (VmHWM; ru_maxrss where /proc is missing), in MiB."""
+def _status_mib(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmHWM, VmRSS) in MiB; None where /proc is missing."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return None
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (VmHWM; ru_maxrss where /proc is missing), in MiB."""
+    peak = _status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def current_rss_mib() -> float:
     """This process's resident memory now (VmRSS), in MiB; 0 where /proc is missing."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _status_mib("VmRSS") or 0.0
 
 
 def trainable_checksum(model: torch.nn.Module) -> list[float]:
@@ -140,6 +142,13 @@ def machine_summary() -> dict[str, str]:
         "python": platform.python_version(),
         "load_avg_1m": f"{os.getloadavg()[0]:.2f}",
     }
+
+
+def child_main(run: Callable[[dict[str, Any]], dict[str, Any]], description: str) -> None:
+    """The `python -m bench.X --child JSON` entry point of a child process: run the payload, emit the result."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--child", required=True, help="JSON payload from the parent bench")
+    emit_result(run(json.loads(parser.parse_args().child)))
 
 
 def emit_result(result: dict[str, Any]) -> None:

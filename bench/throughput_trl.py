@@ -10,7 +10,6 @@ wrapper around TRL's own collator (batches are collated in training order, one p
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from bench.common import current_rss_mib, emit_result, peak_rss_mib, trainable_checksum
+from bench.common import child_main, current_rss_mib, peak_rss_mib, trainable_checksum
 
 
 class CountingCollator:
@@ -87,11 +86,5 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", required=True, help="JSON payload from bench.throughput")
-    emit_result(run(json.loads(parser.parse_args().child)))
-
-
 if __name__ == "__main__":
-    main()
+    child_main(run, __doc__.splitlines()[0])

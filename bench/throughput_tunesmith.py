@@ -9,14 +9,12 @@ clipping, optimizer). The start-of-run evaluation and the final save are left ou
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from typing import Any
 
 import torch
 
-from bench.common import current_rss_mib, emit_result, peak_rss_mib, trainable_checksum
+from bench.common import child_main, current_rss_mib, peak_rss_mib, trainable_checksum
 from tunesmith.data.types import PackedRow
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.train.loop import _train_step, build_trainer
@@ -52,11 +50,5 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", required=True, help="JSON payload from bench.throughput")
-    emit_result(run(json.loads(parser.parse_args().child)))
-
-
 if __name__ == "__main__":
-    main()
+    child_main(run, __doc__.splitlines()[0])
