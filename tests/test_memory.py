@@ -10,7 +10,7 @@ from transformers import LlamaConfig
 
 from tests.test_train import make_recipe, tiny_setup  # noqa: F401  (fixture)
 from tunesmith.train import memory
-from tunesmith.train.loop import build_trainer
+from tunesmith.train.loop import _train_step, build_trainer
 from tunesmith.train.memory import GIB, activation_bytes, decide_checkpointing
 
 CONFIG = LlamaConfig(hidden_size=4096, num_hidden_layers=32)
@@ -48,5 +48,8 @@ def test_trainer_applies_the_decision(tiny_setup, tmp_path: Path, monkeypatch: p
     assert tight.state["gradient_checkpointing"] is True
     base = tight.accelerator.unwrap_model(tight.model).get_base_model()
     assert base.is_gradient_checkpointing
+    first = [_train_step(trainer, 0) for trainer in (roomy, tight)]  # recomputation changes time, not the step
+    assert first[0]["loss"] == pytest.approx(first[1]["loss"], rel=1e-6)
+    assert first[0]["grad_norm"] == pytest.approx(first[1]["grad_norm"], rel=1e-5)
     prefix = build_trainer(make_recipe(tiny_setup, tmp_path / "prefix", adapter="prefix"))
     assert prefix.state["gradient_checkpointing"] is False  # prefix tuning cannot be checkpointed

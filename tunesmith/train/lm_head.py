@@ -21,7 +21,7 @@ from tunesmith.train.losses import fused_linear_nll_sum, kept_nll_sum, predictin
 
 FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
                             "gpt2", "gpt_neox"})
-"""Families checked to compute `head(decoder(...).last_hidden_state)` and nothing more (tests/test_losses.py)."""
+"""Families checked to compute `head(decoder(...).last_hidden_state)` and nothing more (tests/test_lm_head.py)."""
 
 
 @dataclass
