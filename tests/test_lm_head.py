@@ -105,3 +105,24 @@ def test_fused_nll_never_needs_the_whole_logit_matrix() -> None:
         results.append((loss.detach(), hidden.grad.clone(), weight.grad.clone()))
     for a, b in zip(*results):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_route_projects_only_the_trained_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head sees one hidden state per trained token: 5 of 100 positions here, not the batch."""
+    from tunesmith.train import lm_head
+
+    rows = []
+    real = lm_head.fused_linear_nll_sum
+
+    def recording(hidden: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        rows.append(hidden.shape[0])
+        return real(hidden, *args, **kwargs)
+
+    monkeypatch.setattr(lm_head, "fused_linear_nll_sum", recording)
+    model = tiny_model("llama", vocab_size=VOCAB, seed=0)
+    ids = torch.randint(4, VOCAB, (2, 50))
+    labels = torch.full((2, 50), IGNORE_INDEX)
+    labels[1, 40:45] = ids[1, 40:45]
+    with torch.no_grad():
+        trained_nll_sum(model, {"input_ids": ids}, labels)
+    assert rows == [5]

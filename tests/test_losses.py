@@ -9,11 +9,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from tunesmith.data.types import IGNORE_INDEX
 from tunesmith.tiny import tiny_model
 from tunesmith.train.losses import (
-    chunked_nll_sum,
     count_trained_tokens,
+    fused_linear_nll_sum,
     kept_nll_sum,
     predicting_positions,
     token_nll_sum,
+    trained_targets,
 )
 
 VOCAB = 128
@@ -78,31 +79,36 @@ def test_token_nll_sum_upcasts_low_precision_logits() -> None:
     torch.testing.assert_close(nll_sum, reference)
 
 
-@pytest.mark.parametrize("chunk_size", [3, 1024])
-def test_chunked_nll_matches_plain_path_values_and_gradients(chunk_size: int) -> None:
-    batch = padded_batch(LENGTHS, PROMPTS)
+def fused_nll(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, **kw) -> torch.Tensor:
+    """The fused head + loss over (B, T, H) hidden states, as `lm_head.trained_nll_sum` calls it."""
+    return fused_linear_nll_sum(hidden[predicting_positions(labels)], weight, trained_targets(labels), **kw)
 
-    def grads_of(use_chunked: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+
+@pytest.mark.parametrize("chunk_size", [3, 1024])
+def test_fused_nll_matches_plain_path_values_and_gradients(chunk_size: int) -> None:
+    batch = padded_batch(LENGTHS, PROMPTS)
+    count = count_trained_tokens(batch["labels"])
+
+    def grads_of(use_fused: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model = tiny_llama()
-        if use_chunked:
+        if use_fused:
             hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
-            weight = model.lm_head.weight
-            nll_sum, count = chunked_nll_sum(hidden, weight, batch["labels"], chunk_size=chunk_size)
+            nll_sum = fused_nll(hidden, model.lm_head.weight, batch["labels"], chunk_size=chunk_size)
         else:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            nll_sum, count = token_nll_sum(logits, batch["labels"])
+            nll_sum, plain_count = token_nll_sum(logits, batch["labels"])
+            assert int(plain_count) == count
         (nll_sum / count).backward()
-        return nll_sum.detach(), count, {n: p.grad.clone() for n, p in model.named_parameters()}
+        return nll_sum.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    plain_sum, plain_count, plain_grads = grads_of(use_chunked=False)
-    chunk_sum, chunk_count, chunk_grads = grads_of(use_chunked=True)
-    assert int(chunk_count) == int(plain_count)
-    torch.testing.assert_close(chunk_sum, plain_sum, rtol=1e-6, atol=1e-5)
+    plain_sum, plain_grads = grads_of(use_fused=False)
+    fused_sum, fused_grads = grads_of(use_fused=True)
+    torch.testing.assert_close(fused_sum, plain_sum, rtol=1e-6, atol=1e-5)
     for name, grad in plain_grads.items():
-        torch.testing.assert_close(chunk_grads[name], grad, rtol=0, atol=1e-5, msg=name)
+        torch.testing.assert_close(fused_grads[name], grad, rtol=0, atol=1e-5, msg=name)
 
 
-def test_chunked_nll_applies_bias_and_softcap_like_the_plain_path() -> None:
+def test_fused_nll_applies_bias_and_softcap_like_the_plain_path() -> None:
     torch.manual_seed(0)
     hidden = torch.randn(2, 7, 16, requires_grad=True)
     weight = torch.randn(40, 16, requires_grad=True)
@@ -114,20 +120,21 @@ def test_chunked_nll_applies_bias_and_softcap_like_the_plain_path() -> None:
     logits = cap * torch.tanh((hidden @ weight.T + bias) / cap)
     plain, _ = token_nll_sum(logits, labels)
     plain_grads = torch.autograd.grad(plain, (hidden, weight, bias))
-    chunked, _ = chunked_nll_sum(hidden, weight, labels, chunk_size=4, lm_head_bias=bias, logit_softcap=cap)
-    chunked_grads = torch.autograd.grad(chunked, (hidden, weight, bias))
+    fused = fused_nll(hidden, weight, labels, chunk_size=4, bias=bias, logit_softcap=cap)
+    fused_grads = torch.autograd.grad(fused, (hidden, weight, bias))
 
-    torch.testing.assert_close(chunked, plain)
-    for got, want in zip(chunked_grads, plain_grads):
+    torch.testing.assert_close(fused, plain)
+    for got, want in zip(fused_grads, plain_grads):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_chunked_nll_keeps_no_full_vocabulary_logits_for_backward() -> None:
-    """Autograd must hold the trained hidden states, not (positions, vocab) fp32 logits."""
+@pytest.mark.parametrize("trainable_head", [False, True])
+def test_fused_nll_keeps_no_full_vocabulary_logits_for_backward(trainable_head: bool) -> None:
+    """Autograd must hold gradients of the hidden states (and of a trainable head), not (positions, vocab) logits."""
     torch.manual_seed(0)
     positions, vocab, width = 64, 4096, 16
     hidden = torch.randn(1, positions + 1, width, requires_grad=True)
-    weight = torch.randn(vocab, width, requires_grad=True)
+    weight = torch.randn(vocab, width, requires_grad=trainable_head)
     labels = torch.randint(0, vocab, (1, positions + 1))
     saved_bytes = []
 
@@ -136,36 +143,23 @@ def test_chunked_nll_keeps_no_full_vocabulary_logits_for_backward() -> None:
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        nll_sum, _ = chunked_nll_sum(hidden, weight, labels, chunk_size=16)
+        nll_sum = fused_nll(hidden, weight, labels, chunk_size=16)
     one_chunk_of_logits = 16 * vocab * 4
-    assert sum(saved_bytes) < one_chunk_of_logits
+    head_gradient = vocab * width * 4 if trainable_head else 0
+    assert sum(saved_bytes) < one_chunk_of_logits + head_gradient
+    assert sum(saved_bytes) < positions * vocab * 4  # never the full logits
     nll_sum.backward()
-    assert weight.grad is not None and weight.grad.abs().sum() > 0
-
-
-def test_chunked_nll_only_computes_logits_for_trained_positions(monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = []
-    real_linear = torch.nn.functional.linear
-
-    def counting_linear(x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
-        rows.append(x.shape[0])
-        return real_linear(x, *args)
-
-    monkeypatch.setattr(torch.nn.functional, "linear", counting_linear)
-    hidden = torch.randn(2, 50, 8)
-    labels = torch.full((2, 50), IGNORE_INDEX)
-    labels[1, 40:45] = 3
-    with torch.no_grad():
-        chunked_nll_sum(hidden, torch.randn(30, 8), labels)
-    assert rows == [5]
+    assert hidden.grad is not None and hidden.grad.abs().sum() > 0
+    if trainable_head:
+        assert weight.grad is not None and weight.grad.abs().sum() > 0
 
 
 def test_nothing_trained_gives_zero_that_still_backpropagates() -> None:
     hidden = torch.randn(2, 5, 8, requires_grad=True)
     weight = torch.randn(30, 8, requires_grad=True)
     labels = torch.full((2, 5), IGNORE_INDEX)
-    nll_sum, count = chunked_nll_sum(hidden, weight, labels)
-    assert nll_sum.item() == 0.0 and int(count) == 0
+    nll_sum = fused_nll(hidden, weight, labels)
+    assert nll_sum.item() == 0.0 and count_trained_tokens(labels) == 0
     nll_sum.backward()
     assert torch.count_nonzero(weight.grad) == 0
     plain_sum, plain_count = token_nll_sum(hidden @ weight.T, labels)

@@ -16,8 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
-from tunesmith.data.types import IGNORE_INDEX
-from tunesmith.train.losses import fused_linear_nll_sum, kept_nll_sum, predicting_positions, token_nll_sum
+from tunesmith.train.losses import (
+    fused_linear_nll_sum,
+    kept_nll_sum,
+    predicting_positions,
+    token_nll_sum,
+    trained_targets,
+)
 
 FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
                             "gpt2", "gpt_neox"})
@@ -42,9 +47,8 @@ def trained_nll_sum(model: torch.nn.Module, inputs: dict[str, torch.Tensor], lab
     head = fused_head(model) if positional else None
     if head is not None:
         hidden = head.decoder(**inputs, use_cache=False).last_hidden_state  # (B, T, H)
-        targets = labels[:, 1:][labels[:, 1:] != IGNORE_INDEX]  # row-major, like the mask below
         trained_hidden = hidden[predicting_positions(labels)]  # (N, H)
-        return fused_linear_nll_sum(trained_hidden, head.weight, targets, head.bias, head.softcap)
+        return fused_linear_nll_sum(trained_hidden, head.weight, trained_targets(labels), head.bias, head.softcap)
     if positional and accepts_logits_to_keep(model):
         logits = model(**inputs, use_cache=False, logits_to_keep=predicting_positions(labels)).logits
         return kept_nll_sum(logits, labels)[0]

@@ -11,7 +11,7 @@ micro-batches m = 1..M whose labels are known before the step:
 
     total = sum(count_trained_tokens(labels_m) for m in micro_batches)   # summed over ranks under DDP
     for m in micro_batches:
-        nll_sum, _ = token_nll_sum(logits_m, labels_m)                    # or chunked_nll_sum(...)
+        nll_sum, _ = token_nll_sum(logits_m, labels_m)                    # or fused_linear_nll_sum(...)
         (nll_sum / total).backward()
 
 which gives exactly the gradient of the mean NLL over all trained tokens of the step.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from tunesmith.data.types import IGNORE_INDEX
 
@@ -61,13 +60,19 @@ def predicting_positions(labels: Tensor) -> Tensor:
     return keep
 
 
+def trained_targets(labels: Tensor) -> Tensor:
+    """The trained next-token ids of `labels`, (N,), in the row-major order of `predicting_positions`."""
+    shifted = labels[:, 1:]
+    return shifted[shifted != IGNORE_INDEX]
+
+
 def kept_nll_sum(kept_logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """`token_nll_sum` for logits computed only at `predicting_positions(labels)`.
 
     kept_logits: (N, V) (or (1, N, V)) in the row-major order of those positions; labels: (B, T).
     Same fp32 log-softmax and sum as `token_nll_sum`, so the two agree to rounding.
     """
-    targets = labels[:, 1:][labels[:, 1:] != IGNORE_INDEX]  # (N,), same order as the kept positions
+    targets = trained_targets(labels)
     logits = kept_logits.reshape(-1, kept_logits.shape[-1])
     if logits.shape[0] != targets.shape[0]:
         raise ValueError(f"{logits.shape[0]} kept logits for {targets.shape[0]} trained tokens")
@@ -139,49 +144,6 @@ class _FusedLinearNLL(torch.autograd.Function):
             None if grad_bias is None else (grad_bias * scale).to(bias_dtype),
             None, None, None,
         )
-
-
-def chunked_nll_sum(
-    hidden: Tensor,
-    lm_head_weight: Tensor,
-    labels: Tensor,
-    chunk_size: int = 1024,
-    lm_head_bias: Tensor | None = None,
-    logit_softcap: float | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Same result as `token_nll_sum(lm_head(hidden), labels)` without full-vocabulary logits everywhere.
-
-    hidden: (B, T, H) final hidden states; lm_head_weight: (V, H); lm_head_bias: (V,) or None;
-    labels: (B, T) aligned with input_ids. Logits are computed only for trained positions, `chunk_size`
-    positions at a time, and each chunk runs under activation checkpointing: autograd keeps the chunk's
-    hidden states, not its (chunk, V) fp32 logits, and recomputes them in backward. Peak memory for the
-    head is therefore one chunk's logits, whatever the sequence length or vocabulary size.
-    `logit_softcap` applies Gemma-2 style `cap * tanh(logits / cap)` before the softmax.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive number of positions, got {chunk_size}")
-    _check_shapes(hidden, labels)
-    mask = labels[:, 1:] != IGNORE_INDEX  # (B, T-1)
-    trained_hidden = hidden[:, :-1][mask]  # (N, H)
-    targets = labels[:, 1:][mask]  # (N,)
-    n = targets.shape[0]
-
-    def chunk_nll(h: Tensor, y: Tensor) -> Tensor:
-        logits = F.linear(h, lm_head_weight, lm_head_bias).float()  # (c, V)
-        if logit_softcap is not None:
-            logits = logit_softcap * torch.tanh(logits / logit_softcap)
-        return F.cross_entropy(logits, y, reduction="sum")  # ()
-
-    # At least one (possibly empty) chunk, so the result stays attached to the graph when nothing is
-    # trained: backward still runs and every rank reaches the same collective under DDP.
-    parts = []
-    for start in range(0, max(n, 1), chunk_size):
-        h, y = trained_hidden[start : start + chunk_size], targets[start : start + chunk_size]
-        if torch.is_grad_enabled():
-            parts.append(checkpoint(chunk_nll, h, y, use_reentrant=False))
-        else:
-            parts.append(chunk_nll(h, y))
-    return torch.stack(parts).sum(), mask.sum()
 
 
 def _check_shapes(scores: Tensor, labels: Tensor) -> None:
