@@ -272,6 +272,8 @@ class Recipe(Strict):
             raise ValueError("\n".join(problems))
         if self.adapter in PROMPT_LEARNING and self.train.packing:
             self.train.packing = False  # see advice(): packed rows cannot keep samples apart with virtual tokens
+        if self.adapter == "prefix" and self.train.gradient_checkpointing == "auto":
+            self.train.gradient_checkpointing = False  # PEFT's prefix tuning cannot run under checkpointing
         return self
 
     @property

@@ -67,8 +67,9 @@ def plan_batches(
 ) -> BatchPlan:
     """Shuffle (per epoch, seeded), pack or not, and cut into micro-batches for the whole run.
 
-    `shuffle=False` keeps the samples' order (packed rows stay in best-fit order). Fractional epochs take a prefix of the last epoch. `max_steps` wins over epochs, cycling through
-    further epochs if it needs more data than `epochs` gives.
+    `shuffle=False` keeps the samples' order (packed rows stay in best-fit order). Fractional epochs take a
+    prefix of the last epoch. `max_steps` wins over epochs, cycling through further epochs if it needs more
+    data than `epochs` gives.
     """
     if not samples:
         raise ValueError("no training samples")

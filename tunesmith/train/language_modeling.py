@@ -70,4 +70,3 @@ class LanguageModeling:
         model.train(was_training)
         loss = float(nll / count.clamp(min=1))
         return {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
-

@@ -90,11 +90,8 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     )
     kernels = apply_kernels(model, recipe.model_options.kernels)  # on the bare model, before the adapter wraps it
     speed = {"attn_implementation": model.config._attn_implementation, "kernels": kernels.used}
-    checkpoint_setting = recipe.train.gradient_checkpointing
-    if recipe.adapter == "prefix" and checkpoint_setting == "auto":
-        checkpoint_setting = False  # PEFT's prefix tuning cannot run under activation checkpointing
     checkpointing, checkpoint_note = decide_checkpointing(
-        checkpoint_setting, model.config, tokens=recipe.train.batch_size * recipe.train.max_seq_len,
+        recipe.train.gradient_checkpointing, model.config, tokens=recipe.train.batch_size * recipe.train.max_seq_len,
         half_precision=accelerator.mixed_precision != "no" or resolve_dtype(dtype) != torch.float32,
         device=accelerator.device)
     speed["gradient_checkpointing"] = checkpointing
