@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.cache import cache_key, load_cached, store_cached
+from tunesmith.data.cache import HUB, cache_key, load_cached, store_cached
 from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.data.mixing import ReplayReport, mix_replay
@@ -203,7 +203,7 @@ def hash_sources(train: str | list[str], eval_: str | list[str] | None) -> dict[
         path = Path(name)
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
-            out[str(file)] = _sha256(file) if file.is_file() else "hub"
+            out[str(file)] = _sha256(file) if file.is_file() else HUB
     return out
 
 
