@@ -55,9 +55,9 @@ from tunesmith.data.pipeline import prepare_data
 from tunesmith.data.types import Sample
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import recipe_from_dict
+from tunesmith.runs.metrics import METRICS_FILE, read_metrics
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.loop import build_trainer, trainer_run
-from tunesmith.train.monitor import METRICS_FILE, read_metrics
 
 DATA_FILES = ("alpaca_1k.jsonl", "sharegpt_glaive_toolcall_300.jsonl")
 MODES = ("packed", "unpacked")

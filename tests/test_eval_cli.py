@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from tunesmith.cli import app
 from tunesmith.errors import UserError
-from tunesmith.evaluate.target import resolve_target
 from tunesmith.recipe import recipe_from_dict
+from tunesmith.runs.targets import resolve_target
 from tunesmith.train.loop import train
 
 runner = CliRunner()
@@ -99,13 +99,14 @@ def test_resolve_target(stories260k, tmp_path):
     (run / "adapter" / "adapter_config.json").write_text("{}")
     recipe = {"data": {"template": "chatml"}}
     (run / "run.json").write_text(json.dumps({"name": "r", "base_model": "/m", "output": "adapter",
-                                              "adapter": "qlora", "recipe": recipe}))
+                                              "method": "sft", "adapter": "qlora", "recipe": recipe}))
     for spec in (run, run / "adapter"):
         target = resolve_target(str(spec))
         assert (target.model, target.adapter, target.template, target.run_dir) == ("/m", run / "adapter", "chatml", run)
         assert target.quantization == "nf4" and target.base().quantization == "nf4"
         assert target.base().model == "/m" and target.default_out() == run
-    (run / "run.json").write_text(json.dumps({"name": "r", "output": "model", "status": "running"}))
+    (run / "run.json").write_text(json.dumps({"name": "r", "output": "model", "status": "running", "method": "sft",
+                                              "adapter": "full", "base_model": "/m", "recipe": recipe}))
     with pytest.raises(UserError, match="has no model/ folder yet"):
         resolve_target(str(run))
 

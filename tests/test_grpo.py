@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from tunesmith.adapters import apply_adapter
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.data.types import IGNORE_INDEX, Message, Prompt
 from tunesmith.errors import UserError
-from tunesmith.adapters import apply_adapter
 from tunesmith.models import load_model, load_tokenizer
 from tunesmith.recipe import RewardFnSpec, recipe_from_dict
 from tunesmith.registry import REWARDS
+from tunesmith.runs.metrics import read_metrics
 from tunesmith.tasks import name_rows, write_task
 from tunesmith.tiny import save_tiny
 from tunesmith.train.grpo import Grpo
 from tunesmith.train.loop import build_trainer, trainer_run
-from tunesmith.train.monitor import read_metrics
 from tunesmith.train.pref_losses import group_advantages
 from tunesmith.train.rewards import BUILTINS, check_answer_field, load_rewards, score
 from tunesmith.train.rollout import rollout_batch, until_eos

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from tunesmith.errors import DataError, UserError
-from tunesmith.train.monitor import MetricsLog, detect_overfitting, plot_losses, read_metrics, smooth
+from tunesmith.runs.metrics import MetricsLog, read_metrics
+from tunesmith.train.monitor import detect_overfitting, plot_losses, smooth
 
 
 def test_metrics_log_appends_flushed_lines_and_keeps_series(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from tunesmith.recipe import recipe_from_dict
+from tunesmith.runs.metrics import read_metrics
 from tunesmith.tasks import write_task
 from tunesmith.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, train, trainer_run
-from tunesmith.train.monitor import read_metrics
 from tunesmith.train.pref_losses import clipped_policy_loss, clipped_value_loss, gae, whiten
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,10 +17,10 @@ from tunesmith.errors import UserError
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.registry import METHODS
+from tunesmith.runs.metrics import read_metrics
 from tunesmith.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run
 from tunesmith.train.methods import ALIGNMENT
-from tunesmith.train.monitor import read_metrics
 
 WORDS = ("cat", "dog", "sun", "tree", "ball", "bird", "fish", "hat")
 

@@ -14,10 +14,7 @@ output is cast to the chosen dtype only afterwards. Methods that are not a linea
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +26,8 @@ from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
 from tunesmith.errors import UserError
 from tunesmith.models import DTYPES, load_model, load_tokenizer, resolve_dtype
+from tunesmith.runs.atomic import build_folder
+from tunesmith.runs.record import RunRecord, read_run
 
 TOLERANCE = 1e-4
 """Largest |logit difference| accepted between the merged model and base + adapter, both in fp32."""
@@ -53,23 +52,6 @@ class MergeParityError(UserError):
 
 
 @dataclass(frozen=True)
-class RunInfo:
-    """What `merge` and `export` need from a finished run folder."""
-
-    path: Path
-    base_model: str
-    adapter: str
-    dtype: str
-    attn_implementation: str
-    trust_remote_code: bool
-    r: int
-
-    @property
-    def adapter_dir(self) -> Path:
-        return self.path / "adapter"
-
-
-@dataclass(frozen=True)
 class MergeResult:
     out: Path
     max_abs_diff: float
@@ -79,21 +61,9 @@ class MergeResult:
     """QLoRA only: merged vs the 4-bit model it was trained as (the NF4 rounding the merge removes)."""
 
 
-def read_run(run_dir: str | Path) -> RunInfo:
-    """The run folder's self-description, with a clear error when it is not a finished run."""
-    path = Path(run_dir)
-    record_file = path / "run.json"
-    if not record_file.is_file():
-        raise UserError(f"{path} is not a run folder (no run.json); give the folder `tunesmith train` wrote, "
-                        "e.g. runs/<name>")
-    record = json.loads(record_file.read_text())
-    if record.get("status") != "done":
-        raise UserError(f"run {path} has status '{record.get('status')}', so it has no final weights; "
-                        "finish it first (tunesmith train RECIPE --resume)")
-    options, args = record["recipe"]["model_options"], record["recipe"]["adapter_args"]
-    return RunInfo(path=path, base_model=record["base_model"], adapter=record["adapter"], dtype=options["dtype"],
-                   attn_implementation=options["attn_implementation"],
-                   trust_remote_code=options["trust_remote_code"], r=args["r"])
+def read_finished_run(run_dir: str | Path) -> RunRecord:
+    """The run folder's record, with a clear error when it is not a finished run."""
+    return read_run(run_dir).require_finished()
 
 
 def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | None = None,
@@ -105,7 +75,7 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
     checked against base + adapter, then saved in `dtype` (default: the run's model dtype) with the run's
     tokenizer and chat template. Default out: RUN/merged.
     """
-    info = read_run(run_dir)
+    info = read_finished_run(run_dir)
     if info.adapter == "full":
         raise UserError(f"run {info.path} fine-tuned every weight (adapter: full): {info.path / 'model'} already "
                         "is a standalone model, there is no adapter to merge")
@@ -113,11 +83,11 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
         raise UserError(f"cannot merge adapter: {info.adapter}: {_WHY_NOT[info.adapter]}. Serve it next to its "
                         f"base instead: tunesmith export {info.path} --out DIR")
     target = Path(out) if out is not None else info.path / "merged"
-    save_dtype = resolve_dtype(dtype or info.dtype)
+    save_dtype = resolve_dtype(dtype or info.model_options.get("dtype", "auto"))
     _check_out(target, overwrite)
-    tokenizer = load_tokenizer(str(info.adapter_dir))
+    tokenizer = load_tokenizer(str(info.weights_dir))
     batch = _parity_batch(tokenizer)
-    model = load_adapter(_load_base(info, tokenizer), info.adapter_dir)
+    model = load_adapter(_load_base(info, tokenizer), info.weights_dir)
     adapter_logits = _logits(model, batch)
     merged = model.merge_and_unload()
     merged_logits = _logits(merged, batch)
@@ -129,11 +99,11 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
         )
     gap = None
     if info.adapter == "qlora":
-        quantized = load_adapter(_load_base(info, tokenizer, quantization="nf4"), info.adapter_dir)
+        quantized = load_adapter(_load_base(info, tokenizer, quantization="nf4"), info.weights_dir)
         gap = _max_abs_diff(merged_logits, _logits(quantized, batch), batch["attention_mask"])
         del quantized
     merged = merged.to(save_dtype)
-    _write_folder(target, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    build_folder(target, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     return MergeResult(out=target, max_abs_diff=diff, dtype=_dtype_name(save_dtype), quantized_gap=gap)
 
 
@@ -143,32 +113,34 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
     The adapter config is pointed at the base model the run recorded (an absolute path or a hub id), so the
     folder loads from anywhere.
     """
-    info = read_run(run_dir)
+    info = read_finished_run(run_dir)
     if info.adapter == "full":
         raise UserError(f"run {info.path} fine-tuned every weight (adapter: full): it has no adapter to export; "
                         f"{info.path / 'model'} is the standalone model to serve")
-    if not info.adapter_dir.is_dir():
-        raise UserError(f"run {info.path} has no adapter folder ({info.adapter_dir}); was it moved?")
+    if not info.weights_dir.is_dir():
+        raise UserError(f"run {info.path} has no adapter folder ({info.weights_dir}); was it moved?")
     target = Path(out)
     _check_out(target, overwrite)
 
     def fill(tmp: Path) -> None:
-        shutil.copytree(info.adapter_dir, tmp, dirs_exist_ok=True)
+        shutil.copytree(info.weights_dir, tmp, dirs_exist_ok=True)
         config_name = BOTTLENECK_CONFIG if info.adapter == "bottleneck" else "adapter_config.json"
         config = json.loads((tmp / config_name).read_text())
         config["base_model_name_or_path"] = info.base_model
         (tmp / config_name).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "README.md").write_text(_readme(info, target.resolve()))
 
-    _write_folder(target, fill)
+    build_folder(target, fill)
     return target
 
 
-def _load_base(info: RunInfo, tokenizer: object, quantization: str | None = None) -> torch.nn.Module:
+def _load_base(info: RunRecord, tokenizer: object, quantization: str | None = None) -> torch.nn.Module:
     """The base as the run loaded it, but in fp32, where flash attention cannot run: "auto" then picks sdpa."""
-    attention = "auto" if "flash" in info.attn_implementation else info.attn_implementation
+    options = info.model_options
+    requested = options.get("attn_implementation", "auto")
+    attention = "auto" if "flash" in requested else requested
     return load_model(info.base_model, dtype="fp32", attn_implementation=attention,
-                      trust_remote_code=info.trust_remote_code, quantization=quantization, tokenizer=tokenizer)
+                      trust_remote_code=options.get("trust_remote_code", False), quantization=quantization, tokenizer=tokenizer)
 
 
 def _parity_batch(tokenizer: object) -> dict[str, torch.Tensor]:
@@ -196,25 +168,11 @@ def _check_out(target: Path, overwrite: bool) -> None:
                         "another --out")
 
 
-def _write_folder(target: Path, fill: Callable[[Path], object]) -> None:
-    """Build the folder beside `target`, then swap it in, so a failure never leaves half a model there."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    try:
-        fill(tmp)
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _dtype_name(dtype: torch.dtype) -> str:
     return next(name for name, value in DTYPES.items() if value == dtype)
 
 
-def _readme(info: RunInfo, out: Path) -> str:
+def _readme(info: RunRecord, out: Path) -> str:
     """How to load the exported adapter: transformers + PEFT, and vLLM where it can serve the method."""
     name = info.path.name
     if info.adapter == "bottleneck":
@@ -249,10 +207,10 @@ def _readme(info: RunInfo, out: Path) -> str:
     )
 
 
-def _vllm_section(info: RunInfo, name: str, out: Path) -> str:
+def _vllm_section(info: RunRecord, name: str, out: Path) -> str:
     if info.adapter in ("lora", "qlora"):
         # vLLM accepts adapters up to rank 16 unless told more; its allowed maxima are powers of two.
-        rank = f" --max-lora-rank {1 << (info.r - 1).bit_length()}" if info.r > 16 else ""
+        rank = f" --max-lora-rank {1 << (rank_of(info) - 1).bit_length()}" if rank_of(info) > 16 else ""
         return (
             "## Serving with vLLM (hot-swappable LoRA)\n\n"
             f"```bash\nvllm serve {info.base_model} --enable-lora --lora-modules {name}={out}{rank}\n```\n\n"
@@ -265,3 +223,8 @@ def _vllm_section(info: RunInfo, name: str, out: Path) -> str:
         f"vLLM's `--enable-lora` serves plain LoRA adapters only, not `{info.adapter}`: {fold}serve base + "
         "adapter with transformers/PEFT as above.\n"
     )
+
+
+def rank_of(info: RunRecord) -> int:
+    """The LoRA rank the run trained with (adapter_args.r)."""
+    return int(info.adapter_args.get("r", 16))

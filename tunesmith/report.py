@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,10 @@ from matplotlib.figure import Figure
 
 from tunesmith.errors import UserError
 from tunesmith.evaluate.forgetting import COMPARED, FRACTIONS, Delta
-from tunesmith.train.monitor import METRICS_FILE, plot_losses, read_metrics
+from tunesmith.runs.atomic import write_text_atomic
+from tunesmith.runs.metrics import METRICS_FILE, read_metrics
+from tunesmith.runs.record import EVAL_FILE, RunRecord, is_run_folder, read_json, read_run
+from tunesmith.train.monitor import plot_losses
 
 REPORT_FILE = "report.html"
 _STYLE = """
@@ -33,12 +35,12 @@ td:first-child,th:first-child,td.l{text-align:left}th{background:#f3f3f3}.bad{co
 def write_report(folder: str | Path) -> Path:
     """Write `folder/report.html` (and redraw loss.png / eval.png) from what the folder holds."""
     folder = Path(folder)
-    run = _read_json(folder / "run.json")
-    record = _read_json(folder / "eval.json")
+    run = read_run(folder) if is_run_folder(folder) else None
+    record = read_json(folder / EVAL_FILE)
     if run is None and record is None:
         raise UserError(f"{folder} holds neither run.json nor eval.json; "
                         "give a run folder, or run `tunesmith eval` first")
-    title = (run or {}).get("name") or (record or {}).get("target", {}).get("name") or folder.name
+    title = (run.name if run else None) or (record or {}).get("target", {}).get("name") or folder.name
     parts = [f"<h1>{_e(title)}</h1>"]
     if run is not None:
         parts.append(_run_section(run))
@@ -50,7 +52,7 @@ def write_report(folder: str | Path) -> Path:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)} — tunesmith report</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
     out = folder / REPORT_FILE
-    out.write_text(page, encoding="utf-8")
+    write_text_atomic(out, page)
     return out
 
 
@@ -128,11 +130,11 @@ def plot_eval(record: dict[str, Any], out_png: Path) -> Path | None:
     return out_png
 
 
-def _run_section(run: dict[str, Any]) -> str:
-    state, final = run.get("state") or {}, run.get("final") or {}
+def _run_section(run: RunRecord) -> str:
+    state, final = run.state, run.final or {}
     facts = [
-        ("status", run.get("status")), ("method", run.get("method")), ("adapter", run.get("adapter")),
-        ("base model", run.get("base_model")), ("steps", state.get("step")),
+        ("status", run.status), ("method", run.method), ("adapter", run.adapter),
+        ("base model", run.base_model), ("steps", state.get("step")),
         ("trainable parameters", _params(state)), ("eval loss before", final.get("eval_loss_before")),
         ("eval loss after", final.get("eval_loss")), ("best eval loss", state.get("best_eval_loss")),
         ("best step", state.get("best_step")), ("best checkpoint", final.get("best_checkpoint")),
@@ -188,15 +190,6 @@ def _examples(record: dict[str, Any]) -> str:
 def _img(png: Path) -> str:
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     return f"<p><img alt='{_e(Path(png).name)}' src='data:image/png;base64,{data}'></p>"
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None
 
 
 def _fmt(value: Any) -> str:

@@ -32,13 +32,13 @@ import json
 import logging
 import os
 import pickle
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import tunesmith
 from tunesmith.recipe import Recipe
+from tunesmith.runs.atomic import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -134,21 +134,13 @@ def store_cached(key: str, data: Any) -> Path | None:
     folder = cache_dir()
     path = folder / f"{key}.pkl"
     payload = {"format": CACHE_FORMAT, "key": key, "data": data}
-    tmp: str | None = None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key[:16]}-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_file(path, "wb", durable=True) as handle:
             pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
         return path
     except Exception as err:  # the cache only saves time: a failed write must not stop a run
         logger.warning("could not write the data cache %s (%s); set %s to a writable folder, or data.cache: false",
                        path, err, CACHE_ENV)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         return None
 
 

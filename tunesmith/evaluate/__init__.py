@@ -1,7 +1,6 @@
 """`tunesmith eval`: measure a fine-tune on its task and what it cost in general ability.
 
     run_eval.py       the command: target + settings -> suites -> eval.json, report.html, the gate
-    target.py         TARGET (run folder, adapter, model folder, hub id) -> model + tokenizer + chat template
     heldout.py        the task: loss/perplexity and answer quality on the run's held-out split; text perplexity
     benchmarks.py     MMLU, HellaSwag (log-likelihood of choices), GSM8K (generation); benchmark_data.py reads them
     loglik.py         batched log-likelihood of continuations; generate.py batched greedy generation with stops

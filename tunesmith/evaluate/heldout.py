@@ -27,8 +27,8 @@ from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Message, P
 from tunesmith.errors import UserError
 from tunesmith.evaluate.generate import generate
 from tunesmith.evaluate.loglik import max_context
-from tunesmith.evaluate.target import Target
 from tunesmith.evaluate.textmetrics import exact_match, normalized_match, rouge_l_f1
+from tunesmith.runs.targets import Target
 from tunesmith.train.losses import token_nll_sum
 
 DEFAULT_MAX_LEN = 1024

@@ -30,11 +30,12 @@ from tunesmith.evaluate.forgetting import Delta, compare, gate_failures
 from tunesmith.evaluate.generate import generate
 from tunesmith.evaluate.heldout import HeldoutSet, heldout_from_file, heldout_from_run, heldout_metrics, text_perplexity
 from tunesmith.evaluate.judge import JudgeClient, JudgeQuestion, compare_answers, grade_answers, load_questions
-from tunesmith.evaluate.target import LoadedTarget, Target, load_target, resolve_target
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import EvalSpec
 from tunesmith.registry import BENCHMARKS, EVAL_SUITES
 from tunesmith.report import eval_rows, write_report
+from tunesmith.runs.load import LoadedTarget, load_target
+from tunesmith.runs.targets import Target, resolve_target
 
 EVAL_FILE = "eval.json"
 console = Console(stderr=True)
@@ -128,7 +129,7 @@ def run_eval(options: EvalOptions) -> EvalOutcome:
 
 def _with_recipe_defaults(options: EvalOptions, target: Target) -> EvalOptions:
     """Fill options left unset from the run's `eval:` recipe block (command line wins)."""
-    raw = (target.run or {}).get("recipe", {}).get("eval") or {}
+    raw = (target.run.recipe.get("eval") if target.run else None) or {}
     try:
         spec = EvalSpec.model_validate(raw)
     except ValidationError as e:

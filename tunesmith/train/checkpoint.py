@@ -9,7 +9,7 @@ Layout: `run_dir/checkpoints/step-N/` holding
     COMPLETE                written last; a folder without it is ignored
 
 A save writes into `checkpoints/.tmp-step-N-<random>/`, fsyncs every file, then renames the folder to
-`step-N` (one atomic rename on POSIX): a crash leaves either the old set of checkpoints or the new one,
+`step-N` (one atomic rename on POSIX; runs/atomic.py): a crash leaves either the old set of checkpoints or the new one,
 never a half-written `step-N`. Saving draws nothing from the global RNGs, so a run that saves trains
 exactly like one that does not.
 
@@ -20,11 +20,8 @@ names carry no `module.` prefix. Every rank may load; all then get the main proc
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import shutil
-import tempfile
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tunesmith.errors import UserError
+from tunesmith.runs.atomic import build_folder, discard, remove_leftovers
 
 CHECKPOINTS = "checkpoints"
 WEIGHTS = "trainable.safetensors"
@@ -69,28 +67,20 @@ def save_checkpoint(
     state_json = json.dumps({**state, "step": step}, indent=2)  # fails before anything is written
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(root)
+    remove_leftovers(root, stem="step-")  # only the main process saves, so none is in use
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step}-", dir=root))
-    try:
+    def fill(tmp: Path) -> None:
         trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
         save_file(trainable, tmp / WEIGHTS)
-        _fsync(tmp / WEIGHTS)
-        _torch_save(optimizer.state_dict(), tmp / OPTIMIZER)
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
         if scheduler is not None:
-            _torch_save(scheduler.state_dict(), tmp / SCHEDULER)
-        _torch_save(_rng_states(), tmp / RNG)
-        _write_text(tmp / STATE, state_json)
-        _write_text(tmp / COMPLETE, f"{step}\n")
-        _fsync(tmp)
-        final = root / f"step-{step}"
-        if final.exists():  # re-saving a step, e.g. Ctrl-C right after a scheduled save
-            _discard(final)
-        os.replace(tmp, final)
-        _fsync(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            torch.save(scheduler.state_dict(), tmp / SCHEDULER)
+        torch.save(_rng_states(), tmp / RNG)
+        (tmp / STATE).write_text(state_json)
+        (tmp / COMPLETE).write_text(f"{step}\n")
+
+    # Re-saving a step (Ctrl-C right after a scheduled save) swaps the old folder out atomically.
+    final = build_folder(root / f"step-{step}", fill, durable=True)
     if keep is not None:
         _rotate(root, keep, step, protect)
     return final
@@ -184,41 +174,4 @@ def _rotate(root: Path, keep: int, written: int, protect: Collection[int]) -> No
     newest_first = reversed(list_checkpoints(root.parent))
     others = [path for step, path in newest_first if step != written and step not in protect]
     for path in others[keep - 1 :]:
-        _discard(path)
-
-
-def _discard(path: Path) -> None:
-    """Rename first, so a crash during the slow delete never leaves a half-deleted `step-N` that looks valid."""
-    trash = path.with_name(f".del-{path.name}-{os.urandom(4).hex()}")
-    os.replace(path, trash)
-    shutil.rmtree(trash)
-
-
-def _remove_leftovers(root: Path) -> None:
-    """Temp and trash folders left by a crash; only the main process saves, so none is in use."""
-    for path in root.iterdir():
-        if path.is_dir() and path.name.startswith((".tmp-step-", ".del-")):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _torch_save(obj: Any, file: Path) -> None:
-    with open(file, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _write_text(file: Path, text: str) -> None:
-    with open(file, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's data, or a folder's entries (the names of the files in it), to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        discard(path)

@@ -3,7 +3,7 @@
 Reads top to bottom: build the run (tokenizer, data, model + adapter, batch plan, optimizer), then for each
 optimizer step: accumulate micro-batches with the loss normalised by the trained tokens of the whole step,
 clip, step, log, evaluate and checkpoint on schedule. A non-finite loss stops before the update touches the
-weights; Ctrl-C saves a checkpoint first. Outputs land in the self-describing run folder (run_folder.py).
+weights; Ctrl-C saves a checkpoint first. Outputs land in the self-describing run folder (runs/folder.py).
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from tunesmith.errors import UserError
 from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.recipe import Recipe
+from tunesmith.runs.folder import RunFolder
+from tunesmith.runs.metrics import MetricsLog
 from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from tunesmith.train.memory import decide_checkpointing
 from tunesmith.train.methods import build_objective
-from tunesmith.train.monitor import MetricsLog, detect_overfitting
+from tunesmith.train.monitor import detect_overfitting, plot_losses
 from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler
 from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
 from tunesmith.train.progress import TrainProgress
-from tunesmith.train.run_folder import RunFolder
 
 console = Console(stderr=True)
 
@@ -141,7 +142,7 @@ def _resume(trainer: Trainer) -> None:
 
 def trainer_run(trainer: Trainer) -> None:
     recipe, state = trainer.recipe, trainer.state
-    trainer.folder.write_run_json(recipe, trainer.data, state, status="running")
+    trainer.folder.write_record(recipe, trainer.data.summary(), state, status="running")
     if state["step"] == 0:
         _evaluate(trainer, step=0)
     progress = TrainProgress(total=trainer.objective.steps, start=state["step"])
@@ -155,7 +156,7 @@ def trainer_run(trainer: Trainer) -> None:
     except KeyboardInterrupt:
         path = _save(trainer)
         console.print(f"[yellow]interrupted[/]: saved {path}; continue with --resume")
-        trainer.folder.write_run_json(recipe, trainer.data, state, status="interrupted")
+        trainer.folder.write_record(recipe, trainer.data.summary(), state, status="interrupted")
         raise SystemExit(130) from None
     _finish(trainer)
 
@@ -185,7 +186,7 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     if not math.isfinite(loss):
         trainer.optimizer.zero_grad(set_to_none=True)
         last = latest_checkpoint(trainer.folder.path)
-        trainer.folder.write_run_json(trainer.recipe, trainer.data, state, status="diverged")
+        trainer.folder.write_record(trainer.recipe, trainer.data.summary(), state, status="diverged")
         raise TrainingDiverged(
             f"loss became {loss} at step {step + 1}; the weights were not updated with it"
             + (f" and the last good checkpoint is {last}" if last else "")
@@ -265,7 +266,7 @@ def _finish(trainer: Trainer) -> None:
     final_eval = evals[-1][1] if already else _evaluate(trainer, state["step"])
     model = trainer.accelerator.unwrap_model(trainer.model)
     output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter)
-    plot = trainer.folder.plot(trainer.metrics)
+    plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)
     evals = trainer.metrics.evals
     best_step = state.get("best_step")
     saved = dict(list_checkpoints(trainer.folder.path))
@@ -282,7 +283,7 @@ def _finish(trainer: Trainer) -> None:
         console.print(f"[yellow]stopped early[/]: {state['stopped_early']}")
     if best_checkpoint:
         console.print(f"best eval loss {state['best_eval_loss']:.4f} at step {best_step}: {best_checkpoint}")
-    trainer.folder.write_run_json(trainer.recipe, trainer.data, state, status="done")
+    trainer.folder.write_record(trainer.recipe, trainer.data.summary(), state, status="done")
     before, after = state["final"]["eval_loss_before"], final_eval
     if before is not None and after is not None:
         if any("eval_reward" in r for r in trainer.metrics.records):  # GRPO/PPO: eval_loss is minus the reward

@@ -1,87 +1,12 @@
-"""Training metrics on disk, the loss plot, and the overfitting alarm.
-
-`metrics.jsonl` holds one JSON object per line, each with a "step"; a train record carries "loss", an
-eval record "eval_loss", and either may carry more (lr, grad_norm, tokens_per_s...). Lines are flushed
-as they are written, so the file is readable while the run goes on and survives a crash.
-"""
+"""Watching a run's losses: the loss plot and the overfitting alarm (the records: runs/metrics.py)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-
-from tunesmith.errors import DataError, UserError
-
-METRICS_FILE = "metrics.jsonl"
-TRAIN_KEY = "loss"
-EVAL_KEY = "eval_loss"
-
-
-class MetricsLog:
-    """Append-only `run_dir/metrics.jsonl` plus the records in memory (earlier ones reloaded on resume)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / METRICS_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.records: list[dict[str, Any]] = []
-        if self.path.exists():
-            self.records = read_metrics(self.path)
-            if not self.path.read_bytes().endswith(b"\n"):
-                self._rewrite()  # a crash mid-line left a fragment that the next append would corrupt
-
-    def log(self, record: dict[str, Any]) -> None:
-        """Append one record; it must have an integer "step"."""
-        if not isinstance(record.get("step"), int):
-            raise ValueError(f"a metrics record needs an integer 'step', got {record!r}")
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        self.records.append(dict(record))
-
-    def truncate_after(self, step: int) -> None:
-        """Drop records past `step`: after resuming from a checkpoint at `step` they describe lost work."""
-        self.records = [r for r in self.records if r["step"] <= step]
-        self._rewrite()
-
-    @property
-    def trains(self) -> list[tuple[int, float]]:
-        """(step, train loss) in logging order."""
-        return _series(self.records, TRAIN_KEY)
-
-    @property
-    def evals(self) -> list[tuple[int, float]]:
-        """(step, eval loss) in logging order."""
-        return _series(self.records, EVAL_KEY)
-
-    def _rewrite(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        os.replace(tmp, self.path)
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl; an unfinished last line (the run was killed mid-write) is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no metrics file at {path}; point to a run folder that has trained at least one step")
-    lines = path.read_text().splitlines()
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            record = None
-        if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
-            raise DataError(f"{path}:{number}: not a metrics record (a JSON object with an integer step)")
-        records.append(record)
-    return records
+from tunesmith.runs.metrics import EVAL_KEY, TRAIN_KEY, series
 
 
 def smooth(values: list[float], weight: float | None = None) -> list[float]:
@@ -101,7 +26,7 @@ def smooth(values: list[float], weight: float | None = None) -> list[float]:
 
 def plot_losses(metrics: list[dict[str, Any]], out_png: Path, title: str = "") -> Path:
     """Train loss (raw, faint, and smoothed) and eval loss (markers, best one starred) against step."""
-    trains, evals = _series(metrics, TRAIN_KEY), _series(metrics, EVAL_KEY)
+    trains, evals = series(metrics, TRAIN_KEY), series(metrics, EVAL_KEY)
     from matplotlib.figure import Figure  # only when plotting: it is not needed (nor resident) during training
 
     fig = Figure(figsize=(8, 4.5), dpi=120)  # a bare Figure renders with Agg and leaves pyplot state alone
@@ -118,7 +43,7 @@ def plot_losses(metrics: list[dict[str, Any]], out_png: Path, title: str = "") -
         ax.plot([best_step], [best], "*", color="C3", markersize=14, label=label)
     if not (trains or evals):
         ax.text(0.5, 0.5, "no loss recorded yet", ha="center", va="center", transform=ax.transAxes)
-    rewards, eval_rewards = _series(metrics, "reward"), _series(metrics, "eval_reward")
+    rewards, eval_rewards = series(metrics, "reward"), series(metrics, "eval_reward")
     if rewards or eval_rewards:  # GRPO/PPO: the reward they maximise, on its own axis
         twin = ax.twinx()
         if rewards:
@@ -189,7 +114,3 @@ def _linear_trend(points: list[tuple[int, float]]) -> tuple[float, float, float]
     width = points[-1][0] - points[0][0]
     start = mean_y + slope * (points[0][0] - mean_x)
     return start, start + slope * width, math.sqrt(residual / (n - 2) / sxx) * abs(width)
-
-
-def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
-    return [(r["step"], float(r[key])) for r in records if key in r]

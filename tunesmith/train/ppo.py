@@ -2,7 +2,7 @@
 
 Pieces, all on one model:
   policy      the model with its adapter; samples one completion per prompt
-  value head  `Linear(hidden, 1)` on the policy's last hidden state (reward_model.attach_head), trained with it
+  value head  `Linear(hidden, 1)` on the policy's last hidden state (heads.attach_head), trained with it
   reference   the same model with the adapter disabled (reference.py): the KL penalty's anchor
   reward      the trained reward model (`ppo.reward_model: RUN_DIR` of a `method: reward` run) and/or reward
               functions (`ppo.rewards`, e.g. for verifiable tasks), summed with their weights
@@ -23,15 +23,22 @@ import torch
 from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
+from tunesmith.heads import VALUE_HEAD, attach_head, head_scores
 from tunesmith.recipe import PpoSpec, Recipe
 from tunesmith.train.objective import Batch
 from tunesmith.train.pref_losses import clipped_policy_loss, clipped_value_loss, gae, masked_row_mean, whiten
 from tunesmith.train.reference import Reference, forward
-from tunesmith.train.reward_model import VALUE_HEAD, RewardModel, attach_head, head_scores
+from tunesmith.train.reward_model import RewardModel
 from tunesmith.train.rewards import RewardTerm, check_answer_field, load_rewards, score, total
 from tunesmith.train.rollout import (
-    RolloutSchedule, completion_logps, completion_positions, evaluate_rewards, plan_prompts, prompt_items,
-    reward_metrics, sample,
+    RolloutSchedule,
+    completion_logps,
+    completion_positions,
+    evaluate_rewards,
+    plan_prompts,
+    prompt_items,
+    reward_metrics,
+    sample,
 )
 
 

@@ -7,72 +7,32 @@ method, and the backbone is an ordinary causal LM that any adapter trains. Loss:
 
 The head is attached to the model as a submodule (`reward_head`; PPO's value head is `value_head`), so the
 optimizer and checkpoints see it like any trainable weight. When the run saves its weights, heads are set
-aside (`heads_set_aside`) and written to `scalar_heads.safetensors` beside the adapter or model, so that
+aside (`heads.heads_set_aside`) and written to `scalar_heads.safetensors` beside the adapter or model, so that
 folder stays a plain PEFT/HF folder. `RewardModel.load(run_dir)` rebuilds base + adapter (merged) + head.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from tunesmith.data.packing import collate_padded
 from tunesmith.data.pairs import tokenize_answer
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.data.types import Message, Prompt
 from tunesmith.errors import UserError
-from tunesmith.evaluate.target import load_target, resolve_target
+from tunesmith.heads import HEADS_FILE, REWARD_HEAD, attach_head, last_token_scores
 from tunesmith.recipe import Recipe
+from tunesmith.runs.load import load_target
+from tunesmith.runs.targets import resolve_target
 from tunesmith.train.objective import Batch
 from tunesmith.train.pref_losses import pairwise_reward_loss
 from tunesmith.train.preference import accelerator_device, evaluate_batches, pair_metrics, plan_pairs
-from tunesmith.train.reference import forward, unwrap
-
-HEADS_FILE = "scalar_heads.safetensors"
-REWARD_HEAD = "reward_head"
-VALUE_HEAD = "value_head"
-_HEADS = (REWARD_HEAD, VALUE_HEAD)
-
-
-def attach_head(model: torch.nn.Module, name: str) -> torch.nn.Linear:
-    """A fresh fp32 `Linear(hidden, 1)`, zero-initialised (scores start at 0), registered on the model."""
-    hidden = unwrap(model).get_input_embeddings().embedding_dim
-    head = torch.nn.Linear(hidden, 1)
-    torch.nn.init.zeros_(head.weight)
-    torch.nn.init.zeros_(head.bias)
-    unwrap(model).add_module(name, head)
-    return head
-
-
-def head_scores(head: torch.nn.Linear, states: torch.Tensor) -> torch.Tensor:
-    """Scalar per position: (..., H) -> (...), in the head's dtype."""
-    return head(states.to(head.weight.dtype)).squeeze(-1)
-
-
-def last_token_scores(head: torch.nn.Linear, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The head at each right-padded sequence's last real token: (B,) from (B, T, H), (B, T)."""
-    last = attention_mask.sum(-1) - 1  # (B,)
-    return head_scores(head, states[torch.arange(states.shape[0], device=states.device), last])
-
-
-@contextlib.contextmanager
-def heads_set_aside(model: torch.nn.Module, out_dir: Path) -> Iterator[None]:
-    """Detach the scalar heads while the model saves itself, then write them to `out_dir/scalar_heads.safetensors`."""
-    inner = unwrap(model)
-    heads = {name: inner._modules.pop(name) for name in _HEADS if name in inner._modules}
-    try:
-        yield
-    finally:
-        inner._modules.update(heads)
-    if heads:
-        save_file({f"{name}.{key}": value.detach().cpu().contiguous()
-                   for name, head in heads.items() for key, value in head.state_dict().items()}, Path(out_dir) / HEADS_FILE)
+from tunesmith.train.reference import forward
 
 
 class RewardTraining:
@@ -113,7 +73,7 @@ class RewardModel:
     @classmethod
     def load(cls, run_dir: str | Path) -> RewardModel:
         target = resolve_target(str(run_dir))
-        if target.run is None or target.run.get("method") != "reward":
+        if target.run is None or target.run.method != "reward":
             raise UserError(f"ppo.reward_model: {run_dir} is not the run folder of a method: reward run")
         loaded = load_target(target, dtype="fp32")
         heads_file = (target.adapter or Path(target.model)) / HEADS_FILE
