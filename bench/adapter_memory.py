@@ -39,7 +39,7 @@ from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.errors import UserError
 from tunesmith.recipe import recipe_from_dict
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run
 
 SHAPE: dict[str, int] = {"hidden": 1024, "layers": 12, "heads": 16, "kv_heads": 16, "intermediate": 2816}

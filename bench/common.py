@@ -17,8 +17,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +27,7 @@ from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.data.types import Conversation
 from tunesmith.errors import UserError
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -41,7 +41,7 @@ from bench.flops import ModelShape, model_shape
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import recipe_from_dict
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 
 DATA_FILES = ("alpaca_1k.jsonl", "sharegpt_glaive_toolcall_300.jsonl")
 SHAPES: dict[str, dict[str, int]] = {

@@ -21,12 +21,12 @@ from tunesmith.adapters import apply_adapter, load_adapter
 from tunesmith.bottleneck import CONFIG_FILE, WEIGHTS_FILE, add_bottleneck, decoder_layers, load_bottleneck
 from tunesmith.data.packing import collate_packed, collate_padded, pack
 from tunesmith.data.types import Sample
-from tunesmith.demo import BASE_SKILLS, make_rows
 from tunesmith.errors import UserError
 from tunesmith.models import count_parameters, load_model
 from tunesmith.recipe import AdapterArgs, Recipe, recipe_from_dict
 from tunesmith.registry import ADAPTERS
-from tunesmith.tiny import save_tiny, tiny_model
+from tunesmith.testing.demo import BASE_SKILLS, make_rows
+from tunesmith.testing.tiny import save_tiny, tiny_model
 from tunesmith.train.loop import build_trainer, train, trainer_run
 
 FAMILIES = ("llama", "qwen2", "gpt2", "gpt_neox", "phi3", "gemma")

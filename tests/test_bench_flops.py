@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.flops import model_shape
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 
 
 def test_model_shape_counts_a_llama_by_hand(tmp_path: Path) -> None:

@@ -13,12 +13,7 @@ from torch import nn
 
 from tunesmith.errors import UserError
 from tunesmith.train import checkpoint as ckpt
-from tunesmith.train.checkpoint import (
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-)
+from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 
 
 def build(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tunesmith.commands.validate import validate_recipe
 from tunesmith.data import loading, pipeline
 from tunesmith.data.cache import CACHE_ENV, cache_dir
 from tunesmith.data.loading import Row
@@ -18,8 +19,7 @@ from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.data.templates import TEMPLATES
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe, recipe_from_dict
-from tunesmith.tiny import save_tiny, tiny_tokenizer
-from tunesmith.validate import validate_recipe
+from tunesmith.testing.tiny import save_tiny, tiny_tokenizer
 
 ROWS = [
     {"instruction": f"What is {a} plus {b}?", "input": "", "output": f"{a} plus {b} is {a + b}."}

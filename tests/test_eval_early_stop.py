@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.demo import WORDS, make_rows
 from tunesmith.errors import UserError
 from tunesmith.recipe import recipe_from_dict
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.demo import WORDS, make_rows
+from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train
 
 

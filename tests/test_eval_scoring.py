@@ -27,7 +27,7 @@ from tunesmith.evaluate.benchmarks import (
 from tunesmith.evaluate.generate import _StopOnText, cut_at_stop, generate
 from tunesmith.evaluate.loglik import encode_pair, loglikelihoods
 from tunesmith.models import load_model, load_tokenizer
-from tunesmith.tiny import tiny_tokenizer
+from tunesmith.testing.tiny import tiny_tokenizer
 
 
 def _stories(path):

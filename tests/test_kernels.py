@@ -18,14 +18,18 @@ from tunesmith import kernels
 from tunesmith.adapters import apply_adapter
 from tunesmith.data.packing import collate_flat, collate_packed, pack
 from tunesmith.data.types import IGNORE_INDEX, Sample
-from tunesmith.demo import BASE_SKILLS, make_rows
 from tunesmith.errors import UserError
 from tunesmith.kernels import (
-    KernelChoice, apply_kernels, attention_dtype, needs_flat_batches, resolve_attn_implementation,
+    KernelChoice,
+    apply_kernels,
+    attention_dtype,
+    needs_flat_batches,
+    resolve_attn_implementation,
 )
 from tunesmith.models import load_model
 from tunesmith.recipe import AdapterArgs, recipe_from_dict
-from tunesmith.tiny import save_tiny, tiny_model
+from tunesmith.testing.demo import BASE_SKILLS, make_rows
+from tunesmith.testing.tiny import save_tiny, tiny_model
 from tunesmith.train.batches import plan_batches
 from tunesmith.train.loop import train
 

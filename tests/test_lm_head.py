@@ -12,9 +12,14 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from tunesmith.data.types import IGNORE_INDEX
-from tunesmith.tiny import tiny_model
-from tunesmith.train.lm_head import FUSED_FAMILIES, accepts_logits_to_keep, fused_head, trained_nll_sum
-from tunesmith.train.losses import fused_linear_nll_sum, token_nll_sum
+from tunesmith.methods.language_modeling.loss_route import (
+    FUSED_FAMILIES,
+    accepts_logits_to_keep,
+    fused_head,
+    trained_nll_sum,
+)
+from tunesmith.testing.tiny import tiny_model
+from tunesmith.train.token_nll import fused_linear_nll_sum, token_nll_sum
 
 VOCAB = 96
 

@@ -7,8 +7,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tunesmith.data.types import IGNORE_INDEX
-from tunesmith.tiny import tiny_model
-from tunesmith.train.losses import (
+from tunesmith.testing.tiny import tiny_model
+from tunesmith.train.token_nll import (
     count_trained_tokens,
     fused_linear_nll_sum,
     kept_nll_sum,
@@ -65,7 +65,7 @@ def test_token_nll_sum_matches_transformers_loss() -> None:
     out = model(**batch)
     nll_sum, count = token_nll_sum(out.logits, batch["labels"])
     assert nll_sum.dtype == torch.float32
-    assert int(count) == count_trained_tokens(batch["labels"]) == sum(l - p for l, p in zip(LENGTHS, PROMPTS))
+    assert int(count) == count_trained_tokens(batch["labels"]) == sum(n - p for n, p in zip(LENGTHS, PROMPTS))
     torch.testing.assert_close(nll_sum / count, out.loss, rtol=0, atol=1e-6)
 
 
@@ -246,7 +246,7 @@ def test_training_slices_logits_through_peft_and_falls_back_without_support() ->
     """The SFT objective finds `logits_to_keep` under the PEFT wrapper; a model without it gets full logits."""
     from peft import LoraConfig, get_peft_model
 
-    from tunesmith.train.lm_head import accepts_logits_to_keep
+    from tunesmith.methods.language_modeling.loss_route import accepts_logits_to_keep
 
     wrapped = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
     assert accepts_logits_to_keep(wrapped)

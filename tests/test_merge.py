@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from tunesmith import merge as merge_module
 from tunesmith.adapters import load_adapter
 from tunesmith.cli import app
-from tunesmith.demo import BASE_SKILLS, make_rows
 from tunesmith.errors import UserError
 from tunesmith.merge import MergeParityError, export_run, merge_run
 from tunesmith.models import load_model
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.runs import read_run
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.demo import BASE_SKILLS, make_rows
+from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train
 
 ADAPTERS = ("lora", "dora", "ia3", "qlora", "prefix", "prompt", "bottleneck")

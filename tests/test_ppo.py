@@ -11,12 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tunesmith.methods.ppo.losses import clipped_value_loss, gae, whiten
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
-from tunesmith.tasks import write_task
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tasks import write_task
+from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, train, trainer_run
-from tunesmith.train.pref_losses import clipped_policy_loss, clipped_value_loss, gae, whiten
+from tunesmith.train.policy_losses import clipped_policy_loss
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,13 +17,17 @@ import torch.nn.functional as F
 
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.data.types import IGNORE_INDEX
+from tunesmith.methods.dpo.losses import dpo_loss
+from tunesmith.methods.dpo.objective import Dpo
+from tunesmith.methods.kto.losses import kto_kl, kto_loss
+from tunesmith.methods.kto.objective import Kto
+from tunesmith.methods.orpo.losses import orpo_loss
+from tunesmith.methods.orpo.objective import Orpo
+from tunesmith.methods.reward.losses import pairwise_reward_loss
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import recipe_from_dict
-from tunesmith.tiny import save_tiny
-from tunesmith.train.pref_losses import (
-    dpo_loss, kto_kl, kto_loss, orpo_loss, pairwise_reward_loss, scored_tokens, token_logps,
-)
-from tunesmith.train.preference import Dpo, Kto, Orpo
+from tunesmith.testing.tiny import save_tiny
+from tunesmith.train.logprobs import scored_tokens, token_logps
 
 WORDS = ["cat", "dog", "sun", "tree"]
 

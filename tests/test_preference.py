@@ -14,13 +14,12 @@ from tunesmith.data.pairs import as_unpaired, fit
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.data.types import IGNORE_INDEX, Message, Preference, Sample
 from tunesmith.errors import UserError
+from tunesmith.methods import METHODS, UNITS
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import recipe_from_dict
-from tunesmith.registry import METHODS
 from tunesmith.runs.metrics import read_metrics
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run
-from tunesmith.train.methods import ALIGNMENT
 
 WORDS = ("cat", "dog", "sun", "tree", "ball", "bird", "fish", "hat")
 
@@ -100,7 +99,12 @@ def test_kto_splits_preference_rows_into_judged_answers(setup, tmp_path: Path) -
 
 
 def test_every_method_has_an_objective() -> None:
-    assert {"sft", "cpt", *ALIGNMENT} == set(METHODS)
+    import importlib
+
+    assert [unit.name for unit in UNITS] == list(METHODS) and len(set(METHODS)) == len(METHODS)
+    for unit in UNITS:
+        module, _, name = unit.objective.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), unit.name
 
 
 def test_methods_refuse_data_of_the_wrong_format(setup, tmp_path: Path) -> None:

@@ -19,12 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from tunesmith import registry
 from tunesmith.data import tokenize as tok_module
 from tunesmith.data.templates import TEMPLATES, apply_template, end_of_turn, resolve_chat_template
-from tunesmith.data.tokenize import (
-    check_round_trip,
-    tokenize_conversation,
-    tokenize_prompt,
-    tokenize_text,
-)
+from tunesmith.data.tokenize import check_round_trip, tokenize_conversation, tokenize_prompt, tokenize_text
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Message, Sample
 from tunesmith.errors import UserError
 

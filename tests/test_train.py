@@ -14,10 +14,10 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from tunesmith.demo import BASE_SKILLS, make_rows
 from tunesmith.recipe import Recipe, recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.demo import BASE_SKILLS, make_rows
+from tunesmith.testing.tiny import save_tiny
 from tunesmith.train import loop
 from tunesmith.train.checkpoint import latest_checkpoint
 from tunesmith.train.loop import TrainingDiverged, build_trainer, train

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, model_validator
 
-from tunesmith.errors import UserError, suggestion
+from tunesmith.errors import UserError
+from tunesmith.methods import BY_NAME, METHOD_BLOCKS, METHOD_FORMATS, METHODS
 from tunesmith.recipe_errors import explain_validation_error
-from tunesmith.registry import (
-    ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, METHOD_FORMATS, METHODS, REWARDS, TEMPLATES,
-)
+from tunesmith.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES
+from tunesmith.schema import Strict
+from tunesmith.schema import unknown_value as _unknown
 
 DEFAULT_ADAPTER_LR = 1e-4
 """LoRA-family learning rate from practice: adapters tolerate (and need) a larger step."""
@@ -27,12 +28,6 @@ DEFAULT_FULL_LR = 2e-5
 MAX_SAFE_EPOCHS = 3
 PROMPT_LEARNING = ("prefix", "prompt")
 """Adapters that add virtual tokens in front of every sequence instead of changing weights."""
-
-
-class Strict(BaseModel):
-    """Every recipe block forbids unknown keys, so typos cannot pass as defaults."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ReplaySpec(Strict):
@@ -156,95 +151,7 @@ class EvalSpec(Strict):
         return self
 
 
-class DpoSpec(Strict):
-    """`method: dpo`: direct preference optimisation; `loss` picks the variant (sigmoid is the DPO paper's)."""
-
-    loss: Literal["sigmoid", "ipo", "hinge", "simpo"] = Field("sigmoid", description="sigmoid (DPO) | ipo | hinge (SLiC) | simpo")
-    beta: float = Field(0.1, gt=0.0, description="pull towards the reference; SimPO papers use ~2.0")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="share of labels assumed flipped (cDPO); sigmoid/simpo")
-    reference_free: bool = Field(False, description="score against a uniform reference: no reference forward")
-    precompute_ref: bool = Field(False, description="reference log-probs computed once up front: no frozen copy in memory")
-    simpo_gamma: float = Field(0.5, ge=0.0, description="SimPO target reward margin")
-
-    @model_validator(mode="after")
-    def _check(self) -> DpoSpec:
-        if self.label_smoothing and self.loss not in ("sigmoid", "simpo"):
-            raise ValueError(f"dpo.label_smoothing applies to dpo.loss sigmoid or simpo, not {self.loss}; remove it")
-        if self.precompute_ref and (self.reference_free or self.loss == "simpo"):
-            raise ValueError("dpo.precompute_ref: this loss uses no reference model; remove precompute_ref")
-        return self
-
-
-class KtoSpec(Strict):
-    """`method: kto`: desirable/undesirable answers judged one at a time against a batch KL baseline."""
-
-    beta: float = Field(0.1, gt=0.0)
-    desirable_weight: float = Field(1.0, gt=0.0, description="raise it when desirable rows are the minority")
-    undesirable_weight: float = Field(1.0, gt=0.0)
-    precompute_ref: bool = Field(False, description="reference log-probs computed once up front: no frozen copy in memory")
-
-
-class OrpoSpec(Strict):
-    """`method: orpo`: SFT on the chosen answer plus an odds-ratio penalty on the rejected one; no reference."""
-
-    beta: float = Field(0.1, gt=0.0, description="weight of the odds-ratio term (lambda in the paper)")
-
-
-class RewardFnSpec(Strict):
-    """One reward term: a built-in name or `module:function`, with its weight and options."""
-
-    name: str = Field(description=" | ".join(REWARDS) + " | module:function")
-    weight: float = 1.0
-    pattern: str | None = Field(None, description="regular expression (regex reward only)")
-    max_chars: int | None = Field(None, gt=0, description="length the length_penalty starts at (default 200)")
-
-    @model_validator(mode="after")
-    def _check(self) -> RewardFnSpec:
-        if self.name not in REWARDS and ":" not in self.name:
-            raise ValueError(_unknown("rewards", self.name, REWARDS) + ", or a module:function of your own")
-        if (self.pattern is None) == (self.name == "regex"):
-            raise ValueError("rewards: the regex reward needs a pattern ({name: regex, pattern: '...'}), no other does")
-        if self.max_chars is not None and self.name != "length_penalty":
-            raise ValueError(f"rewards: max_chars applies to length_penalty only, not {self.name}; remove it")
-        return self
-
-
-class RolloutSpec(Strict):
-    """What GRPO and PPO share: sampling completions and scoring them."""
-
-    rewards: list[RewardFnSpec] = Field(default_factory=list, description="reward names, or {name, weight, ...}")
-    reward_field: str = Field("answer", description="the row field the answer-matching rewards compare with")
-    max_new_tokens: int = Field(64, gt=0)
-    temperature: float = Field(1.0, gt=0.0)
-    clip_eps: float = Field(0.2, gt=0.0, description="policy ratio clip")
-    iterations: int = Field(1, gt=0, description="optimizer steps taken on each batch of rollouts")
-
-    @field_validator("rewards", mode="before")
-    @classmethod
-    def _names(cls, value: Any) -> Any:
-        """A plain name is shorthand for {name: NAME}."""
-        return [{"name": v} if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
-
-
-class GrpoSpec(RolloutSpec):
-    """`method: grpo`: groups of sampled completions per prompt, advantages normalised within each group."""
-
-    group_size: int = Field(8, ge=2, description="completions sampled per prompt")
-    beta: float = Field(0.0, ge=0.0, description="KL penalty to the reference; 0 needs no reference forward")
-
-
-class PpoSpec(RolloutSpec):
-    """`method: ppo`: RLHF with a value head, a KL-penalised reward and GAE."""
-
-    reward_model: str | None = Field(None, description="run folder of a `method: reward` run")
-    kl_coef: float = Field(0.05, ge=0.0, description="per-token KL penalty to the reference, in reward units")
-    vf_coef: float = Field(0.1, gt=0.0, description="weight of the value loss")
-    value_clip: float = Field(0.2, gt=0.0)
-    gamma: float = Field(1.0, gt=0.0, le=1.0)
-    lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda")
-
-
-class Recipe(Strict):
+class _RecipeCore(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run folder name")
     model: str = Field(description="local folder or hub id")
     method: str = Field("sft", description=" | ".join(METHODS))
@@ -255,14 +162,9 @@ class Recipe(Strict):
     model_options: ModelOptions = ModelOptions()
     adapter_args: AdapterArgs = AdapterArgs()
     eval: EvalSpec = EvalSpec()
-    dpo: DpoSpec | None = None
-    kto: KtoSpec | None = None
-    orpo: OrpoSpec | None = None
-    grpo: GrpoSpec | None = None
-    ppo: PpoSpec | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> Recipe:
+    def _check(self) -> _RecipeCore:
         if self.method not in METHODS:
             raise ValueError(_unknown("method", self.method, METHODS))
         if self.adapter not in ADAPTERS:
@@ -306,8 +208,25 @@ class Recipe(Strict):
         return notes
 
 
-def _unknown(key: str, value: str, choices: Any) -> str:
-    return f"{key}: unknown value '{value}'{suggestion(value, choices)}; choose one of: {', '.join(choices)}"
+Recipe = create_model(
+    "Recipe", __base__=_RecipeCore, __module__=__name__,
+    __doc__="A fine-tuning run: model, method, adapter, data, training, evaluation, and the method's own block.",
+    **{name: (block | None, None) for name, block in METHOD_BLOCKS.items()},
+)
+"""The recipe: the core keys plus one optional block per method that has settings (`dpo:`, `grpo:`, ...)."""
+if TYPE_CHECKING:  # for type checkers: the method blocks as attributes
+    from tunesmith.methods.dpo import DpoSpec
+    from tunesmith.methods.grpo import GrpoSpec
+    from tunesmith.methods.kto import KtoSpec
+    from tunesmith.methods.orpo import OrpoSpec
+    from tunesmith.methods.ppo import PpoSpec
+
+    class Recipe(_RecipeCore):  # type: ignore[no-redef]
+        dpo: DpoSpec | None
+        kto: KtoSpec | None
+        orpo: OrpoSpec | None
+        grpo: GrpoSpec | None
+        ppo: PpoSpec | None
 
 
 def _conflicts(r: Recipe) -> list[str]:
@@ -328,17 +247,10 @@ def _conflicts(r: Recipe) -> list[str]:
 
 
 def _alignment_conflicts(r: Recipe) -> list[str]:
-    """Each method block belongs to its method; RL methods need to know what to reward."""
+    """Each method block belongs to its method; each method checks what it needs (methods/<name>)."""
     problems = [f"{name}: this block configures method: {name}; remove it, or set method: {name}"
-                for name in ("dpo", "kto", "orpo", "grpo", "ppo") if getattr(r, name) is not None and r.method != name]
-    if r.method == "grpo" and (r.grpo is None or not r.grpo.rewards):
-        problems.append("method: grpo needs reward functions; add grpo: {rewards: [exact_match]} (or module:function)")
-    if r.method == "ppo" and (r.ppo is None or (not r.ppo.rewards and r.ppo.reward_model is None)):
-        problems.append("method: ppo needs a reward; add ppo: {reward_model: runs/<reward run>} or ppo: {rewards: [...]}")
-    if r.method == "kto" and r.train.batch_size < 2:
-        problems.append("method: kto estimates its KL baseline from mismatched answers within a micro-batch; "
-                        "set train.batch_size: 2 or more")
-    return problems
+                for name in METHOD_BLOCKS if getattr(r, name) is not None and r.method != name]
+    return problems + BY_NAME[r.method].problems(r)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

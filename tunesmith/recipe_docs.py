@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any
 
@@ -19,7 +20,7 @@ def render_recipe_docs() -> str:
     lines = [
         "# Recipe reference",
         "",
-        "Generated from the schema in `tunesmith/recipe.py` by `tunesmith docs`; do not edit by hand.",
+        "Generated from the schema in `tunesmith/recipe.py` (and each method's block, `tunesmith/methods/`) by `tunesmith docs`; do not edit by hand.",
         "Every block rejects unknown keys (with a did-you-mean); override any key on the command line as",
         "`key.sub=value`, e.g. `tunesmith train r.yaml train.lr=2e-5`.",
         "",
@@ -58,4 +59,4 @@ def _type(annotation: Any) -> str:
         return annotation.__name__
     if typing.get_origin(annotation) is typing.Literal:
         return " \\| ".join(repr(a) for a in typing.get_args(annotation))
-    return str(annotation).replace("typing.", "").replace("tunesmith.recipe.", "").replace("|", "\\|")
+    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(annotation)).replace("|", "\\|")  # last part of dotted names

@@ -1,10 +1,10 @@
 """Every name a recipe may use, in one place; unknown names fail loudly with a did-you-mean.
 
+Method names and the formats each trains on come from the method units (tunesmith/methods/__init__.py).
 The implementations live next to their subject (formats in data/formats.py, templates in
 data/templates.py, ...); tests check that each implementation table covers exactly these names.
 """
 
-METHODS: tuple[str, ...] = ("sft", "cpt", "dpo", "orpo", "kto", "grpo", "reward", "ppo")
 ADAPTERS: tuple[str, ...] = ("lora", "qlora", "dora", "prefix", "prompt", "ia3", "bottleneck", "full")
 LORA_FAMILY: tuple[str, ...] = ("lora", "qlora", "dora")
 FORMATS: tuple[str, ...] = (
@@ -25,14 +25,3 @@ REWARDS: tuple[str, ...] = ("exact_match", "starts_with", "numeric_match", "rege
 """Built-in reward functions for GRPO/PPO (train/rewards.py); a `module:function` path names a user's own."""
 
 CHAT_FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "prompt_completion")
-METHOD_FORMATS: dict[str, tuple[str, ...]] = {
-    "sft": CHAT_FORMATS,
-    "cpt": ("text",),
-    "dpo": ("preference",),
-    "orpo": ("preference",),
-    "reward": ("preference",),
-    "kto": ("kto", "preference"),
-    "grpo": ("prompt",),
-    "ppo": ("prompt",),
-}
-"""Which data formats each method can train on."""

@@ -22,8 +22,8 @@ from tunesmith.data.templates import apply_template
 from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt, tokenize_text
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Preference, Prompt, Sample, Text, Unpaired
 from tunesmith.errors import UserError
+from tunesmith.methods import METHOD_FORMATS
 from tunesmith.recipe import DataSpec, Recipe
-from tunesmith.registry import METHOD_FORMATS
 
 logger = logging.getLogger(__name__)
 

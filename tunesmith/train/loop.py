@@ -23,13 +23,13 @@ from tunesmith.adapters import apply_adapter
 from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.errors import UserError
 from tunesmith.kernels import apply_kernels, attention_dtype
+from tunesmith.methods import build_objective
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.recipe import Recipe
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
 from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from tunesmith.train.memory import decide_checkpointing
-from tunesmith.train.methods import build_objective
 from tunesmith.train.monitor import detect_overfitting, plot_losses
 from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler

@@ -1,13 +1,11 @@
-"""Preference objectives in the shared loop: `method: dpo` (sigmoid, ipo, hinge, simpo), `orpo` and `kto`.
+"""Preference pairs in the shared loop: what `dpo`, `orpo`, `kto` and `reward` have in common.
 
-A DPO/ORPO micro-batch is B pairs as one right-padded batch of 2B sequences, chosen answers first; a KTO
-micro-batch is B judged answers plus, for its KL baseline, each prompt with the previous row's answer (as
-TRL does). Loss units are pairs (DPO, ORPO) or answers (KTO), so the loop's division gives the mean over
-the step. Logged per step and on the held-out split (`eval_` prefixed): loss, rewards/chosen,
-rewards/rejected, margin and accuracy (share of pairs whose chosen answer out-scores the rejected one).
-
-The reference policy (reference.py) is the adapter-disabled model or a frozen copy; with `precompute_ref`
-its log-probs are computed once, for every planned micro-batch, before the first update.
+A DPO/ORPO/reward micro-batch is B pairs as one right-padded batch of 2B sequences, chosen answers first; a
+KTO micro-batch is B judged answers (methods/kto). Loss units are pairs (or answers), so the loop's division
+gives the mean over the step. Logged per step and on the held-out split (`eval_` prefixed): loss,
+rewards/chosen, rewards/rejected, margin and accuracy (share of pairs whose chosen answer out-scores the
+rejected one). With `precompute_ref` the reference log-probs are computed once, for every planned
+micro-batch, before the first update.
 """
 
 from __future__ import annotations
@@ -19,14 +17,12 @@ import torch
 from accelerate import Accelerator, PartialState
 
 from tunesmith.data.packing import collate_padded
-from tunesmith.data.pairs import Pair, as_unpaired, tokenize_answer, tokenize_pairs
+from tunesmith.data.pairs import Pair, tokenize_pairs
 from tunesmith.data.pipeline import PreparedData
-from tunesmith.data.types import Unpaired
-from tunesmith.recipe import DpoSpec, KtoSpec, OrpoSpec, Recipe
+from tunesmith.recipe import Recipe
 from tunesmith.train.batches import plan_batches
+from tunesmith.train.logprobs import token_logps
 from tunesmith.train.objective import Batch
-from tunesmith.train.pref_losses import dpo_loss, kto_kl, kto_loss, orpo_loss, scored_tokens, token_logps
-from tunesmith.train.reference import Reference, forward
 
 
 class Planned:
@@ -146,155 +142,3 @@ def plan_pairs(recipe: Recipe, data: PreparedData, tokenizer: Any) -> Planned:
     max_len, pad_id = recipe.train.max_seq_len, tokenizer.pad_token_id
     return Planned(recipe, tokenize_pairs(data.train_examples, tokenizer, max_len),
                    tokenize_pairs(data.eval_examples, tokenizer, max_len), lambda pairs: collate_pairs(pairs, pad_id))
-
-
-class Dpo:
-    """`method: dpo`: -log sigma(beta (log-ratio chosen - log-ratio rejected)) and its variants (pref_losses)."""
-
-    def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
-        self.planned = plan_pairs(recipe, data, tokenizer)
-        self.spec = recipe.dpo or DpoSpec()
-        self.reference: Reference | None = None
-        if not (self.spec.reference_free or self.spec.loss == "simpo"):
-            self.reference = Reference(model, recipe.train.mixed_precision, keep_copy=not self.spec.precompute_ref)
-            if self.spec.precompute_ref:
-                self.planned.precompute(model, lambda batch: {"ref_logps": self._reference_logps(model, batch)})
-
-    def _reference_logps(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        assert self.reference is not None
-        logits, _ = forward(model, batch, reference=self.reference)
-        return sequence_logps(logits, batch["labels"])
-
-    def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        logits, _ = forward(model, batch)
-        logps = sequence_logps(logits, batch["labels"])  # (2B,)
-        if self.reference is not None:
-            ref = batch["ref_logps"] if "ref_logps" in batch else self._reference_logps(model, batch)
-            logps = logps - ref
-        chosen, rejected = logps.chunk(2)
-        chosen_tokens, rejected_tokens = scored_tokens(batch["labels"]).chunk(2)
-        s = self.spec
-        losses, chosen_rewards, rejected_rewards = dpo_loss(
-            chosen, rejected, chosen_tokens, rejected_tokens, loss=s.loss, beta=s.beta,
-            label_smoothing=s.label_smoothing, simpo_gamma=s.simpo_gamma,
-        )
-        return losses.sum(), pair_metrics(chosen_rewards, rejected_rewards)
-
-    @property
-    def steps(self) -> int:
-        return self.planned.steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.planned.train_batches(step)
-
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0] // 2  # pairs
-
-    def real_tokens(self, step: int) -> int:
-        return self.planned.real_tokens(step)
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())
-
-
-class Orpo:
-    """`method: orpo`: NLL of the chosen answer minus beta log sigma(log odds ratio); no reference model.
-
-    Rewards are beta x the mean answer log-prob, as TRL logs them. The NLL covers the answer tokens (the
-    paper's L_SFT); TRL's experimental trainer also counts the prompt's.
-    """
-
-    def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
-        self.planned = plan_pairs(recipe, data, tokenizer)
-        self.beta = (recipe.orpo or OrpoSpec()).beta
-
-    def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        logits, _ = forward(model, batch)
-        means = sequence_logps(logits, batch["labels"]) / scored_tokens(batch["labels"]).clamp(min=1)
-        chosen, rejected = means.chunk(2)
-        losses, log_odds = orpo_loss(chosen, rejected, -chosen, beta=self.beta)
-        metrics = pair_metrics(self.beta * chosen.detach(), self.beta * rejected.detach())
-        metrics.update(nll=float(-chosen.detach().sum()), log_odds=float(log_odds.sum()))
-        return losses.sum(), metrics
-
-    @property
-    def steps(self) -> int:
-        return self.planned.steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.planned.train_batches(step)
-
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0] // 2  # pairs
-
-    def real_tokens(self, step: int) -> int:
-        return self.planned.real_tokens(step)
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())
-
-
-class Kto:
-    """`method: kto`: each answer judged alone against a KL baseline (KTO paper, as TRL computes it).
-
-    Rows in `kto` format are used as they are; a preference row gives one desirable and one undesirable
-    answer. The KL baseline of a micro-batch pairs prompt i with answer i-1 (cyclically), which is why
-    KTO needs micro-batches of two or more. Its `accuracy` is the share of answers whose implicit reward
-    has the sign of their label; `rewards/chosen` and `rewards/rejected` are the desirable and undesirable means.
-    """
-
-    def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
-        self.spec = recipe.kto or KtoSpec()
-        self.tokenizer, self.max_len, self.pad_id = tokenizer, recipe.train.max_seq_len, tokenizer.pad_token_id
-        self.planned = Planned(recipe, as_unpaired(data.train_examples), as_unpaired(data.eval_examples), self.collate)
-        self.reference = Reference(model, recipe.train.mixed_precision, keep_copy=not self.spec.precompute_ref)
-        if self.spec.precompute_ref:
-            self.planned.precompute(model, lambda batch: self._reference_logps(model, batch))
-
-    def collate(self, rows: list[Unpaired]) -> Batch:
-        answers = [tokenize_answer(self.tokenizer, r.prompt, r.completion, self.max_len) for r in rows]
-        mismatched = [tokenize_answer(self.tokenizer, r.prompt, rows[i - 1].completion, self.max_len)
-                      for i, r in enumerate(rows)]
-        kl = collate_padded(mismatched, self.pad_id)
-        return {**collate_padded(answers, self.pad_id), **{f"kl_{k}": v for k, v in kl.items()},
-                "desirable": torch.tensor([r.desirable for r in rows])}
-
-    def _reference_logps(self, model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        logits, _ = forward(model, batch, reference=self.reference)
-        kl_logits, _ = forward(model, batch, "kl_", reference=self.reference)
-        return {"ref_logps": sequence_logps(logits, batch["labels"]),
-                "kl_ref_logps": sequence_logps(kl_logits, batch["kl_labels"])}
-
-    def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        logits, _ = forward(model, batch)
-        logps = sequence_logps(logits, batch["labels"])  # (B,)
-        with torch.no_grad():
-            kl_logits, _ = forward(model, batch, "kl_")
-            kl_logps = sequence_logps(kl_logits, batch["kl_labels"])
-        refs = batch if "ref_logps" in batch else self._reference_logps(model, batch)
-        kl = kto_kl(kl_logps, refs["kl_ref_logps"])
-        s, desirable = self.spec, batch["desirable"].bool()
-        losses, rewards = kto_loss(logps - refs["ref_logps"], desirable, kl, beta=s.beta,
-                                   desirable_weight=s.desirable_weight, undesirable_weight=s.undesirable_weight)
-        n = len(rewards)
-        metrics = {"kl": per_batch(kl, n), "accuracy": float(((rewards > 0) == desirable).float().sum())}
-        for name, rows in (("rewards/chosen", desirable), ("rewards/rejected", ~desirable)):
-            if rows.any():  # the class mean of this micro-batch (a micro-batch without the class adds 0)
-                metrics[name] = per_batch(rewards[rows].mean(), n)
-        return losses.sum(), metrics
-
-    @property
-    def steps(self) -> int:
-        return self.planned.steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.planned.train_batches(step)
-
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0]  # answers
-
-    def real_tokens(self, step: int) -> int:
-        return self.planned.real_tokens(step)
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())

@@ -32,7 +32,7 @@ import torch
 
 from tunesmith.data.types import Prompt
 from tunesmith.errors import UserError
-from tunesmith.recipe import RewardFnSpec
+from tunesmith.methods.rollout_spec import RewardFnSpec
 from tunesmith.registry import REWARDS
 
 RewardFn = Callable[..., list[float]]

@@ -22,10 +22,11 @@ from transformers import GenerationConfig
 from tunesmith.data.pairs import tokenize_prompts
 from tunesmith.data.types import IGNORE_INDEX, Example, Prompt
 from tunesmith.errors import UserError
-from tunesmith.recipe import Recipe, RolloutSpec
+from tunesmith.methods.rollout_spec import RolloutSpec
+from tunesmith.recipe import Recipe
 from tunesmith.train.batches import BatchPlan, plan_batches
+from tunesmith.train.logprobs import token_logps
 from tunesmith.train.objective import Batch
-from tunesmith.train.pref_losses import token_logps
 from tunesmith.train.preference import per_batch
 from tunesmith.train.reference import unwrap
 from tunesmith.train.rewards import RewardTerm, score, total

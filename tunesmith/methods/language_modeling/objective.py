@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
+from tunesmith.kernels import needs_flat_batches
+from tunesmith.methods.language_modeling.loss_route import trained_nll_sum
 from tunesmith.recipe import PROMPT_LEARNING, Recipe
 from tunesmith.train.batches import BatchPlan, plan_batches
-from tunesmith.train.lm_head import trained_nll_sum
-from tunesmith.train.losses import count_trained_tokens
 from tunesmith.train.objective import Batch
+from tunesmith.train.token_nll import count_trained_tokens
 
 
 class LanguageModeling:
     """The objective of `method: sft` and `method: cpt`: token-mean NLL, normalised over the whole step."""
 
-    def __init__(self, recipe: Recipe, data: PreparedData, pad_id: int, flat: bool = False) -> None:
-        """`flat`: packed micro-batches as one row each, for flash attention (data/packing.py says why)."""
-        t = recipe.train
+    def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
+        """Under flash attention, packed micro-batches are one flat row each (data/packing.py says why)."""
+        t, pad_id, flat = recipe.train, tokenizer.pad_token_id, needs_flat_batches(model)
         self.slice_logits = recipe.adapter not in PROMPT_LEARNING  # virtual tokens shift positions: full logits
         self.plan = plan_batches(
             data.train, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
@@ -47,7 +49,7 @@ class LanguageModeling:
         return self.plan.real_tokens(step)
 
     def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Summed NLL of the trained tokens, by the cheapest route the model allows (see lm_head.py)."""
+        """Summed NLL of the trained tokens, by the cheapest route the model allows (see loss_route.py)."""
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return trained_nll_sum(model, inputs, batch["labels"], positional=self.slice_logits), {}
 

@@ -22,13 +22,21 @@ import torch
 from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
-from tunesmith.recipe import GrpoSpec, Recipe
+from tunesmith.methods.grpo import GrpoSpec
+from tunesmith.methods.grpo.losses import group_advantages, grpo_token_loss
+from tunesmith.recipe import Recipe
 from tunesmith.train.objective import Batch
-from tunesmith.train.pref_losses import group_advantages, grpo_token_loss, masked_row_mean
+from tunesmith.train.policy_losses import masked_row_mean
 from tunesmith.train.reference import Reference, forward
 from tunesmith.train.rewards import check_answer_field, load_rewards, score, total
 from tunesmith.train.rollout import (
-    RolloutSchedule, completion_logps, evaluate_rewards, plan_prompts, prompt_items, reward_metrics, sample,
+    RolloutSchedule,
+    completion_logps,
+    evaluate_rewards,
+    plan_prompts,
+    prompt_items,
+    reward_metrics,
+    sample,
 )
 
 

@@ -26,7 +26,7 @@ from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
 from tunesmith.models import load_model, load_tokenizer
 from tunesmith.recipe import recipe_from_dict
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train
 
 console = Console()

@@ -24,11 +24,13 @@ from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.heads import VALUE_HEAD, attach_head, head_scores
-from tunesmith.recipe import PpoSpec, Recipe
+from tunesmith.methods.ppo import PpoSpec
+from tunesmith.methods.ppo.losses import clipped_value_loss, gae, whiten
+from tunesmith.methods.reward.objective import RewardModel
+from tunesmith.recipe import Recipe
 from tunesmith.train.objective import Batch
-from tunesmith.train.pref_losses import clipped_policy_loss, clipped_value_loss, gae, masked_row_mean, whiten
+from tunesmith.train.policy_losses import clipped_policy_loss, masked_row_mean
 from tunesmith.train.reference import Reference, forward
-from tunesmith.train.reward_model import RewardModel
 from tunesmith.train.rewards import RewardTerm, check_answer_field, load_rewards, score, total
 from tunesmith.train.rollout import (
     RolloutSchedule,

@@ -1,7 +1,7 @@
 """How the SFT/CPT loss reaches the model's output head, cheapest route first.
 
 1. Fused: run the decoder, take the final hidden states at trained positions only, and compute the head
-   and the cross-entropy chunk by chunk (`losses.fused_linear_nll_sum`): no (tokens x vocabulary) logits
+   and the cross-entropy chunk by chunk (`train/token_nll.fused_linear_nll_sum`): no (tokens x vocabulary) logits
    are ever held. Only for families whose forward is exactly `decoder -> linear head (-> softcap)`, a
    plain `nn.Linear` head (not one wrapped by an adapter), and no wrapper that hooks the forward (DDP,
    FSDP), since the decoder is called directly.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tunesmith.train.losses import (
+from tunesmith.train.token_nll import (
     fused_linear_nll_sum,
     kept_nll_sum,
     predicting_positions,

@@ -7,19 +7,23 @@ uses, and prints the health report.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
+import typer
 from rich.console import Console
 
-from tunesmith.data.pipeline import PreparedData, prepare_data
-from tunesmith.data.report import build_report, print_report
-from tunesmith.models import load_config, load_tokenizer
-from tunesmith.recipe import Recipe, load_recipe, recipe_from_dict
-from tunesmith.registry import METHOD_FORMATS
+from tunesmith.commands.common import friendly
+
+if TYPE_CHECKING:
+    from tunesmith.data.pipeline import PreparedData
+    from tunesmith.recipe import Recipe
 
 console = Console()
 
 
 def validate_recipe(path: Path, overrides: list[str]) -> PreparedData:
+    from tunesmith.recipe import load_recipe
+
     recipe = load_recipe(path, overrides)
     console.print(f"[green]recipe ok[/]: {recipe.name} — {recipe.method} / {recipe.adapter}, lr {recipe.lr:g}")
     for note in recipe.advice():
@@ -28,6 +32,9 @@ def validate_recipe(path: Path, overrides: list[str]) -> PreparedData:
 
 
 def file_report(file: str, model: str, fmt: str, template: str, max_seq_len: int) -> PreparedData:
+    from tunesmith.methods import METHOD_FORMATS
+    from tunesmith.recipe import recipe_from_dict
+
     method = next((m for m, formats in METHOD_FORMATS.items() if fmt in formats), "sft")
     recipe = recipe_from_dict(
         {"name": "data-stats", "model": model, "method": method, "adapter": "lora",
@@ -39,6 +46,10 @@ def file_report(file: str, model: str, fmt: str, template: str, max_seq_len: int
 
 
 def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
+    from tunesmith.data.pipeline import prepare_data
+    from tunesmith.data.report import build_report, print_report
+    from tunesmith.models import load_config, load_tokenizer
+
     config = load_config(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     console.print(f"model ok: {config.model_type}, vocab {tokenizer.vocab_size if hasattr(tokenizer, 'vocab_size') else len(tokenizer)}, "
@@ -50,3 +61,24 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
     example = next((s for s in data.train if s.trained_tokens), data.train[0] if data.train else None)
     print_report(report, example, tokenizer, console)
     return data
+
+
+@friendly
+def validate(
+    recipe: Path = typer.Argument(..., help="recipe YAML"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides"),
+) -> None:
+    """Check a recipe, load the model config and tokenizer, tokenize the data, print a health report."""
+    validate_recipe(recipe, overrides or [])
+
+
+@friendly
+def data_stats(
+    file: str = typer.Argument(..., help="data file, folder or hub dataset id"),
+    model: str = typer.Option(..., "--model", "-m", help="model folder or hub id whose tokenizer to use"),
+    format: str = typer.Option("auto", "--format", "-f", help="data format, or auto"),
+    template: str = typer.Option("auto", "--template", help="chat template for models without one"),
+    max_seq_len: int = typer.Option(1024, "--max-seq-len"),
+) -> None:
+    """The data health report for one file alone."""
+    file_report(file, model, format, template, max_seq_len)

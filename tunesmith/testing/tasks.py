@@ -1,6 +1,6 @@
 """Small verifiable tasks for trying GRPO and PPO: prompt rows with an `answer` a reward function can check.
 
-    python -m tunesmith.tasks names data/names.jsonl --rows 200
+    python -m tunesmith.testing.tasks names data/names.jsonl --rows 200
 
 `names` ("Repeat the name: Sue" -> "Sue", scored by `starts_with`) suits a tiny story model: stories260k
 already starts its answer with the right name about 8% of the time, often enough for a group of samples to

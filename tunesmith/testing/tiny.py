@@ -5,7 +5,7 @@ The models are real architectures (Llama, Qwen, Mistral, Gemma, Phi-3, GPT-2, GP
 hidden, so every code path that depends on a family (module names for LoRA targets, tied embeddings,
 GQA, learned vs rotary positions) is exercised, just small.
 
-    python -c "from tunesmith.tiny import save_tiny; save_tiny('llama', 'runs/tiny-llama')"
+    python -c "from tunesmith.testing.tiny import save_tiny; save_tiny('llama', 'runs/tiny-llama')"
 """
 
 from __future__ import annotations

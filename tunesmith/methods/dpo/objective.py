@@ -1,0 +1,66 @@
+"""`method: dpo` in the shared loop: pairs scored against the reference (or none: SimPO, reference-free)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from tunesmith.data.pipeline import PreparedData
+from tunesmith.methods.dpo import DpoSpec
+from tunesmith.methods.dpo.losses import dpo_loss
+from tunesmith.recipe import Recipe
+from tunesmith.train.logprobs import scored_tokens
+from tunesmith.train.objective import Batch
+from tunesmith.train.preference import evaluate_batches, pair_metrics, plan_pairs, sequence_logps
+from tunesmith.train.reference import Reference, forward
+
+
+class Dpo:
+    """`method: dpo`: -log sigma(beta (log-ratio chosen - log-ratio rejected)) and its variants (losses.py)."""
+
+    def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
+        self.planned = plan_pairs(recipe, data, tokenizer)
+        self.spec = recipe.dpo or DpoSpec()
+        self.reference: Reference | None = None
+        if not (self.spec.reference_free or self.spec.loss == "simpo"):
+            self.reference = Reference(model, recipe.train.mixed_precision, keep_copy=not self.spec.precompute_ref)
+            if self.spec.precompute_ref:
+                self.planned.precompute(model, lambda batch: {"ref_logps": self._reference_logps(model, batch)})
+
+    def _reference_logps(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        assert self.reference is not None
+        logits, _ = forward(model, batch, reference=self.reference)
+        return sequence_logps(logits, batch["labels"])
+
+    def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        logits, _ = forward(model, batch)
+        logps = sequence_logps(logits, batch["labels"])  # (2B,)
+        if self.reference is not None:
+            ref = batch["ref_logps"] if "ref_logps" in batch else self._reference_logps(model, batch)
+            logps = logps - ref
+        chosen, rejected = logps.chunk(2)
+        chosen_tokens, rejected_tokens = scored_tokens(batch["labels"]).chunk(2)
+        s = self.spec
+        losses, chosen_rewards, rejected_rewards = dpo_loss(
+            chosen, rejected, chosen_tokens, rejected_tokens, loss=s.loss, beta=s.beta,
+            label_smoothing=s.label_smoothing, simpo_gamma=s.simpo_gamma,
+        )
+        return losses.sum(), pair_metrics(chosen_rewards, rejected_rewards)
+
+    @property
+    def steps(self) -> int:
+        return self.planned.steps
+
+    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
+        return self.planned.train_batches(step)
+
+    def units(self, batch: Batch) -> int:
+        return batch["input_ids"].shape[0] // 2  # pairs
+
+    def real_tokens(self, step: int) -> int:
+        return self.planned.real_tokens(step)
+
+    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
+        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())
