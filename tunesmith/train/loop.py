@@ -25,6 +25,7 @@ from tunesmith.errors import UserError
 from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.recipe import Recipe
+from tunesmith.train.accelerator import fresh_accelerator
 from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from tunesmith.train.memory import decide_checkpointing
 from tunesmith.train.methods import build_objective
@@ -76,7 +77,7 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     set_seed(recipe.train.seed)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+    accelerator = fresh_accelerator(resolve_mixed_precision(recipe.train.mixed_precision))
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     data = prepare_data(recipe, tokenizer)
     dtype = recipe.model_options.dtype if recipe.adapter != "full" else "fp32"
