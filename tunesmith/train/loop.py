@@ -62,16 +62,18 @@ class Trainer:
     state: dict[str, Any] = field(default_factory=lambda: {"step": 0, "tokens": 0, "best_eval_loss": None})
 
 
-def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, profile: bool = False) -> RunFolder:
-    """Run `recipe` end to end and return its run folder; `profile` prints where step time went."""
-    trainer = build_trainer(recipe, resume=resume, overwrite=overwrite)
+def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, profile: bool = False,
+          advice: bool = True) -> RunFolder:
+    """Run `recipe` end to end and return its run folder; `profile` prints where step time went; `advice=False`
+    leaves out the recipe's advice (a caller that explains its deviation itself, as the demo does)."""
+    trainer = build_trainer(recipe, resume=resume, overwrite=overwrite, advice=advice)
     trainer.profiler = StepProfiler(enabled=profile)
     trainer_run(trainer)
     trainer.profiler.print(console)
     return trainer.folder
 
 
-def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Trainer:
+def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, advice: bool = True) -> Trainer:
     folder = RunFolder(recipe.run_dir)
     folder.prepare(resume=resume, overwrite=overwrite)
     set_seed(recipe.train.seed)
@@ -120,7 +122,7 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
         f"{objective.steps} steps, lr {recipe.lr:g}, attention {speed['attn_implementation']}, "
         f"kernels {speed['kernels']}"
     )
-    for note in [*recipe.advice(), *([kernels.note] if kernels.note else [])]:
+    for note in [*(recipe.advice() if advice else []), *([kernels.note] if kernels.note else [])]:
         console.print(f"[yellow]warning:[/] {note}")
     if checkpoint_note and checkpointing:
         console.print(checkpoint_note)
