@@ -17,6 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 STORIES = SHARED / "fixtures" / "stories260k"
+SMOLLM2 = SHARED / "fixtures" / "smollm2-135m-instruct"
 DATA = SHARED / "data"
 _TEST_NUMBER = itertools.count()
 
@@ -53,3 +54,24 @@ def stories260k() -> Path:
     if not (STORIES / "config.json").is_file():
         pytest.skip(f"real model fixture not found at {STORIES} (the shared folder beside the checkout)")
     return STORIES
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache root holding the SmolLM2 GGUF fixture converted to a Hugging Face folder: converted once per
+    test run (~20-100 s), not per test. Point TUNESMITH_CACHE here to make `model: <the .gguf>` a cache hit."""
+    from tunesmith.gguf_source import converted_folder, find_gguf
+
+    gguf_file = find_gguf(str(SMOLLM2)) if SMOLLM2.is_dir() else None
+    if gguf_file is None:
+        pytest.skip(f"real chat model fixture (a .gguf file) not found in {SMOLLM2} (the shared folder beside the checkout)")
+    root = tmp_path_factory.mktemp("tunesmith-cache-smollm2")
+    converted_folder(gguf_file, root / "gguf")
+    return root
+
+
+@pytest.fixture
+def smollm2(smollm2_gguf_cache: Path) -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face folder (float32, de-quantized from the shared GGUF file)."""
+    (folder,) = (p for p in (smollm2_gguf_cache / "gguf").iterdir() if not p.name.startswith("."))
+    return folder

@@ -228,8 +228,10 @@ def _mixed_alpaca_file(tmp_path: Path) -> Path:
 
 def test_bad_rows_in_a_file_are_reported_at_their_line(tmp_path: Path) -> None:
     path = _mixed_alpaca_file(tmp_path)
-    with pytest.raises(DataError, match=f"^{path}:3: field 'output' should be text, got number$"):
+    with pytest.raises(DataError, match=f"^{path}:3: field 'output' should be text, got number; 2 more bad row") as info:
         parse_rows(load_rows(path), "auto")
+    assert "(3 of 5 rows bad in total)" in str(info.value), "every row is checked, not only up to the first bad one"
+    assert "data.on_bad_row: skip" in str(info.value), "the error says how to go on"
 
 
 def test_skip_mode_keeps_good_rows_and_records_each_bad_one(
@@ -257,14 +259,14 @@ def test_skip_mode_with_every_row_bad_is_an_error(tmp_path: Path) -> None:
 def test_csv_bad_row_reports_its_line(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text('instruction,output\n"multi\nline",ok\nq,\n', encoding="utf-8")
-    with pytest.raises(DataError, match=f"^{path}:4: field 'output' is empty$"):
+    with pytest.raises(DataError, match=f"^{path}:4: field 'output' is empty \\(1 of 2 rows bad in total\\)"):
         parse_rows(load_rows(path), "alpaca")
 
 
 def test_parquet_bad_row_reports_its_row(tmp_path: Path) -> None:
     path = tmp_path / "a.parquet"
     pq.write_table(pa.table({"prompt": ["Q1", "Q2"], "completion": ["A1", ""]}), path)
-    with pytest.raises(DataError, match=f"^{path}:row 2: field 'completion' has an empty response$"):
+    with pytest.raises(DataError, match=f"^{path}:row 2: field 'completion' has an empty response \\(1 of 2 rows"):
         parse_rows(load_rows(path), "auto")
 
 
@@ -341,3 +343,10 @@ def test_real_sharegpt_tool_calls_become_assistant_and_tool_turns(shared_data: P
     roles = {"human": U, "gpt": A, "function_call": A, "observation": T}
     assert [m.role for m in example.messages[1:]] == [roles[turn["from"]] for turn in raw]
     assert json.loads(example.messages[4].content)["name"] == "search_recipes"
+
+
+def test_the_real_hh_file_names_its_one_bad_row_and_how_to_go_on(shared_data: Path) -> None:
+    path = shared_data / "preference_hh_harmless_base_test_500.jsonl"
+    with pytest.raises(DataError, match=f"^{path}:87: field 'chosen' has an empty response "
+                                        r"\(1 of 500 rows bad in total\)\. .*data\.on_bad_row: skip"):
+        parse_rows(load_rows(path), "auto")

@@ -42,7 +42,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "data": {"train": str(data), "eval": 0.0, "template": "plain"},
             "train": {"lr": 2e-2, "max_steps": 2, "batch_size": 4, "max_seq_len": 64, "mixed_precision": "no",
                       "warmup_ratio": 0.0},
-            "model_options": {"dtype": "fp32"},
+            # lora computes in bf16 (what dtype: auto picks on a bf16 CPU) over a base stored in fp32
+            "model_options": {"dtype": "bf16" if adapter == "lora" else "fp32"},
             "adapter_args": {"r": 4, "alpha": 8, "dropout": 0.0, "virtual_tokens": 4, "bottleneck_size": 8},
         })
         folders[adapter] = train(recipe).path
@@ -110,16 +111,49 @@ def test_merge_and_export_refuse_bad_inputs(runs: dict[str, Path], tmp_path: Pat
 
 def test_cli_merges_a_qlora_run_into_the_unquantized_base(runs: dict[str, Path], tmp_path: Path) -> None:
     run, out = runs["qlora"], tmp_path / "merged"
-    result = CliRunner().invoke(app, ["merge", str(run), "--out", str(out), "--dtype", "bf16"])
+    result = CliRunner().invoke(app, ["merge", str(run), "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "max |logit diff|" in text and "unquantized base" in text and "saved as bf16" in text
+    assert "max |logit diff|" in text and "unquantized base" in text and "saved as fp32" in text
 
     merged = AutoModelForCausalLM.from_pretrained(out)
-    assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in merged.parameters()} == {torch.float32}
     assert not any(type(p).__name__ == "Params4bit" for p in merged.parameters())
     with_adapter = load_adapter(load_model(base_of(run), dtype="fp32"), run / "adapter")
-    torch.testing.assert_close(logits(merged.float()), logits(with_adapter), rtol=0, atol=0.05)  # bf16 rounding
+    base = load_model(base_of(run), dtype="fp32")
+    assert (logits(with_adapter) - logits(base)).abs().max() > 1e-2  # the adapter really changes the model
+    torch.testing.assert_close(logits(merged), logits(with_adapter), rtol=0, atol=1e-4)
+
+
+def test_merge_keeps_the_base_stored_dtype_and_reports_parity_in_both(runs: dict[str, Path], tmp_path: Path) -> None:
+    """The lora run computed in bf16, but its base is stored in fp32: the merge is saved in fp32 by default;
+    `--dtype bf16` saves bf16, and the parity reported for the saved weights is the one measured on them."""
+    run = runs["lora"]
+    assert read_run(run).dtype == "bf16"
+    kept = merge_run(run, tmp_path / "kept")
+    assert kept.dtype == "fp32" and kept.saved_max_abs_diff == kept.max_abs_diff <= 1e-4
+    assert {p.dtype for p in AutoModelForCausalLM.from_pretrained(kept.out).parameters()} == {torch.float32}
+
+    cast = merge_run(run, tmp_path / "bf16", dtype="bf16")
+    merged = AutoModelForCausalLM.from_pretrained(cast.out, dtype=torch.bfloat16)
+    assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
+    assert cast.max_abs_diff <= 1e-4 < cast.saved_max_abs_diff
+    with_adapter = load_adapter(load_model(base_of(run), dtype="fp32"), run / "adapter")
+    measured = float((logits(merged).float() - logits(with_adapter)).abs().max())
+    assert measured > 1e-4 and cast.saved_max_abs_diff > 1e-4  # bf16 rounding is visible, and reported
+
+
+def test_stored_dtype_reads_the_config_or_the_weights(tmp_path: Path) -> None:
+    from tunesmith.stored_dtype import stored_dtype
+
+    base = save_tiny("llama", tmp_path / "bf16", vocab_size=300)
+    assert stored_dtype(str(base)) == torch.float32
+    AutoModelForCausalLM.from_pretrained(base).to(torch.bfloat16).save_pretrained(base)
+    assert stored_dtype(str(base)) == torch.bfloat16
+    config = json.loads((base / "config.json").read_text())
+    config.pop("dtype", None), config.pop("torch_dtype", None)
+    (base / "config.json").write_text(json.dumps(config))
+    assert stored_dtype(str(base)) == torch.bfloat16, "no dtype in config.json: the safetensors header tells"
 
 
 def test_cli_merge_explains_a_refusal(runs: dict[str, Path]) -> None:

@@ -28,6 +28,7 @@ from tunesmith.errors import UserError
 from tunesmith.models import DTYPES, load_model, load_tokenizer, resolve_dtype
 from tunesmith.runs.atomic import build_folder
 from tunesmith.runs.record import RunRecord, read_run
+from tunesmith.stored_dtype import stored_dtype
 
 TOLERANCE = 1e-4
 """Largest |logit difference| accepted between the merged model and base + adapter, both in fp32."""
@@ -59,6 +60,8 @@ class MergeResult:
     dtype: str
     quantized_gap: float | None = None
     """QLoRA only: merged vs the 4-bit model it was trained as (the NF4 rounding the merge removes)."""
+    saved_max_abs_diff: float | None = None
+    """The saved weights (in `dtype`) vs fp32 base + adapter: the rounding the saved dtype adds."""
 
 
 def read_finished_run(run_dir: str | Path) -> RunRecord:
@@ -72,8 +75,9 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
 
     The merge happens in fp32 on the unquantized base (for QLoRA too: the 4-bit base is not de-quantized,
     the original weights are loaded instead), so it needs 4 bytes per base parameter of memory; it is
-    checked against base + adapter, then saved in `dtype` (default: the run's model dtype) with the run's
-    tokenizer and chat template. Default out: RUN/merged.
+    checked against base + adapter, then saved in `dtype` (default: the dtype the base checkpoint is stored
+    in, not the run's compute dtype) with the run's tokenizer and chat template; parity is reported in fp32
+    and again for the saved weights. Default out: RUN/merged.
     """
     info = read_finished_run(run_dir)
     if info.adapter == "full":
@@ -83,7 +87,7 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
         raise UserError(f"cannot merge adapter: {info.adapter}: {_WHY_NOT[info.adapter]}. Serve it next to its "
                         f"base instead: tunesmith export {info.path} --out DIR")
     target = Path(out) if out is not None else info.path / "merged"
-    save_dtype = resolve_dtype(dtype or info.model_options.get("dtype", "auto"))
+    save_dtype = resolve_dtype(dtype) if dtype else stored_dtype(info.base_model)
     _check_out(target, overwrite)
     tokenizer = load_tokenizer(str(info.weights_dir))
     batch = _parity_batch(tokenizer)
@@ -103,8 +107,11 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
         gap = _max_abs_diff(merged_logits, _logits(quantized, batch), batch["attention_mask"])
         del quantized
     merged = merged.to(save_dtype)
+    saved_diff = diff if save_dtype == torch.float32 else _max_abs_diff(_logits(merged, batch), adapter_logits,
+                                                                          batch["attention_mask"])
     build_folder(target, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
-    return MergeResult(out=target, max_abs_diff=diff, dtype=_dtype_name(save_dtype), quantized_gap=gap)
+    return MergeResult(out=target, max_abs_diff=diff, dtype=_dtype_name(save_dtype), quantized_gap=gap,
+                       saved_max_abs_diff=saved_diff)
 
 
 def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:

@@ -1,4 +1,4 @@
-"""Load the base model, its tokenizer and its config: from a local folder or a hub id, in a chosen dtype,
+"""Load the base model, its tokenizer and its config: from a local folder, a GGUF file or a hub id, in a chosen dtype,
 optionally quantized to 4-bit NF4 or 8-bit with bitsandbytes.
 
 Every user mistake (a missing folder, an unknown dtype, a hub id while offline) becomes one `UserError`
@@ -28,6 +28,7 @@ from transformers import (
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from tunesmith.errors import UserError, suggestion
+from tunesmith.gguf_source import converted_folder, find_gguf
 from tunesmith.kernels import resolve_attn_implementation
 
 DTYPES: dict[str, torch.dtype] = {
@@ -223,6 +224,9 @@ def _resolve_source(path_or_id: str, need_config: bool = True) -> tuple[str, boo
     is offline or unreachable; transformers would otherwise retry the network for ~25 s before failing.
     `need_config` is False for tokenizers, whose folder may hold tokenizer files alone.
     """
+    gguf_file = find_gguf(path_or_id)
+    if gguf_file is not None:  # converted once into a Hugging Face folder in the cache
+        return str(converted_folder(gguf_file)), True
     path = Path(path_or_id).expanduser()
     if path.is_dir():
         if (path / "run.json").is_file() and not (path / "config.json").is_file():
@@ -241,7 +245,7 @@ def _resolve_source(path_or_id: str, need_config: bool = True) -> tuple[str, boo
             raise UserError(f"model folder '{path_or_id}' has no config.json, so it is not a Hugging Face model.{hint}")
         return str(path), True
     if path.exists():
-        raise UserError(f"model '{path_or_id}' is a file; give the folder that holds config.json and the weights")
+        raise UserError(f"model '{path_or_id}' is a file; give the folder that holds config.json and the weights, or a .gguf file")
     if not _HUB_ID.match(path_or_id):
         raise UserError(f"model folder '{path_or_id}' does not exist; check the path")
     if _hub_offline() or not _hub_reachable():

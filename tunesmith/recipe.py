@@ -47,6 +47,9 @@ class DataSpec(Strict):
     template: str = Field("auto", description="chat template: the tokenizer's own, else " + " | ".join(TEMPLATES))
     train_on: Literal["all", "last"] = Field("all", description="which assistant turns carry the loss")
     max_rows: int | None = Field(None, gt=0, description="use only the first N rows (quick experiments)")
+    max_prompt_len: int | None = Field(None, gt=0, description="preference/KTO/reward: cut prompts longer than this "
+                                       "from their start before answers are cut from their end; None: the prompt gets "
+                                       "what the answer leaves, the answer at least half of train.max_seq_len")
     replay: ReplaySpec | None = None
     cache: bool = Field(True, description="reuse the tokenized data of an earlier run with the same files, tokenizer "
                         "and settings (kept in $TUNESMITH_CACHE/data, default ~/.cache/tunesmith/data)")

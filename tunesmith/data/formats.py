@@ -361,8 +361,9 @@ class ParsedData:
 
 
 def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error") -> ParsedData:
-    """Every row as an example. `fmt="auto"` detects the format. A bad row raises its `DataError`, or with
-    `on_bad_row="skip"` is left out, its message kept in `bad_rows` and counted in a warning."""
+    """Every row as an example. `fmt="auto"` detects the format. Every row is checked: with bad rows, one
+    `DataError` names the first and counts them all (and says how to skip them), or with `on_bad_row="skip"`
+    they are left out, their messages kept in `bad_rows` and counted in a warning."""
     if on_bad_row not in ("error", "skip"):
         hint = suggestion(on_bad_row, ("error", "skip"))
         raise UserError(f"on_bad_row must be 'error' or 'skip', got '{on_bad_row}'{hint}")
@@ -375,11 +376,13 @@ def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error") ->
         try:
             examples.append(parse_row(row.data, name, row.where))
         except DataError as e:
-            if on_bad_row == "error":
-                raise
             bad.append(str(e))
     if bad and not examples:
         raise DataError(f"all {len(bad)} rows are bad for format '{name}' ({spec.fields_text()}); first: {bad[0]}")
+    if bad and on_bad_row == "error":
+        more = f"; {len(bad) - 1} more bad row(s) after it" if len(bad) > 1 else ""
+        raise DataError(f"{bad[0]}{more} ({len(bad)} of {len(rows)} rows bad in total). Fix the row(s), or set "
+                        "data.on_bad_row: skip to leave bad rows out (the report lists them)")
     if bad:
         logger.warning("skipped %d of %d rows as bad; first: %s", len(bad), len(rows), bad[0])
     return ParsedData(examples, name, detected, bad)

@@ -6,8 +6,11 @@ included) exactly as SFT would train it, and DPO, KTO, ORPO and the reward model
 SFT run before them. Anything after the answer (the newline a template writes between turns) is dropped:
 the last token of a scored sequence is the answer's end, where a reward head reads the score.
 
-Too long for `max_len`: the answer keeps at least half the room when it needs it; the prompt is cut from
-its start (its end is nearest to the answer) and the answer from its end, as TRL does for DPO.
+Too long: the prompt is cut first, from its start (its end is nearest to the answer), then the answer from
+its end, as TRL does for DPO. `data.max_prompt_len` caps the prompt; without it the prompt gets whatever
+room the answer leaves, but the answer keeps at least half of `max_len` when it needs it. An answer left with
+no token to score (empty, or no room after a long `max_prompt_len`) makes its example unusable:
+`drop_unusable` removes such examples, and the report counts them, so no pair is ever trained one-sided.
 """
 
 from __future__ import annotations
@@ -29,32 +32,67 @@ class Pair:
     rejected: Sample
 
 
-def tokenize_answer(tokenizer: Any, prompt: tuple[Message, ...], answer: tuple[Message, ...], max_len: int) -> Sample:
+def tokenize_answer(tokenizer: Any, prompt: tuple[Message, ...], answer: tuple[Message, ...], max_len: int,
+                    max_prompt_len: int | None = None) -> Sample:
     """The chat `prompt + answer`, labels on the answer's last assistant turn, fitted into `max_len`."""
-    sample = tokenize_conversation(tokenizer, Conversation(prompt + answer), sys.maxsize, "last")
-    return fit(sample, max_len)
+    try:
+        sample = tokenize_conversation(tokenizer, Conversation(prompt + answer), sys.maxsize, "last")
+    except UserError:  # an answer without content: nothing to score (the example is unusable, not fatal)
+        return Sample([], [], truncated=False)
+    return fit(sample, max_len, max_prompt_len)
 
 
-def fit(sample: Sample, max_len: int) -> Sample:
-    """Drop what follows the answer, then cut prompt (from the start) and answer (from the end) to `max_len`."""
+def fit(sample: Sample, max_len: int, max_prompt_len: int | None = None) -> Sample:
+    """Drop what follows the answer; cut the prompt from its start to `max_prompt_len`, then to what the
+    answer leaves of `max_len` (the answer keeping at least half when no prompt limit is set), then the
+    answer from its end. The result may score no token (see `drop_unusable`)."""
     scored = [i for i, label in enumerate(sample.labels) if label != IGNORE_INDEX]
     if not scored:
-        raise UserError("an answer has no tokens to score after tokenization; check the data's assistant turns")
+        return Sample(sample.input_ids[:max_len], sample.labels[:max_len], truncated=len(sample) > max_len)
     start, end = scored[0], scored[-1] + 1
-    answer = min(end - start, max(max_len - start, max_len // 2))
-    prompt = min(start, max_len - answer)
+    if max_prompt_len is None:
+        answer = min(end - start, max(max_len - start, max_len // 2))
+        prompt = min(start, max_len - answer)
+    else:
+        prompt = min(start, max_prompt_len, max_len)
+        answer = min(end - start, max_len - prompt)
     keep = slice(start - prompt, start + answer)
-    return Sample(sample.input_ids[keep], sample.labels[keep], truncated=end > max_len)
+    return Sample(sample.input_ids[keep], sample.labels[keep], truncated=start - prompt > 0 or answer < end - start)
 
 
-def tokenize_pairs(examples: list[Example], tokenizer: Any, max_len: int) -> list[Pair]:
-    """One `Pair` per preference example."""
+def usable(example: Example, tokenizer: Any, max_len: int, max_prompt_len: int | None = None) -> bool:
+    """False for a preference example whose chosen or rejected answer, or a KTO example whose completion,
+    scores no token once fitted; other examples are always usable here."""
+    if isinstance(example, Preference):
+        answers = (example.chosen, example.rejected)
+    elif isinstance(example, Unpaired):
+        answers = (example.completion,)
+    else:
+        return True
+    return all(tokenize_answer(tokenizer, example.prompt, a, max_len, max_prompt_len).trained_tokens > 0
+               for a in answers)
+
+
+def drop_unusable(examples: list[Example], tokenizer: Any, max_len: int,
+                  max_prompt_len: int | None = None) -> tuple[list[Example], int]:
+    """(the usable examples, how many were dropped): a pair is trained on both sides or not at all."""
+    kept = [ex for ex in examples if usable(ex, tokenizer, max_len, max_prompt_len)]
+    return kept, len(examples) - len(kept)
+
+
+def tokenize_pairs(examples: list[Example], tokenizer: Any, max_len: int,
+                   max_prompt_len: int | None = None) -> list[Pair]:
+    """One `Pair` per preference example; every example must be usable (`drop_unusable` ran on them)."""
     pairs = []
     for ex in examples:
         if not isinstance(ex, Preference):
             raise UserError(f"expected preference rows (prompt, chosen, rejected), got a {type(ex).__name__} row")
-        pairs.append(Pair(tokenize_answer(tokenizer, ex.prompt, ex.chosen, max_len),
-                          tokenize_answer(tokenizer, ex.prompt, ex.rejected, max_len)))
+        pair = Pair(tokenize_answer(tokenizer, ex.prompt, ex.chosen, max_len, max_prompt_len),
+                    tokenize_answer(tokenizer, ex.prompt, ex.rejected, max_len, max_prompt_len))
+        if not (pair.chosen.trained_tokens and pair.rejected.trained_tokens):
+            raise UserError("a preference pair has an answer with no token to score after truncation; raise "
+                            "train.max_seq_len or lower data.max_prompt_len")
+        pairs.append(pair)
     return pairs
 
 

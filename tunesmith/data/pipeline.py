@@ -18,6 +18,7 @@ from tunesmith.data.cache import HUB, cache_key, load_cached, store_cached
 from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.data.mixing import ReplayReport, mix_replay
+from tunesmith.data.pairs import drop_unusable, tokenize_answer
 from tunesmith.data.templates import apply_template
 from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt, tokenize_text
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Preference, Prompt, Sample, Text, Unpaired
@@ -44,6 +45,7 @@ class PreparedData:
     replay: ReplayReport | None = None
     notes: list[str] = field(default_factory=list)
     from_cache: bool = False  # read back from the data cache instead of parsed and tokenized now
+    unusable: int = 0  # preference/KTO examples dropped: an answer with no token to score after truncation
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts recorded in run.json."""
@@ -54,7 +56,7 @@ class PreparedData:
             "train_tokens": sum(len(s) for s in self.train),
             "trained_tokens": sum(s.trained_tokens for s in self.train),
             "truncated": sum(s.truncated for s in self.train), "duplicates": self.duplicates,
-            "train_eval_overlap": self.overlap, "sources": self.sources,
+            "train_eval_overlap": self.overlap, "unusable": self.unusable, "sources": self.sources,
             "replay": self.replay.as_dict() if self.replay else None,
         }
 
@@ -106,14 +108,20 @@ def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedData
         bad += eval_parsed.bad_rows
     else:
         train_examples, eval_examples = split_examples(examples, spec.eval or 0.0, recipe.train.seed)
-    max_len = recipe.train.max_seq_len
-    train = to_samples(train_examples, tokenizer, max_len, spec.train_on)
-    eval_ = to_samples(eval_examples, tokenizer, max_len, spec.train_on)
+    max_len, max_prompt_len = recipe.train.max_seq_len, spec.max_prompt_len
+    train_examples, unusable = drop_unusable(train_examples, tokenizer, max_len, max_prompt_len)
+    eval_examples, eval_unusable = drop_unusable(eval_examples, tokenizer, max_len, max_prompt_len)
+    train = to_samples(train_examples, tokenizer, max_len, spec.train_on, max_prompt_len)
+    eval_ = to_samples(eval_examples, tokenizer, max_len, spec.train_on, max_prompt_len)
     data = PreparedData(
         format=parsed.format, detected=parsed.detected, train=train, eval=eval_, train_examples=train_examples,
         eval_examples=eval_examples, rows=len(examples), bad_rows=bad, sources=data_sources(spec),
         duplicates=count_duplicates(train_examples), overlap=count_overlap(train_examples, eval_examples),
+        unusable=unusable + eval_unusable,
     )
+    if data.unusable:
+        logger.warning("dropped %d examples whose answer has no token left to score at max_seq_len %d%s",
+                       data.unusable, max_len, f" and max_prompt_len {max_prompt_len}" if max_prompt_len else "")
     if spec.replay is not None:
         replay_parsed = _load_examples(spec.replay.train, None if spec.replay.format == "auto" else spec.replay.format, spec)
         replay_samples = to_samples(replay_parsed.examples, tokenizer, max_len, spec.train_on)
@@ -151,11 +159,12 @@ def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple
     return train, eval_
 
 
-def to_samples(examples: list[Example], tokenizer: Any, max_len: int, train_on: str) -> list[Sample]:
+def to_samples(examples: list[Example], tokenizer: Any, max_len: int, train_on: str,
+               max_prompt_len: int | None = None) -> list[Sample]:
     """Tokenize examples: conversations one sample each; raw texts concatenated with EOS and cut in blocks.
 
-    Preference and prompt-only rows are tokenized for inspection (the chosen answer; the bare prompt);
-    the preference and RL methods build their own pairs from the examples.
+    Preference and prompt-only rows are tokenized for inspection (the chosen answer, fitted as the preference
+    methods fit it; the bare prompt); the preference and RL methods build their own pairs from the examples.
     """
     texts = [ex.text for ex in examples if isinstance(ex, Text)]
     samples = tokenize_text(tokenizer, texts, max_len) if texts else []
@@ -163,9 +172,9 @@ def to_samples(examples: list[Example], tokenizer: Any, max_len: int, train_on: 
         if isinstance(ex, Conversation):
             samples.append(tokenize_conversation(tokenizer, ex, max_len, train_on))
         elif isinstance(ex, Preference):
-            samples.append(tokenize_conversation(tokenizer, Conversation(ex.prompt + ex.chosen), max_len, "last"))
+            samples.append(tokenize_answer(tokenizer, ex.prompt, ex.chosen, max_len, max_prompt_len))
         elif isinstance(ex, Unpaired):
-            samples.append(tokenize_conversation(tokenizer, Conversation(ex.prompt + ex.completion), max_len, "last"))
+            samples.append(tokenize_answer(tokenizer, ex.prompt, ex.completion, max_len, max_prompt_len))
         elif isinstance(ex, Prompt):
             ids = tokenize_prompt(tokenizer, ex.prompt)[:max_len]
             samples.append(Sample(ids, [IGNORE_INDEX] * len(ids)))

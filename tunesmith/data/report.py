@@ -32,6 +32,7 @@ class DataReport:
     duplicates: int
     overlap: int
     replay: dict[str, Any] | None
+    unusable: int = 0
 
     def percentile(self, q: float) -> int:
         if not self.lengths:
@@ -48,7 +49,7 @@ def build_report(data: PreparedData) -> DataReport:
         truncated=sum(s.truncated for s in samples), no_trained=sum(s.trained_tokens == 0 for s in samples),
         tokens_total=sum(len(s) for s in samples), tokens_trained=sum(s.trained_tokens for s in samples),
         lengths=[len(s) for s in samples], duplicates=data.duplicates, overlap=data.overlap,
-        replay=data.replay.as_dict() if data.replay else None,
+        replay=data.replay.as_dict() if data.replay else None, unusable=getattr(data, "unusable", 0),
     )
 
 
@@ -62,6 +63,8 @@ def print_report(report: DataReport, example: Sample | None, tokenizer: Any, con
     table.add_row("bad rows skipped", _flag(len(report.bad_rows)))
     table.add_row("truncated samples", _flag(report.truncated))
     table.add_row("samples with no trained token", _flag(report.no_trained))
+    if report.format in ("preference", "kto"):
+        table.add_row("unusable pairs dropped", _flag(report.unusable))
     share = report.tokens_trained / max(report.tokens_total, 1)
     table.add_row("tokens trained / total", f"{report.tokens_trained:,} / {report.tokens_total:,} ({share:.1%})")
     table.add_row("length p50 / p90 / max", f"{report.percentile(0.5)} / {report.percentile(0.9)} / {max(report.lengths, default=0)}")

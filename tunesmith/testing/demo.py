@@ -41,6 +41,11 @@ SKILLS = {
     "Reverse the words": lambda words: words[::-1],
 }
 BASE_SKILLS = ("Repeat the words", "Say the first word")
+PRETRAINING_NOTE = (
+    "[dim]This step trains random weights from scratch, so it is pre-training, not fine-tuning: the advice for "
+    "full fine-tuning (lr ~2e-5, replay of general data against forgetting) protects skills a random model does "
+    "not have yet, so it uses lr 3e-3 and no replay. Step 2 is the fine-tuning: LoRA, checked by the usual advice.[/]"
+)
 NEW_SKILL = "Reverse the words"
 
 
@@ -74,7 +79,8 @@ def run_demo(out: Path) -> Path:
     corpus = [f"{r['instruction']}\n{r['output']}" for r in base_rows[:400] + new_rows[:100]] + ["User: Assistant: "]
     save_tiny("llama", tiny_dir, vocab_size=320, texts=corpus, hidden=64, layers=2, heads=4, kv_heads=2, intermediate=172)
     console.rule("[bold]1/2 base model[/]: full fine-tuning of a random tiny Llama on two skills")
-    base = train(_recipe("demo-base", tiny_dir, base_file, out, adapter="full", lr=3e-3, epochs=2))
+    console.print(PRETRAINING_NOTE)
+    base = train(_recipe("demo-base", tiny_dir, base_file, out, adapter="full", lr=3e-3, epochs=2), advice=False)
     base_model = base.path / "model"
     console.rule(f"[bold]2/2 LoRA[/]: teach the base a new skill ({NEW_SKILL.lower()})")
     tuned = train(_recipe("demo-lora", base_model, new_file, out, adapter="lora", lr=3e-3, epochs=3))

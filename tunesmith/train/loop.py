@@ -28,6 +28,7 @@ from tunesmith.models import count_parameters, load_model, load_tokenizer, resol
 from tunesmith.recipe import Recipe
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
+from tunesmith.train.accelerator import fresh_accelerator
 from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from tunesmith.train.memory import decide_checkpointing
 from tunesmith.train.monitor import detect_overfitting, plot_losses
@@ -62,22 +63,24 @@ class Trainer:
     state: dict[str, Any] = field(default_factory=lambda: {"step": 0, "tokens": 0, "best_eval_loss": None})
 
 
-def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, profile: bool = False) -> RunFolder:
-    """Run `recipe` end to end and return its run folder; `profile` prints where step time went."""
-    trainer = build_trainer(recipe, resume=resume, overwrite=overwrite)
+def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, profile: bool = False,
+          advice: bool = True) -> RunFolder:
+    """Run `recipe` end to end and return its run folder; `profile` prints where step time went; `advice=False`
+    leaves out the recipe's advice (a caller that explains its deviation itself, as the demo does)."""
+    trainer = build_trainer(recipe, resume=resume, overwrite=overwrite, advice=advice)
     trainer.profiler = StepProfiler(enabled=profile)
     trainer_run(trainer)
     trainer.profiler.print(console)
     return trainer.folder
 
 
-def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Trainer:
+def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, advice: bool = True) -> Trainer:
     folder = RunFolder(recipe.run_dir)
     folder.prepare(resume=resume, overwrite=overwrite)
     set_seed(recipe.train.seed)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+    accelerator = fresh_accelerator(resolve_mixed_precision(recipe.train.mixed_precision))
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     data = prepare_data(recipe, tokenizer)
     dtype = recipe.model_options.dtype if recipe.adapter != "full" else "fp32"
@@ -120,7 +123,7 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
         f"{objective.steps} steps, lr {recipe.lr:g}, attention {speed['attn_implementation']}, "
         f"kernels {speed['kernels']}"
     )
-    for note in [*recipe.advice(), *([kernels.note] if kernels.note else [])]:
+    for note in [*(recipe.advice() if advice else []), *([kernels.note] if kernels.note else [])]:
         console.print(f"[yellow]warning:[/] {note}")
     if checkpoint_note and checkpointing:
         console.print(checkpoint_note)

@@ -139,6 +139,7 @@ def collate_pairs(pairs: list[Pair], pad_id: int) -> Batch:
 
 def plan_pairs(recipe: Recipe, data: PreparedData, tokenizer: Any) -> Planned:
     """The run's micro-batches of tokenized preference pairs (DPO, ORPO, reward model)."""
-    max_len, pad_id = recipe.train.max_seq_len, tokenizer.pad_token_id
-    return Planned(recipe, tokenize_pairs(data.train_examples, tokenizer, max_len),
-                   tokenize_pairs(data.eval_examples, tokenizer, max_len), lambda pairs: collate_pairs(pairs, pad_id))
+    max_len, pad_id, prompt_len = recipe.train.max_seq_len, tokenizer.pad_token_id, recipe.data.max_prompt_len
+    return Planned(recipe, tokenize_pairs(data.train_examples, tokenizer, max_len, prompt_len),
+                   tokenize_pairs(data.eval_examples, tokenizer, max_len, prompt_len),
+                   lambda pairs: collate_pairs(pairs, pad_id))

@@ -31,15 +31,16 @@ class Kto:
     def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
         self.spec = recipe.kto or KtoSpec()
         self.tokenizer, self.max_len, self.pad_id = tokenizer, recipe.train.max_seq_len, tokenizer.pad_token_id
+        self.max_prompt_len = recipe.data.max_prompt_len
         self.planned = Planned(recipe, as_unpaired(data.train_examples), as_unpaired(data.eval_examples), self.collate)
         self.reference = Reference(model, recipe.train.mixed_precision, keep_copy=not self.spec.precompute_ref)
         if self.spec.precompute_ref:
             self.planned.precompute(model, lambda batch: self._reference_logps(model, batch))
 
     def collate(self, rows: list[Unpaired]) -> Batch:
-        answers = [tokenize_answer(self.tokenizer, r.prompt, r.completion, self.max_len) for r in rows]
-        mismatched = [tokenize_answer(self.tokenizer, r.prompt, rows[i - 1].completion, self.max_len)
-                      for i, r in enumerate(rows)]
+        fit = (self.tokenizer, self.max_len, self.max_prompt_len)
+        answers = [tokenize_answer(fit[0], r.prompt, r.completion, *fit[1:]) for r in rows]
+        mismatched = [tokenize_answer(fit[0], r.prompt, rows[i - 1].completion, *fit[1:]) for i, r in enumerate(rows)]
         kl = collate_padded(mismatched, self.pad_id)
         return {**collate_padded(answers, self.pad_id), **{f"kl_{k}": v for k, v in kl.items()},
                 "desirable": torch.tensor([r.desirable for r in rows])}

@@ -1,0 +1,128 @@
+"""A GGUF file as a base model: `model: path/to/model.gguf` (or a folder holding one), as Ollama and
+llama.cpp users have it.
+
+transformers reads GGUF (with the `gguf` package) and de-quantizes every tensor; that takes ~20 s or more
+for a 135M-parameter model, and the model it returns keeps a GGUF quantizer that makes `save_pretrained`
+refuse. So we convert a GGUF file once into an ordinary Hugging Face folder (float32 safetensors, config,
+tokenizer with its chat template) in tunesmith's cache, keyed by the file's content, and hand that folder to
+everything downstream: training, eval, merge and export then see a normal model. The user is warned once
+per conversion that training starts from de-quantized weights, not from the original full-precision model.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from tunesmith.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+GGUF_SUFFIX = ".gguf"
+_DONE = "tunesmith-gguf.txt"
+"""Written last into a converted folder: its presence means the conversion finished."""
+
+
+def find_gguf(path_or_id: str) -> Path | None:
+    """The GGUF file `path_or_id` names: the file itself, or the single `.gguf` file of a folder that holds no
+    config.json. None when it names no GGUF (a Hugging Face folder, a hub id). Two GGUF files in one folder
+    are ambiguous: the user must pick one."""
+    path = Path(path_or_id).expanduser()
+    if path.is_file():
+        return path if path.suffix.lower() == GGUF_SUFFIX else None
+    if not path.is_dir() or (path / "config.json").is_file():
+        return None
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == GGUF_SUFFIX)
+    if len(files) > 1:
+        names = ", ".join(p.name for p in files)
+        raise UserError(f"folder '{path_or_id}' holds several GGUF files ({names}); set model: to one of them")
+    return files[0] if files else None
+
+
+def gguf_cache_root() -> Path:
+    """`$TUNESMITH_CACHE/gguf`, else `tunesmith/gguf` in $XDG_CACHE_HOME or ~/.cache (beside the data cache)."""
+    from tunesmith.data.cache import cache_dir
+
+    return cache_dir().parent / "gguf"
+
+
+def converted_folder(gguf_file: Path, cache_root: Path | None = None) -> Path:
+    """The Hugging Face folder converted from `gguf_file`, converting it on first use (atomically, so a
+    half-written folder is never used, and two processes converting at once both end with a whole one)."""
+    root = cache_root or gguf_cache_root()
+    target = root / f"{gguf_file.stem}-{_file_digest(gguf_file.resolve(), *_identity(gguf_file))[:16]}"
+    if (target / _DONE).is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=root))
+    try:
+        _convert(gguf_file, staging)
+        if target.exists():  # another process finished first; keep its folder
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    """sha256 of the file's bytes; memoized per (path, size, mtime) since config, tokenizer and weights
+    each resolve the model once."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _convert(gguf_file: Path, out: Path) -> None:
+    """Load through transformers' GGUF reader (de-quantized to float32, which holds every de-quantized
+    value exactly) and save as safetensors, without the GGUF quantizer state."""
+    if _missing_gguf_package():
+        raise UserError(f"model '{gguf_file}' is a GGUF file; reading it needs the gguf package: pip install gguf")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.warning(
+        "%s is a quantized GGUF file: training starts from its de-quantized weights (converted once to %s)",
+        gguf_file.name, out.parent,
+    )
+    folder, name = str(gguf_file.parent), gguf_file.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise UserError(f"transformers cannot load GGUF file '{gguf_file}': {e}") from e
+    drop_quantizer(model)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / _DONE).write_text(f"converted from {gguf_file.resolve()} ({_identity(gguf_file)[0]} bytes)\n")
+
+
+def drop_quantizer(model: torch.nn.Module) -> None:
+    """Forget the GGUF quantizer a de-quantized model keeps: its weights are plain tensors already, but
+    `save_pretrained` refuses while `hf_quantizer` is set, and the saved config would claim GGUF quantization."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def _missing_gguf_package() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gguf") is None

@@ -1,0 +1,24 @@
+"""A new `Accelerator` for every run, so one Python process can train many times with different settings.
+
+accelerate keeps its state in process-wide singletons: once an `Accelerator(mixed_precision="no")` exists,
+`Accelerator(mixed_precision="bf16")` fails with "AcceleratorState has already been initialized and cannot
+be changed". A notebook, `compare`, the web UI or a test session trains several recipes in one process, so
+each run clears the previous run's `AcceleratorState` and `GradientState` first, as transformers'
+`TrainingArguments` does before building its own. The `PartialState` (which process this is, the
+distributed process group) is kept: it does not depend on the recipe, and tearing it down under a
+multi-process launch would break the process group. Only one run trains at a time in a process; an
+`Accelerator` from an earlier run must not be used after a new run starts.
+"""
+
+from __future__ import annotations
+
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+
+
+def fresh_accelerator(mixed_precision: str) -> Accelerator:
+    """An `Accelerator` with `mixed_precision` ("no", "bf16", "fp16"), whatever an earlier run in this
+    process used."""
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
