@@ -72,22 +72,36 @@ def test_prompt_tuning_falls_back_to_per_pair_scoring():
     _assert_same(score_choices(model, tokenizer, requests), _per_pair(model, tokenizer, requests))
 
 
-def test_same_choice_as_per_pair_on_every_real_item(stories260k, shared_data):
-    model, tokenizer = load_model(str(stories260k), dtype="fp32"), load_tokenizer(str(stories260k))
-    anatomy = mmlu.load(locate("mmlu", None, shared_data))["anatomy"][:24]
-    requests = [ChoiceRequest(*_flip(mmlu.prompt(anatomy, i, 1)), ) for i in range(len(anatomy))]
-    items = hellaswag.load(locate("hellaswag", None, shared_data))[:12]
+def _benchmark_requests(shared_data, mmlu_items: int | None, hellaswag_items: int | None) -> list[ChoiceRequest]:
+    requests = []
+    for subject, items in sorted(mmlu.load(locate("mmlu", None, shared_data)).items()):
+        requests += [ChoiceRequest(*_flip(subject, mmlu.prompt(items, i, 1))) for i in range(len(items[:mmlu_items]))]
+    items = hellaswag.load(locate("hellaswag", None, shared_data))[:hellaswag_items]
     for shots in (0, 1):
         for i, item in enumerate(items):
             context, group = with_shots(items, i, shots)
             requests.append(ChoiceRequest(context, tuple(" " + c for c in item.choices), group or None))
-    fast = score_choices(model, tokenizer, requests, batch_size=8)
-    _assert_same(fast, _per_pair(model, tokenizer, requests))
+    return requests
 
 
-def _flip(prompt_and_group: tuple[str, str]) -> tuple[str, tuple[str, ...], str]:
+def test_same_choice_as_per_pair_on_real_items(stories260k, shared_data):
+    model, tokenizer = load_model(str(stories260k), dtype="fp32"), load_tokenizer(str(stories260k))
+    requests = _benchmark_requests(shared_data, 4, 6)
+    _assert_same(score_choices(model, tokenizer, requests, batch_size=8), _per_pair(model, tokenizer, requests))
+
+
+@pytest.mark.slow
+def test_same_choice_as_per_pair_on_every_benchmark_item(stories260k, shared_data):
+    """All 537 MMLU questions (1-shot) and all 500 HellaSwag items (0- and 1-shot) on stories260k."""
+    model, tokenizer = load_model(str(stories260k), dtype="fp32"), load_tokenizer(str(stories260k))
+    requests = _benchmark_requests(shared_data, None, None)
+    assert len(requests) == 537 + 1000
+    _assert_same(score_choices(model, tokenizer, requests, batch_size=16), _per_pair(model, tokenizer, requests))
+
+
+def _flip(subject: str, prompt_and_group: tuple[str, str]) -> tuple[str, tuple[str, ...], str]:
     prompt, group = prompt_and_group
-    return prompt, (" A", " B", " C", " D"), "anatomy|" + group
+    return prompt, (" A", " B", " C", " D"), f"{subject}|{group}"
 
 
 def test_context_longer_than_the_window_keeps_the_per_pair_rule():
