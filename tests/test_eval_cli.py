@@ -72,7 +72,7 @@ def test_forgetting_report_and_gate_both_ways(stories260k, shared_data, tmp_path
     ppl = deltas[("ppl", "ppl")]
     assert ppl["base"] == pytest.approx(record["base_results"]["ppl"]["ppl"]) and ppl["base"] != ppl["tuned"]
     assert record["results"]["heldout"]["n"] == 2 and "rouge_l" in record["results"]["heldout"]
-    assert record["gate"] == {"max_drop": 100.0, "failures": []}
+    assert record["gate"] == {"max_drop": 100.0, "rule": "ci", "failures": [], "notes": []}
     assert "change" in _text(result) and "pts" in _text(result)
     # 2. the recipe's eval.max_drop: -100 is always crossed -> exit 3, naming the benchmark and the drop
     result = runner.invoke(app, ["eval", str(run), "--suite", "hellaswag", *common])

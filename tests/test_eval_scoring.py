@@ -6,24 +6,9 @@ from __future__ import annotations
 import torch
 
 from tunesmith.data.templates import end_of_turn
-from tunesmith.evaluate.benchmark_data import (
-    MultipleChoice,
-    Problem,
-    hellaswag_text,
-    load_gsm8k,
-    load_hellaswag,
-    load_mmlu,
-    locate,
-)
-from tunesmith.evaluate.benchmarks import (
-    fewshot_indices,
-    gsm8k_prompt,
-    hellaswag_prompt,
-    mmlu_prompt,
-    run_gsm8k,
-    run_hellaswag,
-    run_mmlu,
-)
+from tunesmith.evaluate.benchmarks import RunSettings, gsm8k, hellaswag, locate, mmlu
+from tunesmith.evaluate.benchmarks.gsm8k import Problem
+from tunesmith.evaluate.benchmarks.multiple_choice import MultipleChoice, first_n_shots, with_shots
 from tunesmith.evaluate.generate import _StopOnText, cut_at_stop, generate
 from tunesmith.evaluate.loglik import encode_pair, loglikelihoods
 from tunesmith.models import load_model, load_tokenizer
@@ -77,57 +62,58 @@ def _naive_accuracy(model, tokenizer, items, prompts, per_char=False):
 
 def test_mmlu_and_hellaswag_match_naive_reference(stories260k, shared_data):
     model, tokenizer = _stories(stories260k)
-    subjects = load_mmlu(locate("mmlu", None, shared_data))
+    subjects = mmlu.load(locate("mmlu", None, shared_data))
     assert set(subjects) == {"abstract_algebra", "anatomy", "college_computer_science", "high_school_geography"}
     anatomy = {"anatomy": subjects["anatomy"]}
-    result = run_mmlu(model, tokenizer, anatomy, limit=4, shots=1, batch_size=3)
+    result = mmlu.run(model, tokenizer, anatomy, RunSettings(limit=4, shots=1, batch_size=3)).result
     items = subjects["anatomy"][:4]
-    prompts = [mmlu_prompt(subjects["anatomy"], i, 1) for i in range(4)]
+    prompts = [mmlu.prompt(subjects["anatomy"], i, 1)[0] for i in range(4)]
     assert result["n"] == 4 and result["subjects"]["anatomy"]["n"] == 4
     assert result["acc"] == _naive_accuracy(model, tokenizer, items, prompts)
 
-    hella = load_hellaswag(locate("hellaswag", None, shared_data))
-    result = run_hellaswag(model, tokenizer, hella, limit=4, shots=0, batch_size=5)
-    prompts = [hellaswag_prompt(hella, i, 0) for i in range(4)]
+    hella = hellaswag.load(locate("hellaswag", None, shared_data))
+    result = hellaswag.run(model, tokenizer, hella, RunSettings(limit=4, shots=0, batch_size=5)).result
+    prompts = [with_shots(hella, i, 0)[0] for i in range(4)]
     assert result["acc"] == _naive_accuracy(model, tokenizer, hella[:4], prompts)
     assert result["acc_norm"] == _naive_accuracy(model, tokenizer, hella[:4], prompts, per_char=True)
 
 
 def test_benchmark_files_are_read_in_their_original_format(shared_data):
-    subjects = load_mmlu(str(shared_data / "mmlu"))
+    subjects = mmlu.load(str(shared_data / "mmlu"))
     assert sum(map(len, subjects.values())) == 537
     first = subjects["abstract_algebra"][0]
     assert first.query.startswith("Find the degree") and first.query.endswith("\nD. 6\nAnswer:")
     assert first.choices == ("A", "B", "C", "D") and first.gold == 1  # the CSV's answer letter is B
-    hella = load_hellaswag(str(shared_data / "hellaswag_val_500.jsonl"))
+    hella = hellaswag.load(str(shared_data / "hellaswag_val_500.jsonl"))
     assert len(hella) == 500 and all(len(item.choices) == 4 for item in hella)
     assert not any("[" in item.query for item in hella)  # WikiHow's [header]/[title] artefacts are gone
-    problems = load_gsm8k(str(shared_data / "gsm8k_test.jsonl"))
+    problems = gsm8k.load(str(shared_data / "gsm8k_test.jsonl"))
     assert len(problems) == 1319 and problems[0].answer.endswith("#### 18")
 
 
 def test_hellaswag_preprocessing_follows_the_harness():
-    assert hellaswag_text(" How to cook [title] Boil water. ") == "How to cook. Boil water."
-    assert hellaswag_text("a [header] b") == "a b"
+    assert hellaswag.text(" How to cook [title] Boil water. ") == "How to cook. Boil water."
+    assert hellaswag.text("a [header] b") == "a b"
 
 
-def test_fewshot_examples_are_deterministic_and_exclude_the_item():
-    picks = fewshot_indices(10, 3, 5)
-    assert picks == fewshot_indices(10, 3, 5) and 3 not in picks and len(set(picks)) == 5
-    assert sorted(fewshot_indices(3, 0, 5)) == [1, 2]  # fewer items than shots: all the others
+def test_fewshot_examples_follow_the_harness_first_n_rule_and_exclude_the_item():
+    assert first_n_shots(10, 3, 5) == [0, 1, 2, 4, 5]  # the first k + 1, less the item
+    assert first_n_shots(10, 7, 5) == [0, 1, 2, 3, 4]  # past them: the same k for every item
+    assert first_n_shots(3, 0, 5) == [1, 2]  # fewer items than shots: all the others
     items = [MultipleChoice(f"Q{i}\nAnswer:", ("A", "B"), i % 2, "x_y") for i in range(4)]
-    prompt = mmlu_prompt(items, 0, 2)
+    prompt, group = mmlu.prompt(items, 0, 2)
     assert prompt.startswith("The following are multiple choice questions (with answers) about x y.\n\n")
-    assert prompt.endswith("\n\nQ0\nAnswer:") and prompt.count("Answer:") == 3
+    assert prompt.endswith("\n\nQ0\nAnswer:") and prompt.count("Answer:") == 3 and group == "1,2"
+    assert prompt == mmlu.prompt(items, 0, 2)[0] and mmlu.prompt(items, 3, 2)[1] == "0,1"
     problems = [Problem(f"q{i}", f"so #### {i}") for i in range(3)]
-    assert gsm8k_prompt(problems, 1, 0) == "Question: q1\nAnswer:"
-    assert gsm8k_prompt(problems, 1, 2).count("#### ") == 2 and "#### 1" not in gsm8k_prompt(problems, 1, 2)
+    assert gsm8k.prompt(problems, 1, 0) == "Question: q1\nAnswer:"
+    assert gsm8k.prompt(problems, 1, 2).count("#### ") == 2 and "#### 1" not in gsm8k.prompt(problems, 1, 2)
 
 
 def test_gsm8k_runs_generation_and_scores_the_last_number(stories260k):
     model, tokenizer = _stories(stories260k)
     problems = [Problem("Tom has 3 apples and buys 5 more. How many?", "3 + 5 = 8\n#### 8")] * 3
-    result = run_gsm8k(model, tokenizer, problems, limit=2, shots=1, batch_size=2, max_new_tokens=12)
+    result = gsm8k.run(model, tokenizer, problems, RunSettings(limit=2, shots=1, batch_size=2, max_new_tokens=12)).result
     assert result["n"] == 2 and 0.0 <= result["exact_match"] <= 1.0
     assert result["examples"][0]["reference"] == "8" and "Question:" not in result["examples"][0]["prediction"]
 

@@ -1,10 +1,15 @@
-"""The forgetting gate (`gate_failures`): which general scores fail a run, by how much, in which units."""
+"""The forgetting gate under the point rule (`gate(..., rule="point")`): which general scores fail a run, by how
+much, in which units. The confidence rule is tested in tests/test_eval_stats.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from tunesmith.evaluate.forgetting import Delta, compare, gate_failures
+from tunesmith.evaluate.forgetting import Delta, compare, gate
+
+
+def gate_failures(deltas: list[Delta], max_drop: float) -> list[str]:
+    return gate(deltas, max_drop, rule="point")[0]
 
 
 def test_a_rise_never_fails_and_a_drop_fails_beyond_max_drop() -> None:

@@ -114,7 +114,8 @@ def test_lora_sft_from_the_gguf_lowers_held_out_loss_and_still_ends_its_turn(
 
 def _assert_generation_ends_its_turn(run_dir: Path) -> None:
     """Greedy generation with the tuned model stops on <|im_end|> well before the token limit."""
-    from tunesmith.evaluate.target import load_target, resolve_target
+    from tunesmith.runs.load import load_target
+    from tunesmith.runs.targets import resolve_target
 
     loaded = load_target(resolve_target(str(run_dir)), dtype="fp32")
     ids = tokenize_prompt(loaded.tokenizer, (Message("user", "What is the capital of France?"),))

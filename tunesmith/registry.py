@@ -11,8 +11,8 @@ FORMATS: tuple[str, ...] = (
     "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "prompt", "kto",
 )
 TEMPLATES: tuple[str, ...] = ("chatml", "llama3", "alpaca", "plain")
-BENCHMARKS: tuple[str, ...] = ("mmlu", "hellaswag", "gsm8k")
-"""General benchmarks scored before and after fine-tuning to measure forgetting (evaluate/benchmarks.py)."""
+BENCHMARKS: tuple[str, ...] = ("mmlu", "hellaswag", "gsm8k", "mtbench")
+"""Benchmarks, one module each in evaluate/benchmarks/<name>.py; this tuple is their registration."""
 EVAL_SUITES: tuple[str, ...] = ("heldout", "ppl", *BENCHMARKS, "judge")
 """What `tunesmith eval --suite` (and the recipe's `eval.suite`) can run (evaluate/run_eval.py)."""
 ATTN_IMPLEMENTATIONS: tuple[str, ...] = (

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from tunesmith.errors import UserError
 from tunesmith.evaluate.forgetting import COMPARED, FRACTIONS, Delta
+from tunesmith.evaluate.report_sections import change_interval_text, extra_sections, interval_text
 from tunesmith.runs.atomic import write_text_atomic
 from tunesmith.runs.metrics import METRICS_FILE, read_metrics
 from tunesmith.runs.record import EVAL_FILE, RunRecord, is_run_folder, read_json, read_run
@@ -66,7 +67,8 @@ def eval_rows(record: dict[str, Any]) -> list[dict[str, str]]:
         for i, metric in enumerate(metrics or ["score"]):
             delta = changes.get((suite, metric))
             rows.append({
-                "suite": suite, "metric": metric, "n": _count(scores), "score": _value(metric, scores.get(metric)),
+                "suite": suite, "metric": metric, "n": _count(scores),
+                "score": _value(metric, scores.get(metric)) + interval_text(metric, scores),
                 "base": _value(metric, base_results.get(suite, {}).get(metric)),
                 "change": _change(delta) if delta else "", "note": _note(scores) if i == 0 else "",
                 "trend": _trend(delta) if delta else "",
@@ -94,7 +96,8 @@ def _value(metric: str, value: Any) -> str:
 
 
 def _change(delta: dict[str, Any]) -> str:
-    return f"{delta['change']:+.1f} pts" if delta["unit"] == "points" else f"{delta['change']:+.4f}"
+    text = f"{delta['change']:+.1f} pts" if delta["unit"] == "points" else f"{delta['change']:+.4f}"
+    return text + change_interval_text(delta)
 
 
 def _note(scores: dict[str, Any]) -> str:
@@ -168,12 +171,15 @@ def _eval_section(record: dict[str, Any], folder: Path) -> str:
              + f"; limit {_e(_fmt(record['settings'].get('limit')))}</p><table><tr>{head}</tr>{body}</table>"]
     gate = record.get("gate") or {}
     if gate.get("max_drop") is not None:
+        confidence = " with 95% confidence" if gate.get("rule", "point") == "ci" else ""
         verdict = "".join(f"<p class='bad'>{_e(f)}</p>" for f in gate["failures"]) or (
-            f"<p class='good'>forgetting gate passed: no general score fell more than {gate['max_drop']:g} points</p>")
-        parts.append(verdict)
+            f"<p class='good'>forgetting gate passed: no general score fell more than {gate['max_drop']:g} "
+            f"points{confidence}</p>")
+        parts.append(verdict + "".join(f"<p>{_e(n)}</p>" for n in gate.get("notes", [])))
     chart = plot_eval(record, folder / "eval.png")
     if chart is not None:
         parts.append("<h2>Before and after</h2>" + _img(chart))
+    parts.append(extra_sections(record, folder))
     parts.append(_examples(record))
     return "".join(parts)
 

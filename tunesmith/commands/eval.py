@@ -12,13 +12,15 @@ from tunesmith.commands.common import console, friendly
 @friendly
 def eval_(
     target: str = typer.Argument(..., help="run folder, adapter folder, model folder or hub id"),
-    suite: Optional[str] = typer.Option(None, "--suite", help="comma-separated: heldout,ppl,mmlu,hellaswag,gsm8k,judge "
+    suite: Optional[str] = typer.Option(None, "--suite", help="comma-separated: heldout,ppl,mmlu,hellaswag,gsm8k,mtbench,judge "
                                         "(default: every suite whose data is given)"),
     base: bool = typer.Option(False, "--base", help="also score the run's base model and print the changes"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="items per suite (per MMLU subject; ppl: lines)"),
     shots: Optional[int] = typer.Option(None, "--shots", min=0, help="few-shot examples (default 5; HellaSwag 0)"),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="exit 3 if a general score falls more points "
-                                             "than this (implies --base)"),
+                                             "than this with 95% confidence (implies --base)"),
+    gate_rule: str = typer.Option("ci", "--gate-rule", help="ci: fail only a drop significant at 95%; "
+                                  "point: fail on the observed drop alone"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl"),
     mmlu: Optional[str] = typer.Option(None, "--mmlu", help="MMLU CSV folder or file, or hub id"),
     hellaswag: Optional[str] = typer.Option(None, "--hellaswag", help="HellaSwag JSONL, or hub id"),
@@ -30,8 +32,9 @@ def eval_(
     dtype: str = typer.Option("auto", "--dtype", help="auto | bf16 | fp16 | fp32"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="generation length (GSM8K, held-out, judge)"),
-    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1"),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model name at that endpoint"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", "--judge", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1"),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model name at that endpoint "
+                                               "(default: the first it lists)"),
     judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="env var with the API key (OPENAI_API_KEY)"),
     judge_questions: Optional[str] = typer.Option(None, "--judge-questions", help='JSONL of {"question", "reference"}'),
 ) -> None:
@@ -40,7 +43,8 @@ def eval_(
 
     suites = [s.strip() for s in suite.split(",") if s.strip()] if suite else None
     outcome = run_eval(EvalOptions(
-        target=target, suites=suites, base=base, limit=limit, shots=shots, max_drop=max_drop, data_dir=data_dir,
+        target=target, suites=suites, base=base, limit=limit, shots=shots, max_drop=max_drop, gate_rule=gate_rule,
+        data_dir=data_dir,
         mmlu=mmlu, hellaswag=hellaswag, gsm8k=gsm8k, heldout=heldout, ppl_file=ppl_file, template=template, out=out,
         dtype=dtype, batch_size=batch_size, max_new_tokens=max_new_tokens, judge_url=judge_url,
         judge_model=judge_model, judge_key_env=judge_key_env, judge_questions=judge_questions,

@@ -1,21 +1,30 @@
-"""Before vs after: what fine-tuning changed, and the gate that fails a run which forgot too much.
+"""Before vs after: what fine-tuning changed, how sure that is, and the gate that fails a run which forgot.
 
 Scores that are fractions (accuracies, matches, ROUGE-L, win rates) are compared in points (percentage
-points: 41.0% -> 38.5% is -2.5); losses, perplexities and judge ratings as plain differences. The gate watches
-the general benchmarks' primary scores only (MMLU acc, HellaSwag acc_norm, GSM8K exact match): those measure
-what the model knew before, which fine-tuning on a narrow task should not erase.
+points: 41.0% -> 38.5% is -2.5); losses, perplexities and judge ratings as plain differences. Where both
+models were scored item by item (the benchmarks' eval_samples), a change carries its paired 95% interval
+(stats.paired_change). The gate watches the gated benchmarks' primary scores only (MMLU acc, HellaSwag
+acc_norm, GSM8K exact match): those measure what the model knew before, which fine-tuning on a narrow task
+should not erase.
+
+Gate rules: "ci" (default) fails a score only when the whole 95% interval of its change lies below -max_drop,
+and names the drops that cross the allowance without that confidence (too few items to tell); "point" fails
+on the observed change alone, as a plain threshold.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tunesmith.evaluate.benchmarks import PRIMARY
+from tunesmith.evaluate.benchmarks import gated_metrics
+from tunesmith.evaluate.stats import Z95, PairedChange, drop_is_significant, paired_change
 
 FRACTIONS = ("acc", "acc_norm", "exact_match", "strict_match", "normalized_match", "rouge_l", "win_rate")
 LOWER_IS_BETTER = ("loss", "ppl")
 COMPARED = (*FRACTIONS, *LOWER_IS_BETTER, "score")
+GATE_RULES = ("ci", "point")
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class Delta:
     metric: str
     base: float
     tuned: float
+    paired: PairedChange | None = None
 
     @property
     def in_points(self) -> bool:
@@ -36,6 +46,14 @@ class Delta:
         return (self.tuned - self.base) * scale
 
     @property
+    def interval(self) -> tuple[float, float] | None:
+        """The paired 95% interval of `change` (same unit), when both models were scored item by item."""
+        if self.paired is None:
+            return None
+        scale = 100.0 if self.in_points else 1.0
+        return self.paired.low * scale, self.paired.high * scale
+
+    @property
     def improved(self) -> bool | None:
         """True when the fine-tune scores better (lower, for losses and perplexities); None when equal."""
         if self.tuned == self.base:
@@ -44,31 +62,70 @@ class Delta:
 
     @property
     def general(self) -> bool:
-        """A general benchmark's primary score: the ones the gate watches."""
-        return PRIMARY.get(self.suite) == self.metric
+        """A gated benchmark's primary score: the ones the gate watches."""
+        return gated_metrics().get(self.suite) == self.metric
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "change": self.change, "unit": "points" if self.in_points else "",
-                "improved": self.improved, "general": self.general}
+        record = {**asdict(self), "change": self.change, "unit": "points" if self.in_points else "",
+                  "improved": self.improved, "general": self.general}
+        record["paired"] = self.paired.as_dict() if self.paired else None
+        record["ci95"] = list(self.interval) if self.interval else None
+        return record
 
 
-def compare(tuned: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]]) -> list[Delta]:
-    """Every score both result sets have, suite by suite, in the order of `tuned`."""
+def compare(tuned: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]],
+            tuned_samples: dict[str, list[dict[str, Any]]] | None = None,
+            base_samples: dict[str, list[dict[str, Any]]] | None = None) -> list[Delta]:
+    """Every score both result sets have, suite by suite in the order of `tuned`, paired where items match."""
     deltas = []
     for suite, scores in tuned.items():
         before = base.get(suite, {})
         for metric in COMPARED:
             if isinstance(scores.get(metric), (int, float)) and isinstance(before.get(metric), (int, float)):
-                deltas.append(Delta(suite, metric, float(before[metric]), float(scores[metric])))
+                paired = _paired(suite, metric, tuned_samples or {}, base_samples or {})
+                deltas.append(Delta(suite, metric, float(before[metric]), float(scores[metric]), paired))
     return deltas
 
 
-def gate_failures(deltas: list[Delta], max_drop: float) -> list[str]:
-    """One message per general score that fell by more than `max_drop` points. The drop is rounded to 1e-9
-    points first: (0.43 - 0.45) * 100 is -2.0000000000000018 in floating point, and is exactly 2 points."""
-    return [
-        f"{d.suite} {d.metric} fell {-d.change:.1f} points ({100 * d.base:.1f} -> {100 * d.tuned:.1f}), "
-        f"more than the allowed {max_drop:g} (--max-drop / eval.max_drop)"
-        for d in deltas
-        if d.general and round(-d.change, 9) > max_drop
-    ]
+def _paired(suite: str, metric: str, tuned: dict[str, list[dict[str, Any]]],
+            base: dict[str, list[dict[str, Any]]]) -> PairedChange | None:
+    """The paired change from per-item correctness, matched by item id; None without item records."""
+    before = {r["id"]: r["correct"][metric] for r in base.get(suite, []) if metric in r.get("correct", {})}
+    after = {r["id"]: r["correct"][metric] for r in tuned.get(suite, []) if metric in r.get("correct", {})}
+    ids = [i for i in after if i in before]
+    if not ids or len(ids) != len(after):
+        return None
+    return paired_change([before[i] for i in ids], [after[i] for i in ids])
+
+
+def gate(deltas: list[Delta], max_drop: float, rule: str = "ci") -> tuple[list[str], list[str]]:
+    """(failures, notes): one failure per watched score whose drop exceeds `max_drop` points under `rule`;
+    with rule "ci", a note for each drop past the allowance that is not significant at this sample size."""
+    failures, notes = [], []
+    for d in deltas:
+        if not d.general or round(-d.change, 9) <= max_drop:  # (0.43 - 0.45) * 100 is 2.0000000000000018 points
+            continue
+        observed = f"{d.suite} {d.metric} fell {-d.change:.1f} points ({100 * d.base:.1f} -> {100 * d.tuned:.1f})"
+        if rule == "point" or d.interval is None:
+            why = "" if rule == "point" else " (no per-item scores, so judged on the point change)"
+            failures.append(f"{observed}, more than the allowed {max_drop:g} (--max-drop / eval.max_drop){why}")
+            continue
+        low, high = d.interval
+        ci = f"95% CI {low:+.1f}…{high:+.1f}"
+        if drop_is_significant(low, high, max_drop):
+            failures.append(f"{observed}, {ci}: more than the allowed {max_drop:g} with 95% confidence "
+                            "(--max-drop / eval.max_drop)")
+        else:
+            notes.append(f"{d.suite} {d.metric} {d.change:+.1f} pts, {ci}: not significant at this sample size; "
+                         f"{_advice(d, max_drop)}")
+    return failures, notes
+
+
+def _advice(d: Delta, max_drop: float) -> str:
+    """How many items would make a drop like this one decisive (standard error shrinks as 1/sqrt(n))."""
+    assert d.paired is not None
+    margin = (-d.change - max_drop) / 100.0
+    if d.paired.se == 0 or margin <= 0:
+        return "use --limit N for a decisive answer"
+    needed = math.ceil(d.paired.n * (Z95 * d.paired.se / margin) ** 2)
+    return f"about {needed} items would decide it (use --limit N for a decisive answer)"

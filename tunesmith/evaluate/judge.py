@@ -233,3 +233,18 @@ def compare_answers(client: JudgeClient, questions: list[JudgeQuestion], tuned: 
         "win_rate": (counts["win"] + 0.5 * ties) / decided if decided else None, "n": len(outcomes),
         "failures": {"http": counts["http"], "unparseable": counts["unparseable"]},
     }
+
+
+def served_model(url: str, api_key: str | None = None, timeout_s: float = 10.0) -> str:
+    """The first model an OpenAI-compatible endpoint lists at /v1/models (for a judge named by URL alone)."""
+    base = url.rstrip("/").removesuffix("/chat/completions").removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(base + "/v1/models", headers=headers, timeout=timeout_s)
+        models = [m["id"] for m in response.json()["data"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"the judge at {url} did not list its models ({type(e).__name__}: {e}); "
+                        "name one with --judge-model") from None
+    if not models:
+        raise UserError(f"the judge at {url} lists no models; name one with --judge-model")
+    return models[0]

@@ -24,12 +24,20 @@ from rich.table import Table
 from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
 from tunesmith.errors import UserError, suggestion
-from tunesmith.evaluate.benchmark_data import locate
-from tunesmith.evaluate.benchmarks import LOADERS, run_benchmark
-from tunesmith.evaluate.forgetting import Delta, compare, gate_failures
+from tunesmith.evaluate import benchmarks
+from tunesmith.evaluate.benchmarks import Outcome, RunSettings, locate
+from tunesmith.evaluate.forgetting import GATE_RULES, Delta, compare, gate
 from tunesmith.evaluate.generate import generate
 from tunesmith.evaluate.heldout import HeldoutSet, heldout_from_file, heldout_from_run, heldout_metrics, text_perplexity
-from tunesmith.evaluate.judge import JudgeClient, JudgeQuestion, compare_answers, grade_answers, load_questions
+from tunesmith.evaluate.judge import (
+    JudgeClient,
+    JudgeQuestion,
+    compare_answers,
+    grade_answers,
+    load_questions,
+    served_model,
+)
+from tunesmith.evaluate.samples import write_samples
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import EvalSpec
 from tunesmith.registry import BENCHMARKS, EVAL_SUITES
@@ -51,6 +59,7 @@ class EvalOptions:
     limit: int | None = None
     shots: int | None = None
     max_drop: float | None = None
+    gate_rule: str = "ci"
     data_dir: str | None = None
     mmlu: str | None = None
     hellaswag: str | None = None
@@ -77,6 +86,7 @@ class Plan:
     heldout: HeldoutSet | None = None
     ppl_file: str | None = None
     judge: JudgeClient | None = None
+    judge_needed: bool = False
     questions: list[JudgeQuestion] = field(default_factory=list)
 
 
@@ -97,23 +107,29 @@ def run_eval(options: EvalOptions) -> EvalOutcome:
     options = _with_recipe_defaults(options, target)
     base = target.base() if options.base or options.max_drop is not None else None
     plan = make_plan(options, target)
-    if options.max_drop is not None and not set(plan.suites) & set(BENCHMARKS):
+    gated = benchmarks.gated_metrics()
+    if options.max_drop is not None and not set(plan.suites) & set(gated):
         console.print(f"[yellow]warning:[/] max_drop {options.max_drop:g} gates the general benchmarks "
-                      f"({', '.join(BENCHMARKS)}), and none of them is in --suite: the gate checks nothing")
-    results, answers = score(target, plan, options)
+                      f"({', '.join(gated)}), and none of them is in --suite: the gate checks nothing")
+    if options.gate_rule not in GATE_RULES:
+        raise UserError(f"--gate-rule: '{options.gate_rule}' is not one of {', '.join(GATE_RULES)}")
+    results, answers, samples = score(target, plan, options)
     base_results: dict[str, Any] | None = None
+    base_samples: dict[str, Outcome] = {}
     if base is not None:
-        base_results, base_answers = score(base, plan, options)
-        if plan.judge is not None:
+        base_results, base_answers, base_samples = score(base, plan, options)
+        if "judge" in plan.suites:
             results["judge_pairwise"] = compare_answers(plan.judge, plan.questions, answers, base_answers)
-    deltas = compare(results, base_results) if base_results is not None else []
-    failures = gate_failures(deltas, options.max_drop) if options.max_drop is not None else []
+        _pairwise(plan, options, samples, base_samples, results)
+    deltas = (compare(results, base_results, _records(samples), _records(base_samples))
+              if base_results is not None else [])
+    failures, notes = gate(deltas, options.max_drop, options.gate_rule) if options.max_drop is not None else ([], [])
     record = {
         "target": _describe(target), "base": _describe(base) if base else None,
         "settings": {"suites": plan.suites, "limit": options.limit, "shots": options.shots, "dtype": options.dtype,
-                     "max_drop": options.max_drop},
+                     "max_drop": options.max_drop, "gate_rule": options.gate_rule},
         "results": results, "base_results": base_results, "deltas": [d.as_dict() for d in deltas],
-        "gate": {"max_drop": options.max_drop, "failures": failures},
+        "gate": {"max_drop": options.max_drop, "rule": options.gate_rule, "failures": failures, "notes": notes},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -121,6 +137,8 @@ def run_eval(options: EvalOptions) -> EvalOutcome:
     out.mkdir(parents=True, exist_ok=True)
     path = out / EVAL_FILE
     path.write_text(json.dumps(record, indent=2))
+    if samples:
+        write_samples(out, _records(samples), _records(base_samples))
     report = write_report(out)
     print_table(record)
     console.print(f"wrote {path} and {report}")
@@ -151,12 +169,14 @@ def make_plan(options: EvalOptions, target: Target) -> Plan:
     data_dir = Path(options.data_dir) if options.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir: folder not found: {data_dir}")
-    sources = {name: locate(name, getattr(options, name), data_dir) for name in BENCHMARKS}
+    sources = {name: locate(name, getattr(options, name, None), data_dir) for name in BENCHMARKS}
     has_heldout = options.heldout is not None or target.run is not None
     has_judge = bool(options.judge_url and options.judge_questions)
+    judged = {name for name in BENCHMARKS if benchmarks.get(name).needs_judge}
     if options.suites is None:
         available = {"heldout": has_heldout, "ppl": bool(options.ppl_file), "judge": has_judge,
-                     **{name: sources[name] is not None for name in BENCHMARKS}}
+                     **{name: sources[name] is not None and (name not in judged or bool(options.judge_url))
+                        for name in BENCHMARKS}}
         suites = [s for s in EVAL_SUITES if available[s]]
         if not suites:
             raise UserError("nothing to evaluate: name a --suite and give its data (--data-dir DIR for the "
@@ -171,9 +191,10 @@ def make_plan(options: EvalOptions, target: Target) -> Plan:
     for suite in suites:
         if suite in BENCHMARKS:
             if sources[suite] is None:
-                raise UserError(f"--suite {suite} needs its data: --{suite} PATH, or --data-dir DIR holding it "
-                                "(mmlu/, hellaswag*.jsonl, gsm8k*.jsonl)")
-            plan.benchmarks[suite] = LOADERS[suite](sources[suite])
+                raise UserError(f"--suite {suite} needs its data: --data-dir DIR holding "
+                                f"{benchmarks.get(suite).data_glob} (or --{suite} PATH where there is such an option)")
+            plan.benchmarks[suite] = benchmarks.get(suite).load(sources[suite])
+            plan.judge_needed |= suite in judged
         elif suite == "heldout":
             plan.heldout = _heldout(options, target)
         elif suite == "ppl":
@@ -182,6 +203,8 @@ def make_plan(options: EvalOptions, target: Target) -> Plan:
             plan.ppl_file = options.ppl_file
         else:
             plan.judge, plan.questions = _judge(options)
+    if plan.judge_needed and plan.judge is None:
+        plan.judge = judge_client(options)
     return plan
 
 
@@ -194,27 +217,35 @@ def _heldout(options: EvalOptions, target: Target) -> HeldoutSet:
 
 
 def _judge(options: EvalOptions) -> tuple[JudgeClient, list[JudgeQuestion]]:
-    if not options.judge_url or not options.judge_model:
-        raise UserError("--suite judge needs --judge-url URL (an OpenAI-compatible endpoint) and --judge-model NAME")
     if not options.judge_questions:
         raise UserError('--suite judge needs --judge-questions FILE '
                         '(JSONL of {"question": ..., "reference": optional})')
-    key_env = options.judge_key_env or "OPENAI_API_KEY"
-    client = JudgeClient(options.judge_url, options.judge_model, api_key=os.environ.get(key_env))
-    return client, load_questions(options.judge_questions)
+    return judge_client(options), load_questions(options.judge_questions)
 
 
-def score(target: Target, plan: Plan, options: EvalOptions) -> tuple[dict[str, Any], list[str]]:
-    """Every suite of `plan` on `target`: results by suite, and its answers to the judge's questions."""
+def judge_client(options: EvalOptions) -> JudgeClient:
+    """The judge endpoint; without --judge-model, the first model the endpoint lists (/v1/models)."""
+    if not options.judge_url:
+        raise UserError("--suite judge and --suite mtbench need --judge-url URL (an OpenAI-compatible endpoint, "
+                        "e.g. http://127.0.0.1:8000/v1)")
+    key = os.environ.get(options.judge_key_env or "OPENAI_API_KEY")
+    model = options.judge_model or served_model(options.judge_url, key)
+    return JudgeClient(options.judge_url, model, api_key=key)
+
+
+def score(target: Target, plan: Plan, options: EvalOptions) -> tuple[dict[str, Any], list[str], dict[str, Outcome]]:
+    """Every suite of `plan` on `target`: results by suite, its answers to the judge's questions, and the
+    benchmarks' outcomes (with their per-item records)."""
     loaded = load_target(target, options.dtype)
     results: dict[str, Any] = {}
     answers: list[str] = []
+    outcomes: dict[str, Outcome] = {}
     for suite in plan.suites:
         started = time.perf_counter()
         if suite in BENCHMARKS:
-            result = run_benchmark(suite, loaded.model, loaded.tokenizer, plan.benchmarks[suite], limit=options.limit,
-                                   shots=options.shots, batch_size=options.batch_size,
-                                   max_new_tokens=options.max_new_tokens)
+            outcomes[suite] = benchmarks.get(suite).run(loaded.model, loaded.tokenizer, plan.benchmarks[suite],
+                                                        _settings(suite, options, loaded, plan))
+            result = outcomes[suite].result
         elif suite == "heldout":
             result = heldout_metrics(loaded.model, loaded.tokenizer, plan.heldout, end_of_turn=loaded.end_of_turn,
                                      limit=options.limit, batch_size=options.batch_size,
@@ -228,7 +259,27 @@ def score(target: Target, plan: Plan, options: EvalOptions) -> tuple[dict[str, A
         result["seconds"] = round(time.perf_counter() - started, 2)
         results[suite] = result
         console.print(f"{target.name}: {suite} done in {result['seconds']:.1f} s")
-    return results, answers
+    return results, answers, outcomes
+
+
+def _settings(suite: str, options: EvalOptions, loaded: LoadedTarget, plan: Plan) -> RunSettings:
+    shots = benchmarks.get(suite).shots if options.shots is None else options.shots
+    return RunSettings(limit=options.limit, shots=shots, batch_size=options.batch_size,
+                       max_new_tokens=options.max_new_tokens, end_of_turn=loaded.end_of_turn, judge=plan.judge)
+
+
+def _pairwise(plan: Plan, options: EvalOptions, tuned: dict[str, Outcome], base: dict[str, Outcome],
+              results: dict[str, Any]) -> None:
+    """Benchmarks that compare answers (MT-Bench) judge tuned against base; the result joins the tuned's."""
+    for suite, outcome in tuned.items():
+        unit = benchmarks.get(suite)
+        if unit.compare is not None and suite in base:
+            settings = RunSettings(limit=options.limit, shots=0, judge=plan.judge)
+            results[suite]["pairwise"] = unit.compare(outcome, base[suite], settings)
+
+
+def _records(outcomes: dict[str, Outcome]) -> dict[str, list[dict[str, Any]]]:
+    return {suite: outcome.samples for suite, outcome in outcomes.items() if outcome.samples}
 
 
 def answer_questions(loaded: LoadedTarget, questions: list[JudgeQuestion], options: EvalOptions) -> list[str]:
@@ -258,3 +309,5 @@ def print_table(record: dict[str, Any]) -> None:
     Console().print(table)
     for failure in record["gate"]["failures"]:
         console.print(f"[bold red]gate:[/] {failure}")
+    for note in record["gate"].get("notes", []):
+        console.print(f"[yellow]gate:[/] {note}")
