@@ -104,13 +104,56 @@ def merge(
 @friendly
 def export(
     run_dir: Path = typer.Argument(..., help="run folder (runs/<name>) of an adapter run"),
-    out: Path = typer.Option(..., "--out", help="where to write the adapter folder"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
+    out: Optional[Path] = typer.Option(None, "--out", help="adapter: the folder to write; gguf: the .gguf file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output"),
+    format: str = typer.Option("adapter", "--format", help="adapter (the adapter alone) | gguf (merged, for "
+                               "llama.cpp and Ollama)"),
+    outtype: str = typer.Option("f16", "--outtype", help="gguf weights: f16 | bf16 | q8_0"),
 ) -> None:
-    """Write the run's adapter alone, for hot-swap serving on its base, with a README on how to load it."""
+    """Write the run's adapter alone (hot-swap serving), or with --format gguf the merged model as one GGUF file."""
+    if format == "gguf":
+        from tunesmith.gguf_export import export_gguf
+
+        result = export_gguf(run_dir, out, outtype, overwrite)
+        console.print(f"GGUF: {result.path} ({result.outtype}); read back by transformers: max |logit diff| vs "
+                      f"the merged model = {result.max_abs_diff:.3g} (tolerance {result.tolerance:g})")
+        console.print(f"Ollama Modelfile: {result.modelfile}")
+        typer.echo(result.modelfile.read_text())
+        return
+    if format != "adapter":
+        raise UserError(f"--format '{format}' is unknown; use adapter or gguf")
+    if out is None:
+        raise UserError("export --format adapter needs --out DIR")
     from tunesmith.merge import export_run
 
     console.print(f"adapter folder: {export_run(run_dir, out, overwrite)} (see its README.md)")
+
+
+@app.command()
+@friendly
+def serve(
+    targets: list[str] = typer.Argument(..., help="run folders, adapter folders, model folders or .gguf files "
+                                        "(NAME=TARGET to pick the model id)"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="required bearer key (or env TUNESMITH_API_KEY)"),
+    adapter_root: Optional[Path] = typer.Option(None, "--adapter-root", help="folder POST /v1/adapters may load from"),
+    max_adapters: int = typer.Option(8, "--max-adapters", min=1, help="adapters kept in memory (LRU)"),
+    queue_size: int = typer.Option(64, "--queue-size", min=1, help="waiting requests before 503"),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="rows per generation batch"),
+    print_vllm: bool = typer.Option(False, "--print-vllm", help="print the equivalent vLLM command and exit"),
+) -> None:
+    """OpenAI-compatible server: chat and completions, streaming, adapters hot-swapped over one shared base."""
+    from tunesmith.serve.server import API_KEY_ENV, ServeOptions
+    from tunesmith.serve.server import serve as run_server
+
+    if print_vllm:
+        from tunesmith.serve.vllm import vllm_commands
+
+        typer.echo(vllm_commands(targets, host, port, bool(api_key or os.environ.get(API_KEY_ENV))), nl=False)
+        return
+    console.print(f"serving {', '.join(targets)} on http://{host}:{port}/v1")
+    run_server(ServeOptions(targets, host, port, api_key, adapter_root, max_adapters, queue_size, max_batch))
 
 
 @app.command("eval")
