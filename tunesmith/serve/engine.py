@@ -27,6 +27,10 @@ from tunesmith.serve.sampling import RowSampler, RowState, RowStopper
 from tunesmith.serve.store import Entry, ModelStore
 
 Event = tuple[Any, ...]
+STEPWISE = ("prefix", "prompt")
+"""Kinds decoded by `_decode_stepwise`: PEFT 0.21's `generate` under transformers 5 drops a prefix-tuning
+prefix altogether and lets prompt tuning drift from its own forward after a few tokens (measured on tiny
+trained adapters: tests/test_serve_kinds.py), so these run the forward the adapter was trained with."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +109,10 @@ class Engine:
                 return None
             if len(self._queue) < self.max_batch:
                 self._cond.wait(timeout=self.batch_wait_s)  # let concurrent requests arrive
-            group = self._queue[0].entry.group
+            group = _batch_key(self._queue[0])
             batch, rows = [], 0
             for job in list(self._queue):
-                if job.entry.group == group and (not batch or rows + job.params.n <= self.max_batch):
+                if _batch_key(job) == group and (not batch or rows + job.params.n <= self.max_batch):
                     batch.append(job)
                     rows += job.params.n
                     self._queue.remove(job)
@@ -126,15 +130,36 @@ class Engine:
             config = GenerationConfig(do_sample=False, max_new_tokens=max(r.max_tokens for r in rows),
                                       pad_token_id=pad, eos_token_id=None)
             with torch.inference_mode():
-                model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                               logits_processor=LogitsProcessorList([RowSampler(rows, pad)]),
-                               stopping_criteria=StoppingCriteriaList([RowStopper(rows)]), **extra)
+                if batch[0].entry.spec.kind in STEPWISE:
+                    _decode_stepwise(model, ids, mask, RowSampler(rows, pad), RowStopper(rows), config.max_new_tokens)
+                else:
+                    model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                   logits_processor=LogitsProcessorList([RowSampler(rows, pad)]),
+                                   stopping_criteria=StoppingCriteriaList([RowStopper(rows)]), **extra)
         for job in batch:
             completion = 0
             for index, row in enumerate(job.rows):
                 job.sink(("end", index, row.finish_reason or "length", row.generated))
                 completion += row.generated
             job.sink(("done", len(job.prompt), completion))
+
+
+def _decode_stepwise(model: Any, ids: torch.Tensor, mask: torch.Tensor, sampler: RowSampler, stopper: RowStopper,
+                     max_new: int) -> None:
+    """Token by token through the model's own forward, re-reading the whole sequence each step (no KV cache)."""
+    for _ in range(max_new):
+        scores = sampler(ids, model(input_ids=ids, attention_mask=mask).logits[:, -1, :])
+        ids = torch.cat([ids, scores.argmax(-1, keepdim=True)], dim=1)
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        if bool(stopper(ids, scores).all()):
+            return
+
+
+def _batch_key(job: Job) -> tuple[str, int]:
+    """Jobs with equal keys share a batch. PEFT ignores position ids under prefix and prompt tuning, so a
+    left-padded row would read shifted positions: those batch only prompts of one length."""
+    same_length = job.entry.spec.kind in ("prefix", "prompt")
+    return job.entry.group, len(job.prompt) if same_length else 0
 
 
 def _model_for(batch: list[Job]) -> tuple[Any, dict[str, Any]]:

@@ -18,6 +18,8 @@ from tunesmith.tiny import save_tiny
 from tunesmith.train.loop import train
 
 STYLES = {"cats": "meow meow meow", "dogs": "woof woof woof"}
+LR = {"prefix": 5e-2, "ia3": 5e-2}
+"""Learning rates where 1e-2 moves the method too little in a few steps."""
 PROMPT = "Repeat the words: red cat tree"
 """An instruction of the kind both adapters were trained on."""
 
@@ -32,7 +34,7 @@ def make_style_runs(root: str | Path, adapters: tuple[str, ...] = ("lora",), ste
         save_tiny("llama", base, vocab_size=300)
     runs: dict[str, Path] = {"base": base}
     jobs = [(name, "lora", answer, steps) for name, answer in STYLES.items()]
-    jobs += [(kind, kind, STYLES["cats"], 2) for kind in adapters if kind != "lora"]
+    jobs += [(kind, kind, STYLES["cats"], steps) for kind in adapters if kind != "lora"]
     for name, kind, answer, count in jobs:
         data = root / f"{name}.jsonl"
         data.write_text("".join(json.dumps({"instruction": r["instruction"], "input": "", "output": answer}) + "\n"
@@ -48,7 +50,7 @@ def _recipe(name: str, kind: str, base: Path, data: Path, out: Path, steps: int)
     return recipe_from_dict({
         "name": name, "model": str(base), "adapter": kind, "output": str(out),
         "data": {"train": str(data), "eval": 0.0, "template": "plain"},
-        "train": {"lr": 1e-2, "max_steps": steps, "batch_size": 8, "max_seq_len": 64, "mixed_precision": "no",
+        "train": {"lr": LR.get(kind, 1e-2), "max_steps": steps, "batch_size": 8, "max_seq_len": 64, "mixed_precision": "no",
                   "warmup_ratio": 0.0, "threads": 1},
         "model_options": {"dtype": "fp32"},
         "adapter_args": {"r": 8, "alpha": 16, "dropout": 0.0, "virtual_tokens": 4, "bottleneck_size": 8},
