@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from tunesmith.commands import demo, docs, eval, report, ship, train, validate
+from tunesmith.commands import demo, docs, eval, report, serve, ship, train, validate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune language models: plan, train, measure, ship.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
@@ -19,6 +19,7 @@ app.command("eval")(eval.eval_)
 app.command()(report.report)
 app.command()(ship.merge)
 app.command()(ship.export)
+app.command()(serve.serve)
 app.command()(demo.demo)
 app.command()(docs.docs)
 data_app.command("stats")(validate.data_stats)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from tunesmith.commands.common import console, friendly
+from tunesmith.errors import UserError
 
 
 @friendly
@@ -33,10 +34,26 @@ def merge(
 @friendly
 def export(
     run_dir: Path = typer.Argument(..., help="run folder (runs/<name>) of an adapter run"),
-    out: Path = typer.Option(..., "--out", help="where to write the adapter folder"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
+    out: Optional[Path] = typer.Option(None, "--out", help="adapter: the folder to write; gguf: the .gguf file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output"),
+    format: str = typer.Option("adapter", "--format", help="adapter (the adapter alone) | gguf (merged, for "
+                               "llama.cpp and Ollama)"),
+    outtype: str = typer.Option("f16", "--outtype", help="gguf weights: f16 | bf16 | q8_0"),
 ) -> None:
-    """Write the run's adapter alone, for hot-swap serving on its base, with a README on how to load it."""
+    """Write the run's adapter alone (hot-swap serving), or with --format gguf the merged model as one GGUF file."""
+    if format == "gguf":
+        from tunesmith.gguf_export import export_gguf
+
+        result = export_gguf(run_dir, out, outtype, overwrite)
+        console.print(f"GGUF: {result.path} ({result.outtype}); read back by transformers: max |logit diff| vs "
+                      f"the merged model = {result.max_abs_diff:.3g} (tolerance {result.tolerance:g})")
+        console.print(f"Ollama Modelfile: {result.modelfile}")
+        typer.echo(result.modelfile.read_text())
+        return
+    if format != "adapter":
+        raise UserError(f"--format '{format}' is unknown; use adapter or gguf")
+    if out is None:
+        raise UserError("export --format adapter needs --out DIR")
     from tunesmith.merge import export_run
 
     console.print(f"adapter folder: {export_run(run_dir, out, overwrite)} (see its README.md)")

@@ -1,0 +1,37 @@
+"""`tunesmith serve TARGET...`: an OpenAI-compatible server over runs, adapters and models (serve/)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tunesmith.commands.common import console, friendly
+
+
+@friendly
+def serve(
+    targets: list[str] = typer.Argument(..., help="run folders, adapter folders, model folders or .gguf files "
+                                        "(NAME=TARGET to pick the model id)"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="required bearer key (or env TUNESMITH_API_KEY)"),
+    adapter_root: Optional[Path] = typer.Option(None, "--adapter-root", help="folder POST /v1/adapters may load from"),
+    max_adapters: int = typer.Option(8, "--max-adapters", min=1, help="adapters kept in memory (LRU)"),
+    queue_size: int = typer.Option(64, "--queue-size", min=1, help="waiting requests before 503"),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="rows per generation batch"),
+    print_vllm: bool = typer.Option(False, "--print-vllm", help="print the equivalent vLLM command and exit"),
+) -> None:
+    """OpenAI-compatible server: chat and completions, streaming, adapters hot-swapped over one shared base."""
+    from tunesmith.serve.server import API_KEY_ENV, ServeOptions
+    from tunesmith.serve.server import serve as run_server
+
+    if print_vllm:
+        from tunesmith.serve.vllm import vllm_commands
+
+        typer.echo(vllm_commands(targets, host, port, bool(api_key or os.environ.get(API_KEY_ENV))), nl=False)
+        return
+    console.print(f"serving {', '.join(targets)} on http://{host}:{port}/v1")
+    run_server(ServeOptions(targets, host, port, api_key, adapter_root, max_adapters, queue_size, max_batch))

@@ -1,0 +1,110 @@
+"""The FastAPI app: OpenAI-compatible routes over an Engine and its ModelStore.
+
+    GET  /health                     open (no key): liveness for load balancers
+    GET  /v1/models                  served ids; adapters name their base in `parent`
+    POST /v1/chat/completions        chat, rendered with the model's own template
+    POST /v1/completions             raw text (or token ids) continuation
+    POST /v1/adapters                {"name", "path"}: load an adapter folder under --adapter-root
+    DELETE /v1/adapters/{name}       unload it once its in-flight requests finish
+
+Every route but /health needs `Authorization: Bearer KEY` when the server has a key. Errors use OpenAI's
+error object: 400 bad input or too long for the context, 401 missing or wrong key, 404 unknown model,
+503 queue full.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from tunesmith.serve.completions import complete
+from tunesmith.serve.engine import Engine
+from tunesmith.serve.errors import ApiError
+from tunesmith.serve.schemas import AdapterRequest, ChatRequest, CompletionRequest
+from tunesmith.serve.store import Entry, ModelStore
+
+
+def create_app(store: ModelStore, engine: Engine, api_key: str | None = None) -> FastAPI:
+    """The app; its lifespan starts the engine's worker and stops it on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine.start()
+        yield
+        engine.stop()
+
+    app = FastAPI(title="tunesmith serve", lifespan=lifespan)
+    _error_handlers(app)
+    auth = [Depends(_key_check(api_key))]
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "models": len(store.names())}
+
+    @app.get("/v1/models", dependencies=auth)
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(store.entries[n]) for n in store.names()]}
+
+    @app.post("/v1/chat/completions", dependencies=auth)
+    async def chat(request: ChatRequest) -> Any:
+        return await complete(store, engine, request, chat=True)
+
+    @app.post("/v1/completions", dependencies=auth)
+    async def completions(request: CompletionRequest) -> Any:
+        return await complete(store, engine, request, chat=False)
+
+    @app.post("/v1/adapters", dependencies=auth)
+    async def load(request: AdapterRequest) -> dict[str, Any]:
+        return _model_card(await run_in_threadpool(store.add_adapter, request.name, request.path))
+
+    @app.delete("/v1/adapters/{name}", dependencies=auth)
+    async def unload(name: str) -> dict[str, Any]:
+        await run_in_threadpool(store.remove_adapter, name)
+        return {"id": name, "object": "model", "deleted": True}
+
+    return app
+
+
+def _model_card(entry: Entry) -> dict[str, Any]:
+    parent = entry.base.spec.name if entry.is_adapter else None
+    return {"id": entry.name, "object": "model", "created": int(time.time()), "owned_by": "tunesmith",
+            "root": entry.base.spec.name, "parent": parent, "kind": entry.spec.kind}
+
+
+def _key_check(api_key: str | None) -> Any:
+    async def check(request: Request) -> None:
+        if api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        if not secrets.compare_digest(given.encode(), api_key.encode()):
+            raise ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer KEY'",
+                           code="invalid_api_key")
+
+    return check
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        return JSONResponse(ApiError(400, f"{param}: {first['msg']}" if param else first["msg"],
+                                     param=param).body(), status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse(ApiError(error.status_code, str(error.detail)).body(), status_code=error.status_code)

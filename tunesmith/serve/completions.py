@@ -1,0 +1,130 @@
+"""`/v1/chat/completions` and `/v1/completions`: render the prompt, bound it by the context, queue the job,
+then answer with one JSON object or a stream of server-sent events in OpenAI's chunk format.
+
+Chat prompts are rendered by `data.tokenize.tokenize_prompt` with the served id's chat template, the function
+and template the run trained with, so the model reads the same tokens it learned from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from tunesmith.data.tokenize import tokenize_prompt
+from tunesmith.data.types import Message
+from tunesmith.serve import schemas
+from tunesmith.serve.engine import Engine, Event, Job, Params
+from tunesmith.serve.errors import ApiError
+from tunesmith.serve.schemas import ChatRequest, CompletionRequest
+from tunesmith.serve.store import Entry, ModelStore
+
+DEFAULT_CHAT_TOKENS = 256
+"""max_tokens when a chat request gives none (bounded by what the context leaves)."""
+DEFAULT_COMPLETION_TOKENS = 16
+"""OpenAI's default for /v1/completions."""
+
+
+class EventQueue:
+    """Events from the worker thread into this request's event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def put(self, event: Event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        except RuntimeError:  # the loop is closed: the server is shutting down, nobody is listening
+            pass
+
+
+def chat_prompt(entry: Entry, request: ChatRequest) -> list[int]:
+    """Prompt ids through the training renderer, with the generation prompt; developer counts as system."""
+    messages = [Message("system" if m.role == "developer" else m.role, m.text()) for m in request.messages]
+    return tokenize_prompt(entry.tokenizer, messages)
+
+
+def text_prompt(entry: Entry, request: CompletionRequest) -> list[int]:
+    if isinstance(request.prompt, list):
+        vocab = len(entry.tokenizer)
+        if any(not 0 <= t < vocab for t in request.prompt):
+            raise ApiError(400, f"prompt token ids must lie in [0, {vocab})", param="prompt")
+        return list(request.prompt)
+    return list(entry.tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
+
+
+def params_for(request: ChatRequest | CompletionRequest, prompt_len: int, context: int, chat: bool) -> Params:
+    """Sampling settings; a 400 when the prompt plus max_tokens do not fit the context window."""
+    asked = (request.max_completion_tokens or request.max_tokens) if chat else request.max_tokens
+    room = context - prompt_len
+    if room < 1 or (asked is not None and asked > room):
+        wanted = prompt_len + (asked or 1)
+        raise ApiError(400, f"This model's maximum context length is {context} tokens. However, you requested "
+                       f"{wanted} tokens ({prompt_len} in the prompt, {asked or 1} for the completion). "
+                       "Please reduce the length of the prompt or max_tokens.",
+                       code="context_length_exceeded", param="messages" if chat else "prompt")
+    default = DEFAULT_CHAT_TOKENS if chat else DEFAULT_COMPLETION_TOKENS
+    return Params(max_tokens=asked or min(default, room), temperature=request.temperature, top_p=request.top_p,
+                  stop=tuple(request.stop or ()), seed=request.seed, n=request.n)
+
+
+async def complete(store: ModelStore, engine: Engine, request: ChatRequest | CompletionRequest,
+                   chat: bool) -> JSONResponse | StreamingResponse:
+    """Admit the request (404 unknown model, 400 too long, 503 queue full) and answer it."""
+    entry = store.acquire(request.model)
+    try:
+        prompt = chat_prompt(entry, request) if chat else text_prompt(entry, request)
+        params = params_for(request, len(prompt), entry.base.context, chat)
+        events = EventQueue()
+        engine.submit(Job(entry, prompt, params, events.put, chat=chat))
+    except BaseException:
+        store.release(entry)
+        raise
+    rid = schemas.new_id("chatcmpl" if chat else "cmpl")
+    if request.stream:
+        return StreamingResponse(_stream(events, rid, request, chat), media_type="text/event-stream")
+    return JSONResponse(await _collect(events, rid, request, chat))
+
+
+async def _collect(events: EventQueue, rid: str, request: Any, chat: bool) -> dict[str, Any]:
+    texts, reasons = [""] * request.n, ["length"] * request.n
+    while True:
+        event = await events.queue.get()
+        if event[0] == "text":
+            texts[event[1]] += event[2]
+        elif event[0] == "end":
+            reasons[event[1]] = event[2]
+        elif event[0] == "error":
+            raise event[1]
+        else:
+            use = schemas.usage(event[1], event[2])
+            build = schemas.chat_response if chat else schemas.completion_response
+            return build(rid, request.model, texts, reasons, use)
+
+
+async def _stream(events: EventQueue, rid: str, request: Any, chat: bool) -> AsyncIterator[str]:
+    """SSE: one chunk per piece of text, one with each choice's finish_reason, usage if asked, [DONE]."""
+    started: set[int] = set()
+
+    def sse(choices: list[dict[str, Any]], use: dict[str, int] | None = None) -> str:
+        return f"data: {json.dumps(schemas.chunk(rid, request.model, chat, choices, use))}\n\n"
+
+    while True:
+        event = await events.queue.get()
+        if event[0] in ("text", "end"):
+            index, first = event[1], event[1] not in started
+            started.add(index)
+            text, finish = (event[2], None) if event[0] == "text" else (None, event[2])
+            yield sse([schemas.chunk_choice(chat, index, text, finish, first)])
+        elif event[0] == "error":
+            yield f"data: {json.dumps(event[1].body())}\n\n"
+            return
+        else:
+            if request.include_usage:
+                yield sse([], schemas.usage(event[1], event[2]))
+            yield "data: [DONE]\n\n"
+            return

@@ -1,0 +1,207 @@
+"""The generation engine: a bounded request queue and one worker thread that runs requests in batches.
+
+`submit` admits a job or refuses it at once when `queue_size` jobs already wait (the server answers 503).
+The worker takes the oldest job, waits `batch_wait_s` for company, and runs it together with every waiting
+job of the same group (store.Entry.group: a base with its LoRA adapters, mixed through PEFT's
+`adapter_names=`; any other adapter alone), up to `max_batch` rows. Each request's `n` choices are rows of
+the batch. Events go to the job's `sink` from the worker thread: ("text", choice, str),
+("end", choice, finish_reason, tokens), then ("done", prompt_tokens, completion_tokens) or ("error", ApiError).
+The model lock is held for the whole batch, so adapters load and unload between batches, never during one.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+from tunesmith.serve.errors import ApiError, queue_full
+from tunesmith.serve.sampling import RowSampler, RowState, RowStopper
+from tunesmith.serve.store import Entry, ModelStore
+
+Event = tuple[Any, ...]
+STEPWISE = ("prefix", "prompt")
+"""Kinds decoded by `_decode_stepwise`: PEFT 0.21's `generate` under transformers 5 drops a prefix-tuning
+prefix altogether and lets prompt tuning drift from its own forward after a few tokens (measured on tiny
+trained adapters: tests/test_serve_kinds.py), so these run the forward the adapter was trained with."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Sampling settings of one request, already validated against the model's context."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1
+
+
+@dataclass
+class Job:
+    """One request: a model id (referenced in the store), prompt ids, settings and where events go."""
+
+    entry: Entry
+    prompt: list[int]
+    params: Params
+    sink: Callable[[Event], None]
+    chat: bool = False
+    rows: list[RowState] = field(default_factory=list)
+
+
+class Engine:
+    """Queue + batching worker over a ModelStore; `start` it once, `stop` it on shutdown."""
+
+    def __init__(self, store: ModelStore, queue_size: int = 64, max_batch: int = 16, batch_wait_s: float = 0.005):
+        self.store, self.queue_size, self.max_batch, self.batch_wait_s = store, queue_size, max_batch, batch_wait_s
+        self._queue: list[Job] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="tunesmith-serve-worker", daemon=True)
+        self.history: deque[tuple[str, ...]] = deque(maxlen=1000)
+        """The model ids of each recent batch, row by row: what tests and the load benchmark inspect."""
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    def submit(self, job: Job) -> None:
+        """Queue `job`, or raise the 503 ApiError when the queue is full (the caller releases its entry)."""
+        with self._cond:
+            if len(self._queue) >= self.queue_size:
+                raise queue_full(self.queue_size)
+            self._queue.append(job)
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                self._run(batch)
+            except Exception as e:  # one bad batch must not stop the server
+                error = ApiError(500, f"generation failed: {type(e).__name__}: {e}", type_="server_error")
+                for job in batch:
+                    job.sink(("error", error))
+            finally:
+                for job in batch:
+                    self.store.release(job.entry)
+
+    def _take(self) -> list[Job] | None:
+        """The next batch: the oldest job and the waiting jobs of its group; None once stopped."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._queue or self._stopped)
+            if self._stopped:
+                return None
+            if len(self._queue) < self.max_batch:
+                self._cond.wait(timeout=self.batch_wait_s)  # let concurrent requests arrive
+            group = _batch_key(self._queue[0])
+            batch, rows = [], 0
+            for job in list(self._queue):
+                if _batch_key(job) == group and (not batch or rows + job.params.n <= self.max_batch):
+                    batch.append(job)
+                    rows += job.params.n
+                    self._queue.remove(job)
+            return batch
+
+    def _run(self, batch: list[Job]) -> None:
+        with self.store.lock:
+            self.store.ensure_resident({job.entry.name for job in batch})
+            model, extra = _model_for(batch)
+            base = batch[0].entry.base
+            pad = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else base.tokenizer.eos_token_id
+            rows = [row for job in batch for row in _rows(job, base)]
+            self.history.append(tuple(job.entry.name for job in batch for _ in range(job.params.n)))
+            ids, mask = _left_pad([job.prompt for job in batch for _ in range(job.params.n)], pad)
+            config = GenerationConfig(do_sample=False, max_new_tokens=max(r.max_tokens for r in rows),
+                                      pad_token_id=pad, eos_token_id=None)
+            with torch.inference_mode():
+                if batch[0].entry.spec.kind in STEPWISE:
+                    _decode_stepwise(model, ids, mask, RowSampler(rows, pad), RowStopper(rows), config.max_new_tokens)
+                else:
+                    model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                   logits_processor=LogitsProcessorList([RowSampler(rows, pad)]),
+                                   stopping_criteria=StoppingCriteriaList([RowStopper(rows)]), **extra)
+        for job in batch:
+            completion = 0
+            for index, row in enumerate(job.rows):
+                job.sink(("end", index, row.finish_reason or "length", row.generated))
+                completion += row.generated
+            job.sink(("done", len(job.prompt), completion))
+
+
+def _decode_stepwise(model: Any, ids: torch.Tensor, mask: torch.Tensor, sampler: RowSampler, stopper: RowStopper,
+                     max_new: int) -> None:
+    """Token by token through the model's own forward, re-reading the whole sequence each step (no KV cache)."""
+    for _ in range(max_new):
+        scores = sampler(ids, model(input_ids=ids, attention_mask=mask).logits[:, -1, :])
+        ids = torch.cat([ids, scores.argmax(-1, keepdim=True)], dim=1)
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        if bool(stopper(ids, scores).all()):
+            return
+
+
+def _batch_key(job: Job) -> tuple[str, int]:
+    """Jobs with equal keys share a batch. PEFT ignores position ids under prefix and prompt tuning, so a
+    left-padded row would read shifted positions: those batch only prompts of one length."""
+    same_length = job.entry.spec.kind in ("prefix", "prompt")
+    return job.entry.group, len(job.prompt) if same_length else 0
+
+
+def _model_for(batch: list[Job]) -> tuple[Any, dict[str, Any]]:
+    """The module that runs `batch` and the extra generate() arguments (PEFT's per-row adapter names)."""
+    entry = batch[0].entry
+    base = entry.base
+    if entry.group.startswith("mix:"):
+        if base.peft is None:
+            return base.model, {}
+        names = [job.entry.name if job.entry.is_adapter else "__base__" for job in batch for _ in range(job.params.n)]
+        return base.peft, {"adapter_names": names}
+    if entry.spec.kind == "dora":
+        base.peft.set_adapter(entry.name)
+        return base.peft, {}
+    return entry.module, {}
+
+
+def _rows(job: Job, base: Any) -> list[RowState]:
+    params, entry = job.params, job.entry
+    seed = params.seed if params.seed is not None else random.SystemRandom().getrandbits(62)
+    eos = {entry.tokenizer.eos_token_id, base.tokenizer.eos_token_id}
+    generation_eos = getattr(getattr(base.model, "generation_config", None), "eos_token_id", None)
+    eos.update(generation_eos if isinstance(generation_eos, list) else [generation_eos])
+    stops = tuple(s for s in (*params.stop, entry.stop_text if job.chat else "") if s)
+    job.rows = [
+        RowState(params.temperature, params.top_p, params.max_tokens, stops, frozenset(e for e in eos if e is not None),
+                 entry.tokenizer, torch.Generator().manual_seed(seed + i),
+                 on_text=partial(_emit_text, job.sink, i))
+        for i in range(params.n)
+    ]
+    return job.rows
+
+
+def _emit_text(sink: Callable[[Event], None], index: int, text: str) -> None:
+    sink(("text", index, text))
+
+
+def _left_pad(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        mask[i, width - len(prompt):] = 1
+    return ids, mask

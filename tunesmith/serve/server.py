@@ -1,0 +1,71 @@
+"""Build the server for `tunesmith serve TARGET...` and run it with uvicorn.
+
+    tunesmith serve runs/cats runs/dogs --port 8000 --api-key KEY --adapter-root runs
+
+`build` is what tests and the load benchmark use to run the same app in-process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from tunesmith.errors import UserError
+from tunesmith.serve import targets
+from tunesmith.serve.app import create_app
+from tunesmith.serve.engine import Engine
+from tunesmith.serve.store import ModelStore
+
+API_KEY_ENV = "TUNESMITH_API_KEY"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class ServeOptions:
+    """Everything `tunesmith serve` takes; validated by `build`."""
+
+    targets: list[str]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    adapter_root: Path | None = None
+    max_adapters: int = 8
+    queue_size: int = 64
+    max_batch: int = 16
+    dtype: str = "fp32"
+
+
+def build(options: ServeOptions) -> tuple[FastAPI, Engine]:
+    """Resolve and load every target, then the app (its lifespan starts the engine)."""
+    if not options.targets:
+        raise UserError("give at least one TARGET: a run folder, adapter folder, model folder or .gguf file")
+    if options.queue_size < 1 or options.max_adapters < 1 or options.max_batch < 1:
+        raise UserError("--queue-size, --max-adapters and --max-batch must be at least 1")
+    if options.adapter_root is not None and not options.adapter_root.is_dir():
+        raise UserError(f"--adapter-root {options.adapter_root} is not a folder")
+    specs: list[targets.ServeSpec] = []
+    for target in options.targets:
+        for spec in targets.resolve(target):
+            if spec.kind == "model" and any(s.kind == "model" and s.base == spec.base for s in specs):
+                continue  # the same base, named by a second adapter
+            specs.append(spec)
+    store = ModelStore(specs, options.adapter_root, options.max_adapters, options.dtype)
+    engine = Engine(store, options.queue_size, options.max_batch)
+    return create_app(store, engine, api_key(options)), engine
+
+
+def api_key(options: ServeOptions) -> str | None:
+    return options.api_key or os.environ.get(API_KEY_ENV) or None
+
+
+def serve(options: ServeOptions) -> None:
+    """Load the targets and serve until interrupted; off loopback, a key is required."""
+    import uvicorn
+
+    if options.host not in LOOPBACK and api_key(options) is None:
+        raise UserError(f"serving on {options.host} (beyond this machine) needs --api-key or {API_KEY_ENV}")
+    app, _ = build(options)
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning")

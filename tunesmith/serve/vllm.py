@@ -1,0 +1,68 @@
+"""`tunesmith serve --print-vllm`: the vLLM command that serves the same targets, for scale beyond one process.
+
+vLLM serves plain LoRA adapters (`--enable-lora --lora-modules name=path`) over one base per process. It does
+not serve DoRA (vllm-project/vllm issue 10849), IA3, prefix or prompt tuning, or our bottleneck layers; for
+those the output says why and offers `tunesmith merge` where the adapter is a linear update (DoRA, IA3) so the
+merged model serves as a plain model, or `tunesmith serve` where it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from tunesmith.serve.targets import ServeSpec, resolve
+
+_WHY = {
+    "dora": "vLLM does not serve DoRA adapters (vllm-project/vllm issue 10849)",
+    "ia3": "vLLM serves LoRA adapters only, not IA3",
+    "prefix": "vLLM serves LoRA adapters only; prefix tuning adds key/values to every layer's attention",
+    "prompt": "vLLM serves LoRA adapters only; prompt tuning prepends learned embeddings",
+    "bottleneck": "bottleneck layers are tunesmith's own module, unknown to vLLM",
+}
+_MERGEABLE = ("dora", "ia3")
+VLLM_DEFAULT_MAX_RANK = 16
+
+
+def vllm_commands(target_specs: list[str], host: str = "127.0.0.1", port: int = 8000,
+                  with_key: bool = False) -> str:
+    """The vLLM command(s), one per base, and a note per adapter vLLM cannot serve."""
+    specs = [s for t in target_specs for s in resolve(t)]
+    by_base: dict[str, list[ServeSpec]] = {}
+    for spec in specs:
+        by_base.setdefault(spec.base, []).append(spec)
+    lines, notes = [], []
+    for offset, (base, group) in enumerate(by_base.items()):
+        loras = [s for s in group if s.kind == "lora"]
+        command = ["vllm", "serve", base, "--host", host, "--port", str(port + offset)]
+        if base.endswith(".gguf"):
+            command += ["--tokenizer", str(Path(base).parent)]
+        if loras:
+            modules = [f"{s.name}={s.adapter}" for s in loras]
+            command += ["--enable-lora", "--lora-modules", *modules]
+            rank = max(_rank(s.adapter) for s in loras)
+            if rank > VLLM_DEFAULT_MAX_RANK:
+                command += ["--max-lora-rank", str(rank)]
+        if with_key:
+            command += ["--api-key", "$TUNESMITH_API_KEY"]
+        lines.append(" ".join(shlex.quote(c) if not c.startswith("$") else c for c in command))
+        for spec in group:
+            if spec.kind in _WHY:
+                notes.append(_note(spec))
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def _note(spec: ServeSpec) -> str:
+    run = spec.adapter.parent if spec.adapter is not None and (spec.adapter.parent / "run.json").is_file() else None
+    fix = (f"merge it into its base and serve the merged model: tunesmith merge {run}" if spec.kind in _MERGEABLE and run
+           else "merge it into its base (tunesmith merge RUN)" if spec.kind in _MERGEABLE
+           else "it cannot be merged; serve it with tunesmith serve")
+    return f"# not served by vLLM: {spec.name} ({spec.kind}): {_WHY[spec.kind]}; {fix}"
+
+
+def _rank(folder: Path | None) -> int:
+    try:
+        return int(json.loads((Path(folder) / "adapter_config.json").read_text()).get("r", 8))
+    except (OSError, ValueError, TypeError):
+        return 8
