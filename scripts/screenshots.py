@@ -10,45 +10,10 @@ typo, validated), written as PNG files into --out. Not test assets: regenerate t
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import threading
 import time
 from pathlib import Path
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage")
-
-
-def chromium(width: int = 1400, height: int = 1000):  # -> selenium WebDriver
-    """Headless Chromium from the Debian package, driven by its chromedriver; Selenium Manager stays offline."""
-    os.environ["SE_OFFLINE"] = "true"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--window-size={width},{height}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-
-
-def serve_in_thread(runs: Path) -> str:
-    """The dashboard over `runs` on a free loopback port, in a daemon thread; its base URL."""
-    import uvicorn
-
-    from tunesmith.ui.app import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(runs), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/"
-
+from tunesmith.ui.headless import chromium, serve_in_thread
 
 def shoot(url: str, out: Path) -> list[Path]:
     from selenium.webdriver.common.by import By
@@ -95,7 +60,13 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="a running dashboard instead of serving --runs")
     parser.add_argument("--out", type=Path, default=Path("shots"))
     args = parser.parse_args()
-    for path in shoot(args.url or serve_in_thread(args.runs), args.out):
+    if args.url:
+        url = args.url
+    else:
+        from tunesmith.ui.app import create_app
+
+        url, _ = serve_in_thread(create_app(args.runs))
+    for path in shoot(url, args.out):
         print(path)
 
 
