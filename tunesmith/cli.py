@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from tunesmith.commands import demo, docs, eval, report, serve, ship, train, validate
+from tunesmith.commands import demo, docs, eval, report, serve, ship, train, ui, validate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune language models: plan, train, measure, ship.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
@@ -20,6 +20,7 @@ app.command()(report.report)
 app.command()(ship.merge)
 app.command()(ship.export)
 app.command()(serve.serve)
+app.command()(ui.ui)
 app.command()(demo.demo)
 app.command()(docs.docs)
 data_app.command("stats")(validate.data_stats)

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 from tunesmith.errors import UserError
 from tunesmith.methods import BY_NAME, METHOD_BLOCKS, METHOD_FORMATS, METHODS
 from tunesmith.recipe_errors import explain_validation_error
-from tunesmith.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES
+from tunesmith.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES, TRACKERS
 from tunesmith.schema import Strict
 from tunesmith.schema import unknown_value as _unknown
 
@@ -118,12 +118,16 @@ class TrainSpec(Strict):
     log_every: int = Field(1, gt=0, description="optimizer steps between metrics.jsonl records")
     patience: int | None = Field(None, gt=0, description="evaluations without eval-loss improvement before warning")
     early_stop: bool = Field(False, description="stop (and keep the best checkpoint) when the train.patience alarm fires")
+    report_to: list[str] = Field(default_factory=list, description=" | ".join(TRACKERS) + ": trackers that also get metrics.jsonl's records and the resolved recipe (pip install tunesmith[trackers])")
 
     @model_validator(mode="after")
     def _check_early_stop(self) -> TrainSpec:
         if self.early_stop and not (self.patience and self.eval_every):
             raise ValueError("train.early_stop needs train.patience (evaluations without improvement) and "
                              "train.eval_every (steps between evaluations); set both, e.g. patience: 3, eval_every: 50")
+        for name in self.report_to:
+            if name not in TRACKERS:
+                raise ValueError(_unknown("train.report_to", name, TRACKERS))
         return self
 
 

@@ -21,6 +21,8 @@ ATTN_IMPLEMENTATIONS: tuple[str, ...] = (
 """`model_options.attn_implementation`: "auto" or a transformers attention implementation (kernels.py)."""
 KERNELS: tuple[str, ...] = ("auto", "none", "liger")
 """`model_options.kernels`: fused kernels patched into the model (kernels.py)."""
+TRACKERS: tuple[str, ...] = ("tensorboard", "mlflow", "wandb")
+"""`train.report_to`: experiment trackers fed through accelerate's tracking API (train/trackers.py)."""
 REWARDS: tuple[str, ...] = ("exact_match", "starts_with", "numeric_match", "regex", "length_penalty")
 """Built-in reward functions for GRPO/PPO (train/rewards.py); a `module:function` path names a user's own."""
 

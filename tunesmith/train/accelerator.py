@@ -12,13 +12,15 @@ multi-process launch would break the process group. Only one run trains at a tim
 
 from __future__ import annotations
 
+from typing import Any
+
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
 
-def fresh_accelerator(mixed_precision: str) -> Accelerator:
+def fresh_accelerator(mixed_precision: str, **kwargs: Any) -> Accelerator:
     """An `Accelerator` with `mixed_precision` ("no", "bf16", "fp16"), whatever an earlier run in this
-    process used."""
+    process used; `kwargs` go to `Accelerator` (trackers: train/trackers.py)."""
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
+    return Accelerator(mixed_precision=mixed_precision, **kwargs)

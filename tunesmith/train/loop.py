@@ -37,6 +37,7 @@ from tunesmith.train.optim import build_optimizer, build_scheduler
 from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
 from tunesmith.train.progress import TrainProgress
+from tunesmith.train.trackers import accelerator_kwargs, end_trackers, log_to_trackers, start_trackers
 
 console = Console(stderr=True)
 
@@ -80,7 +81,7 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     set_seed(recipe.train.seed)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
-    accelerator = fresh_accelerator(resolve_mixed_precision(recipe.train.mixed_precision))
+    accelerator = fresh_accelerator(resolve_mixed_precision(recipe.train.mixed_precision), **accelerator_kwargs(recipe))
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     data = prepare_data(recipe, tokenizer)
     dtype = recipe.model_options.dtype if recipe.adapter != "full" else "fp32"
@@ -145,7 +146,8 @@ def _resume(trainer: Trainer) -> None:
 
 def trainer_run(trainer: Trainer) -> None:
     recipe, state = trainer.recipe, trainer.state
-    trainer.folder.write_record(recipe, trainer.data.summary(), state, status="running")
+    written = trainer.folder.write_record(recipe, trainer.data.summary(), state, status="running")
+    start_trackers(trainer.accelerator, recipe, written.recipe)
     if state["step"] == 0:
         _evaluate(trainer, step=0)
     progress = TrainProgress(total=trainer.objective.steps, start=state["step"])
@@ -160,6 +162,7 @@ def trainer_run(trainer: Trainer) -> None:
         path = _save(trainer)
         console.print(f"[yellow]interrupted[/]: saved {path}; continue with --resume")
         trainer.folder.write_record(recipe, trainer.data.summary(), state, status="interrupted")
+        end_trackers(trainer.accelerator)
         raise SystemExit(130) from None
     _finish(trainer)
 
@@ -211,8 +214,14 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
         **{key: value / max(local_units, 1) for key, value in extras.items()},
     }
     if (step + 1) % trainer.recipe.train.log_every == 0 or step + 1 == trainer.objective.steps:
-        trainer.metrics.log(record)
+        _log(trainer, record)
     return record
+
+
+def _log(trainer: Trainer, record: dict[str, Any]) -> None:
+    """One record to metrics.jsonl and the same record to the recipe's trackers (train.report_to)."""
+    trainer.metrics.log(record)
+    log_to_trackers(trainer.accelerator, record)
 
 
 def _after_step(trainer: Trainer, step: int) -> bool:
@@ -233,7 +242,7 @@ def _evaluate(trainer: Trainer, step: int) -> float | None:
     metrics = trainer.objective.evaluate(trainer.model, trainer.accelerator)
     if not metrics:
         return None
-    trainer.metrics.log({"step": step, **metrics})
+    _log(trainer, {"step": step, **metrics})
     loss = metrics["eval_loss"]
     state = trainer.state
     t = trainer.recipe.train
@@ -287,6 +296,7 @@ def _finish(trainer: Trainer) -> None:
     if best_checkpoint:
         console.print(f"best eval loss {state['best_eval_loss']:.4f} at step {best_step}: {best_checkpoint}")
     trainer.folder.write_record(trainer.recipe, trainer.data.summary(), state, status="done")
+    end_trackers(trainer.accelerator)
     before, after = state["final"]["eval_loss_before"], final_eval
     if before is not None and after is not None:
         if any("eval_reward" in r for r in trainer.metrics.records):  # GRPO/PPO: eval_loss is minus the reward

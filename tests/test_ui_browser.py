@@ -1,0 +1,172 @@
+"""The dashboard driven in Debian's headless Chromium: the runs table, a curve against metrics.jsonl, the
+did-you-mean of a bad recipe, a run launched from the page that survives a reload, and the chat pane."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from ui_fixtures import tiny_model_and_data, tiny_recipe
+
+from tunesmith.recipe import recipe_from_dict
+from tunesmith.runs.metrics import read_metrics
+from tunesmith.train.loop import train
+from tunesmith.ui.app import create_app
+from tunesmith.ui.headless import chromium, missing_browser, serve_in_thread
+
+REPO = Path(__file__).resolve().parents[1]
+WHY = missing_browser()
+pytestmark = pytest.mark.skipif(WHY is not None, reason=f"headless browser unavailable: {WHY}")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    """Two finished tiny runs, the dashboard over them on a loopback port, and a headless Chromium."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root = tmp_path_factory.mktemp("ui-browser")
+    model, data = tiny_model_and_data(root)
+    runs = root / "runs"
+    for name, lr in (("alpha", 1e-3), ("beta", 3e-3)):
+        train(recipe_from_dict(tiny_recipe(name, model, data, runs, lr=lr)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(REPO))  # launched `python -m tunesmith` runs this checkout's code
+        patch.setenv("OMP_NUM_THREADS", "1")
+        url, server = serve_in_thread(create_app(runs, workdir=REPO))
+        driver = chromium()
+        try:
+            yield {"url": url, "runs": runs, "model": model, "data": data, "driver": driver,
+                   "wait": WebDriverWait(driver, 120)}
+        finally:
+            driver.quit()
+            server.should_exit = True
+
+
+def _open(site, hash_: str, css: str):
+    from selenium.webdriver.common.by import By
+
+    site["driver"].get("about:blank")  # a fresh page load, even when only the hash would change
+    site["driver"].get(site["url"] + hash_)
+    site["wait"].until(lambda d: d.find_elements(By.CSS_SELECTOR, css))
+    return site["driver"]
+
+
+def test_runs_table_lists_the_runs_and_sorts(site) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = _open(site, "#/", "#runs-table tbody tr")
+    names = [r.get_attribute("data-run") for r in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
+    assert sorted(names) == ["alpha", "beta"]
+    best = {n: min(r["eval_loss"] for r in read_metrics(site["runs"] / n / "metrics.jsonl") if "eval_loss" in r)
+            for n in names}
+    driver.find_element(By.CSS_SELECTOR, "th[data-key=best_eval_loss]").click()
+    ordered = [r.get_attribute("data-run") for r in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
+    assert ordered == sorted(best, key=best.get)
+    driver.find_element(By.ID, "runs-filter").send_keys("bet")
+    shown = [r.get_attribute("data-run") for r in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
+    assert shown == ["beta"]
+
+
+def _drawn_points(driver, svg_id: str, series: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(data points from the circles, values read back from the polyline's pixels through the axes)."""
+    from selenium.webdriver.common.by import By
+
+    svg = driver.find_element(By.ID, svg_id)
+    scale = {k: float(svg.get_attribute("data-" + k)) for k in
+             ("xmin", "xmax", "ymin", "ymax", "plot-left", "plot-top", "plot-width", "plot-height")}
+    group = svg.find_element(By.CSS_SELECTOR, f'g.series[data-name="{series}"]')
+    dots = [(float(c.get_attribute("data-step")), float(c.get_attribute("data-value")))
+            for c in group.find_elements(By.TAG_NAME, "circle")]
+    pixels = [tuple(map(float, p.split(","))) for p in group.find_element(By.TAG_NAME, "polyline").get_attribute("points").split()]
+    back = [(scale["xmin"] + (x - scale["plot-left"]) / scale["plot-width"] * (scale["xmax"] - scale["xmin"]),
+             scale["ymin"] + (1 - (y - scale["plot-top"]) / scale["plot-height"]) * (scale["ymax"] - scale["ymin"]))
+            for x, y in pixels]
+    return dots, back
+
+
+def test_loss_curve_points_equal_metrics_jsonl(site) -> None:
+    driver = _open(site, "#/run/alpha", "#loss-chart-svg g.series")
+    records = read_metrics(site["runs"] / "alpha" / "metrics.jsonl")
+    for key in ("loss", "eval_loss"):
+        expected = [(r["step"], r[key]) for r in records if key in r]
+        dots, back = _drawn_points(driver, "loss-chart-svg", key)
+        assert dots == pytest.approx(expected, rel=1e-9)
+        assert back == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+def test_a_recipe_typo_shows_did_you_mean(site) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = _open(site, "#/launch", "#recipe-text")
+    driver.find_element(By.ID, "recipe-text").send_keys("name: typo\nmodel: m\ndata: {train: d}\ntrain: {lerning_rate: 1}\n")
+    driver.find_element(By.ID, "validate-button").click()
+    site["wait"].until(lambda d: "did you mean" in d.find_element(By.ID, "recipe-result").text)
+    assert "train.lerning_rate: unknown key; did you mean 'train.lr'?" in driver.find_element(By.ID, "recipe-result").text
+
+
+def test_schema_form_validates_through_the_same_messages(site) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = _open(site, "#/launch", "#recipe-mode")
+    Select(driver.find_element(By.ID, "recipe-mode")).select_by_value("form")
+    driver.find_element(By.NAME, "name").send_keys("from-form")
+    driver.find_element(By.NAME, "model").send_keys(str(site["model"]))
+    driver.find_element(By.NAME, "data.train").send_keys(str(site["data"]))
+    driver.find_element(By.NAME, "train.batch_size").send_keys("0")
+    driver.find_element(By.ID, "validate-button").click()
+    site["wait"].until(lambda d: "train.batch_size" in d.find_element(By.ID, "recipe-result").text)
+    driver.find_element(By.NAME, "train.batch_size").clear()
+    driver.find_element(By.NAME, "train.batch_size").send_keys("4")
+    driver.find_element(By.ID, "validate-button").click()
+    site["wait"].until(lambda d: "valid: run from-form" in d.find_element(By.ID, "recipe-result").text)
+
+
+def test_a_launched_run_survives_a_reload_and_finishes(site) -> None:
+    from selenium.webdriver.common.by import By
+
+    recipe = tiny_recipe("launched", site["model"], site["data"], Path("ignored"), max_steps=30, eval_every=10)
+    driver = _open(site, "#/launch", "#recipe-text")
+    driver.find_element(By.ID, "recipe-text").send_keys(yaml.safe_dump(recipe))
+    driver.find_element(By.ID, "launch-button").click()
+    site["wait"].until(lambda d: d.current_url.endswith("#/run/launched"))
+    state = httpx.get(site["url"] + "api/launches/launched").json()
+    assert state["process"] == "running"  # the reload below happens mid-run
+    site["wait"].until(lambda d: d.find_elements(By.CSS_SELECTOR, "#train-log"))
+    driver.refresh()
+    site["wait"].until(lambda d: d.find_elements(By.CSS_SELECTOR, "#process-state"))
+    site["wait"].until(lambda d: d.find_elements(By.CSS_SELECTOR, "h1 [data-status=done]"))
+    run = json.loads((site["runs"] / "launched" / "run.json").read_text())
+    assert run["status"] == "done" and run["state"]["step"] == 30
+    assert run["recipe"]["output"] == str(site["runs"].resolve())  # forced into the runs folder
+    records = read_metrics(site["runs"] / "launched" / "metrics.jsonl")
+    dots, _ = _drawn_points(driver, "loss-chart-svg", "loss")
+    assert dots == pytest.approx([(r["step"], r["loss"]) for r in records if "loss" in r])
+    assert "run folder" in driver.find_element(By.ID, "train-log").text
+    names = [r.get_attribute("data-run") for r in _open(site, "#/", "#runs-table tbody tr").find_elements(
+        By.CSS_SELECTOR, "#runs-table tbody tr")]
+    assert "launched" in names
+
+
+def test_the_chat_pane_answers(site) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = _open(site, "#/run/beta", "#chat-input")
+    driver.find_element(By.ID, "chat-max-tokens").clear()
+    driver.find_element(By.ID, "chat-max-tokens").send_keys("10")
+    driver.find_element(By.ID, "chat-input").send_keys("Name a colour.")
+    driver.find_element(By.ID, "chat-with-base").click()
+    driver.find_element(By.ID, "chat-send").click()
+    for column in ("chat-tuned", "chat-base"):
+        site["wait"].until(lambda d, c=column: d.find_elements(By.CSS_SELECTOR, f"#{c} .bubble.assistant"))
+    shown = driver.find_element(By.CSS_SELECTOR, "#chat-tuned .bubble.assistant").text
+    messages = [{"role": "user", "content": "Name a colour."}]
+    answer = httpx.post(site["url"] + "api/runs/beta/v1/chat/completions", timeout=120,
+                        json={"messages": messages, "max_tokens": 10}).json()["choices"][0]["message"]["content"]
+    assert shown == (answer.strip() or "(empty answer)")
+    assert driver.find_element(By.CSS_SELECTOR, "#chat-base .bubble.user").text == "Name a colour."
+    time.sleep(0)  # the conversation stays on the page: a second question continues it

@@ -1,0 +1,148 @@
+"""The dashboard's FastAPI app: a JSON API over the runs folder, the launcher, the chat engine, and the
+static front end (tunesmith/ui/static, no CDN).  Run it with:  tunesmith ui [--runs runs/] [--port 7860]
+
+Every /api call answers JSON; a user mistake (bad recipe, unknown run, run not stopped) is a 400 whose
+"error" is the CLI's own message. Off loopback every call but the static files needs the token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from tunesmith.errors import UserError
+from tunesmith.runs.record import is_run_folder, read_run
+from tunesmith.ui import views
+from tunesmith.ui.chat import ChatEngine, LocalEngine
+from tunesmith.ui.guard import TOKEN_HEADER, run_path, token_matches
+from tunesmith.ui.launch import Launcher, parse_recipe_text, validate
+
+STATIC = Path(__file__).parent / "static"
+SHIPPED_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def create_app(runs_dir: Path, *, token: str | None = None, recipes_dir: Path | None = None,
+               workdir: Path | None = None, chat_engine: ChatEngine | None = None) -> FastAPI:
+    """The app over `runs_dir`; `token` (None on loopback) guards every call; `chat_engine` is the seam
+    for answering through another engine (e.g. `tunesmith serve`'s) instead of loading runs here."""
+    runs_dir = Path(runs_dir).resolve()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    recipes_dir = recipes_dir or SHIPPED_RECIPES
+    launcher = Launcher(runs_dir, workdir)
+    engine = chat_engine or LocalEngine()
+    app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.launcher = launcher
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Any) -> Any:
+        if not request.url.path.startswith("/static/"):
+            auth = request.headers.get("authorization", "")
+            given = (request.headers.get(TOKEN_HEADER) or (auth[7:] if auth.lower().startswith("bearer ") else None)
+                     or request.query_params.get("token"))
+            if not token_matches(token, given):
+                return JSONResponse({"error": "this dashboard needs its token: open the URL `tunesmith ui` "
+                                     "printed (…?token=…), or send the X-Tunesmith-Token header"}, status_code=401)
+        return await call_next(request)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, err: UserError) -> JSONResponse:
+        return JSONResponse({"error": str(err)}, status_code=400)
+
+    def run_dir(name: str) -> Path:
+        path = run_path(runs_dir, name)
+        if not is_run_folder(path):
+            raise UserError(f"no run named '{name}' in {runs_dir}")
+        return path
+
+    @app.get("/")
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/runs")
+    def runs() -> dict[str, Any]:
+        return {"runs_dir": str(runs_dir), "runs": views.list_runs(runs_dir, launcher.statuses()),
+                "comparisons": views.comparisons(runs_dir)}
+
+    @app.get("/api/runs/{name}")
+    def run(name: str) -> dict[str, Any]:
+        page = views.run_page(read_run(run_dir(name)), launcher.status(name))
+        return {**page, "launched": (launcher.launch_dir(name) / "recipe.yaml").is_file()}
+
+    @app.get("/api/runs/{name}/metrics")
+    def metrics(name: str) -> dict[str, Any]:
+        return {"curves": views.curves(run_dir(name))}
+
+    @app.get("/api/launches/{name}")
+    def launch_state(name: str) -> dict[str, Any]:
+        path = run_path(runs_dir, name)
+        record = read_run(path) if is_run_folder(path) else None
+        return {"name": name, "process": launcher.status(name), "log": launcher.log_tail(name),
+                "run": views.run_row(record, launcher.status(name)) if record else None}
+
+    @app.get("/api/recipes")
+    def recipes() -> dict[str, Any]:
+        files = sorted(recipes_dir.glob("*.yaml")) if recipes_dir.is_dir() else []
+        return {"recipes": [{"name": f.stem, "text": f.read_text()} for f in files]}
+
+    @app.get("/api/schema")
+    def schema() -> dict[str, Any]:
+        from tunesmith.recipe import Recipe
+
+        return Recipe.model_json_schema()
+
+    @app.post("/api/validate")
+    def check(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        recipe = validate(_raw_recipe(body), runs_dir)
+        return {"ok": True, "name": recipe.name, "advice": recipe.advice(),
+                "exists": is_run_folder(runs_dir / recipe.name)}
+
+    @app.post("/api/launch")
+    def launch(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return launcher.start(_raw_recipe(body), overwrite=bool(body.get("overwrite")))
+
+    @app.post("/api/runs/{name}/stop")
+    def stop(name: str) -> dict[str, Any]:
+        return launcher.stop(name)
+
+    @app.post("/api/runs/{name}/resume")
+    def resume(name: str) -> dict[str, Any]:
+        return launcher.resume(name)
+
+    @app.post("/api/runs/{name}/v1/chat/completions")
+    def chat(name: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        max_tokens = body.get("max_tokens", 64)
+        if not isinstance(max_tokens, int) or not 0 < max_tokens <= 1024:
+            raise UserError("max_tokens: give a whole number from 1 to 1024")
+        return engine.complete(run_dir(name), str(body.get("model", "tuned")), body.get("messages"), max_tokens)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _raw_recipe(body: dict[str, Any]) -> dict[str, Any]:
+    """A recipe sent as YAML text ({"text": ...}, the editor) or as a mapping ({"recipe": {...}}, the form)."""
+    if isinstance(body.get("recipe"), dict):
+        return body["recipe"]
+    if isinstance(body.get("text"), str):
+        return parse_recipe_text(body["text"])
+    raise UserError("send the recipe as {\"text\": YAML} or {\"recipe\": {...}}")
+
+
+def serve(runs_dir: Path, host: str, port: int, token: str | None) -> None:
+    """Run the dashboard until Ctrl-C; runs it launched keep training."""
+    import uvicorn
+
+    from tunesmith.ui.guard import is_loopback, resolve_token
+
+    token = resolve_token(host, token)
+    app = create_app(runs_dir, token=token)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    print(f"tunesmith ui: {url}  (runs: {Path(runs_dir).resolve()})", flush=True)
+    if not is_loopback(host):
+        print("listening beyond this machine: every request needs the token above", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

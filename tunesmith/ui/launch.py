@@ -1,0 +1,133 @@
+"""Start, watch, stop and resume training from the page, as detached `python -m tunesmith train` processes.
+
+A launch validates the recipe exactly as the CLI does (`recipe_from_dict`, same UserError text), forces
+its output into the runs folder, writes it to `RUNS/.launches/<name>/recipe.yaml` and starts
+`python -m tunesmith train that.yaml` with an argument list (never a shell) in a new session, so the run
+survives closing the page and restarting the UI. Its console output goes to `train.log` and its pid to
+`process.json` beside the recipe. These live outside `RUNS/<name>/` because `train` refuses to start a
+fresh run in a folder that already holds files. Stop sends SIGINT: the loop saves a checkpoint and marks
+the run interrupted; resume starts the same recipe with --resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunesmith.errors import UserError
+from tunesmith.recipe import Recipe, recipe_from_dict
+from tunesmith.ui.guard import run_path
+
+LAUNCH_DIR = ".launches"
+RECIPE_FILE, LOG_FILE, PROCESS_FILE = "recipe.yaml", "train.log", "process.json"
+
+
+def parse_recipe_text(text: str) -> dict[str, Any]:
+    """YAML text from the page as a mapping, with the CLI's messages for what is not one."""
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"recipe: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"recipe: a recipe is a mapping of keys (name, model, method, ...), got {type(raw).__name__}")
+    return raw
+
+
+def validate(raw: dict[str, Any], runs_dir: Path) -> Recipe:
+    """The recipe as `tunesmith train` would see it, its output forced into the runs folder."""
+    recipe = recipe_from_dict({**raw, "output": str(runs_dir)}, source="recipe")
+    run_path(runs_dir, recipe.name)
+    return recipe
+
+
+class Launcher:
+    """Training processes started from the page; their state lives on disk, so a restarted UI finds them."""
+
+    def __init__(self, runs_dir: Path, workdir: Path | None = None) -> None:
+        self.runs_dir = runs_dir.resolve()
+        self.workdir = (workdir or Path.cwd()).resolve()  # relative model/data paths resolve as on the CLI
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, raw: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
+        """Validate `raw` and start training it; refuses while the same run is still going."""
+        recipe = validate(raw, self.runs_dir)
+        if self.status(recipe.name) == "running":
+            raise UserError(f"run {recipe.name} is already training; stop it first")
+        folder = self.launch_dir(recipe.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RECIPE_FILE).write_text(yaml.safe_dump({**raw, "output": str(self.runs_dir)}, sort_keys=False))
+        return self._spawn(recipe.name, ["--overwrite"] if overwrite else [])
+
+    def resume(self, name: str) -> dict[str, Any]:
+        """Continue a stopped run from its newest checkpoint (train --resume with the launched recipe)."""
+        if self.status(name) == "running":
+            raise UserError(f"run {name} is already training")
+        if not (self.launch_dir(name) / RECIPE_FILE).is_file():
+            raise UserError(f"run {name} was not launched from this page; resume it with tunesmith train RECIPE --resume")
+        return self._spawn(name, ["--resume"])
+
+    def stop(self, name: str) -> dict[str, Any]:
+        """SIGINT, as Ctrl-C: the loop saves a checkpoint, marks the run interrupted and exits."""
+        info = self._process(name)
+        if info is None or self.status(name) != "running":
+            raise UserError(f"run {name} is not training")
+        os.kill(info["pid"], signal.SIGINT)
+        return {"name": name, "signal": "SIGINT", "pid": info["pid"]}
+
+    def status(self, name: str) -> str | None:
+        """"running", "exited" (a clean or failed end), "gone" (pid dead without our seeing it), None if never launched."""
+        info = self._process(name)
+        if info is None:
+            return None
+        child = self.children.get(info["pid"])
+        if child is not None:
+            return "running" if child.poll() is None else "exited"
+        return "running" if _alive(info["pid"]) else "gone"
+
+    def statuses(self) -> dict[str, str]:
+        folder = self.runs_dir / LAUNCH_DIR
+        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        return {name: s for name in names if (s := self.status(name)) is not None}
+
+    def log_tail(self, name: str, chars: int = 4000) -> str:
+        path = self.launch_dir(name) / LOG_FILE
+        if not path.is_file():
+            return ""
+        text = path.read_bytes()[-chars:].decode("utf-8", "replace")
+        return text.replace("\r", "\n")
+
+    def launch_dir(self, name: str) -> Path:
+        run_path(self.runs_dir, name)  # the name check
+        return self.runs_dir / LAUNCH_DIR / name
+
+    def _spawn(self, name: str, flags: list[str]) -> dict[str, Any]:
+        folder = self.launch_dir(name)
+        command = [sys.executable, "-m", "tunesmith", "train", str(folder / RECIPE_FILE), *flags]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(folder / LOG_FILE, "ab") as log:
+            child = subprocess.Popen(command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        self.children[child.pid] = child
+        (folder / PROCESS_FILE).write_text(json.dumps({"pid": child.pid, "command": command}))
+        return {"name": name, "pid": child.pid, "command": command}
+
+    def _process(self, name: str) -> dict[str, Any] | None:
+        path = self.launch_dir(name) / PROCESS_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _alive(pid: int) -> bool:
+    """A live (not zombie) process whose command line is a tunesmith train (not a recycled pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"tunesmith" in cmdline and b"train" in cmdline

@@ -1,0 +1,74 @@
+// A small line chart drawn as inline SVG (no library): one polyline per series, a circle per point.
+// The plot's scale is kept on the <svg> (data-xmin ... data-plot-height) so what is drawn can be read back.
+const SVG = "http://www.w3.org/2000/svg";
+const COLORS = ["#2f6fde", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085"];
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function niceTicks(min, max, count) {
+  if (min === max) { min -= 1; max += 1; }
+  const step = Math.pow(10, Math.floor(Math.log10((max - min) / count)));
+  const mult = [1, 2, 5, 10].find((m) => (max - min) / (step * m) <= count) || 10;
+  const size = step * mult;
+  const ticks = [];
+  for (let t = Math.ceil(min / size) * size; t <= max + size * 1e-9; t += size) ticks.push(+t.toPrecision(12));
+  return ticks;
+}
+
+// series: [{name, points: [[x, y], ...], dashed}], options: {width, height, xLabel, id}
+function lineChart(series, options = {}) {
+  const width = options.width || 640, height = options.height || 300;
+  const pad = { left: 58, right: 16, top: 28, bottom: 38 };
+  const plotW = width - pad.left - pad.right, plotH = height - pad.top - pad.bottom;
+  const all = series.flatMap((s) => s.points);
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", id: options.id || "" });
+  if (!all.length) {
+    root.append(svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", fill: "#667085" },
+      document.createTextNode("no points yet")));
+    return root;
+  }
+  let [xmin, xmax] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
+  let [ymin, ymax] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
+  if (xmin === xmax) { xmin -= 1; xmax += 1; }
+  if (ymin === ymax) { ymin -= Math.abs(ymin) * 0.05 || 1; ymax += Math.abs(ymax) * 0.05 || 1; }
+  const margin = (ymax - ymin) * 0.05; ymin -= margin; ymax += margin;
+  const sx = (x) => pad.left + ((x - xmin) / (xmax - xmin)) * plotW;
+  const sy = (y) => pad.top + (1 - (y - ymin) / (ymax - ymin)) * plotH;
+  Object.entries({ xmin, xmax, ymin, ymax, "plot-left": pad.left, "plot-top": pad.top, "plot-width": plotW,
+    "plot-height": plotH }).forEach(([k, v]) => root.setAttribute("data-" + k, v));
+  const axis = svg("g", { class: "axis" });
+  for (const t of niceTicks(ymin, ymax, 5)) {
+    axis.append(svg("line", { class: "gridline", x1: pad.left, x2: pad.left + plotW, y1: sy(t), y2: sy(t) }));
+    axis.append(svg("text", { x: pad.left - 6, y: sy(t) + 4, "text-anchor": "end" }, document.createTextNode(+t.toPrecision(4))));
+  }
+  for (const t of niceTicks(xmin, xmax, 6)) {
+    axis.append(svg("text", { x: sx(t), y: pad.top + plotH + 16, "text-anchor": "middle" }, document.createTextNode(t)));
+  }
+  axis.append(svg("text", { x: pad.left + plotW / 2, y: height - 4, "text-anchor": "middle" },
+    document.createTextNode(options.xLabel || "step")));
+  axis.append(svg("rect", { x: pad.left, y: pad.top, width: plotW, height: plotH, fill: "none", stroke: "#d9dee7" }));
+  root.append(axis);
+  const legend = svg("g", { class: "legend" });
+  series.forEach((s, i) => {
+    const color = s.color || COLORS[i % COLORS.length];
+    const group = svg("g", { class: "series", "data-name": s.name });
+    group.append(svg("polyline", { fill: "none", stroke: color, "stroke-width": 2,
+      "stroke-dasharray": s.dashed ? "5 4" : "none", points: s.points.map((p) => `${sx(p[0])},${sy(p[1])}`).join(" ") }));
+    for (const [x, y] of s.points) {
+      const dot = svg("circle", { cx: sx(x), cy: sy(y), r: s.points.length > 60 ? 1.5 : 3, fill: color,
+        "data-step": x, "data-value": y });
+      dot.append(svg("title", {}, document.createTextNode(`${s.name} @ ${x}: ${y}`)));
+      group.append(dot);
+    }
+    root.append(group);
+    legend.append(svg("rect", { x: pad.left + i * 150, y: 8, width: 12, height: 4, fill: color }));
+    legend.append(svg("text", { x: pad.left + i * 150 + 16, y: 14 }, document.createTextNode(s.name)));
+  });
+  root.append(legend);
+  return root;
+}
