@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tunesmith.demo import BASE_SKILLS, make_rows
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe, recipe_from_dict

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.demo import BASE_SKILLS, make_rows
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 
 
 def tiny_model_and_data(root: Path) -> tuple[Path, Path]:
