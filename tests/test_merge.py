@@ -129,7 +129,7 @@ def test_merge_keeps_the_base_stored_dtype_and_reports_parity_in_both(runs: dict
     """The lora run computed in bf16, but its base is stored in fp32: the merge is saved in fp32 by default;
     `--dtype bf16` saves bf16, and the parity reported for the saved weights is the one measured on them."""
     run = runs["lora"]
-    assert read_run(run).dtype == "bf16"
+    assert read_run(run).model_options["dtype"] == "bf16"
     kept = merge_run(run, tmp_path / "kept")
     assert kept.dtype == "fp32" and kept.saved_max_abs_diff == kept.max_abs_diff <= 1e-4
     assert {p.dtype for p in AutoModelForCausalLM.from_pretrained(kept.out).parameters()} == {torch.float32}

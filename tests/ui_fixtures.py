@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.demo import BASE_SKILLS, make_rows
+
 from tunesmith.testing.tiny import save_tiny
 
 
