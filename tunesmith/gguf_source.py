@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 GGUF_SUFFIX = ".gguf"
 _DONE = "tunesmith-gguf.txt"
 """Written last into a converted folder: its presence means the conversion finished."""
+_WARNED: set[Path] = set()
 
 
 def find_gguf(path_or_id: str) -> Path | None:
@@ -58,6 +59,10 @@ def converted_folder(gguf_file: Path, cache_root: Path | None = None) -> Path:
     half-written folder is never used, and two processes converting at once both end with a whole one)."""
     root = cache_root or gguf_cache_root()
     target = root / f"{gguf_file.stem}-{_file_digest(gguf_file.resolve(), *_identity(gguf_file))[:16]}"
+    if target not in _WARNED:  # once per process and file, though config, tokenizer and weights each resolve it
+        _WARNED.add(target)
+        logger.warning("%s is a quantized GGUF file: training starts from its de-quantized weights "
+                       "(a Hugging Face copy, made once: %s)", gguf_file.name, target)
     if (target / _DONE).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -97,10 +102,6 @@ def _convert(gguf_file: Path, out: Path) -> None:
         raise UserError(f"model '{gguf_file}' is a GGUF file; reading it needs the gguf package: pip install gguf")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    logger.warning(
-        "%s is a quantized GGUF file: training starts from its de-quantized weights (converted once to %s)",
-        gguf_file.name, out.parent,
-    )
     folder, name = str(gguf_file.parent), gguf_file.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
