@@ -27,11 +27,11 @@ REFERENCED = {"math", "reasoning", "coding"}
 
 def _verdict(prompt: str) -> str:
     if "Assistant A's Conversation" in prompt:
-        a = re.findall(r"### Assistant A:\n(.*?)\n\n(?:### User|<\|The End)", prompt, re.S)[-1]
-        b = re.findall(r"### Assistant B:\n(.*?)\n\n(?:### User|<\|The End)", prompt, re.S)[-1]
+        a = re.findall(r"### Assistant A:\n(.*?)\n\n(?:### User|<\|The End)", prompt, re.DOTALL)[-1]
+        b = re.findall(r"### Assistant B:\n(.*?)\n\n(?:### User|<\|The End)", prompt, re.DOTALL)[-1]
     else:
-        a = re.search(r"Assistant A's Answer\]\n(.*?)\n\[The End", prompt, re.S).group(1)
-        b = re.search(r"Assistant B's Answer\]\n(.*?)\n\[The End", prompt, re.S).group(1)
+        a = re.search(r"Assistant A's Answer\]\n(.*?)\n\[The End", prompt, re.DOTALL).group(1)
+        b = re.search(r"Assistant B's Answer\]\n(.*?)\n\[The End", prompt, re.DOTALL).group(1)
     return "A" if len(a) > len(b) else "B" if len(b) > len(a) else "C"
 
 

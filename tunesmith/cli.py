@@ -126,7 +126,7 @@ def eval_(
                                              "than this with 95% confidence (implies --base)"),
     gate_rule: str = typer.Option("ci", "--gate-rule", help="ci: fail only a drop significant at 95%; "
                                   "point: fail on the observed drop alone"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl, mt_bench/"),
     mmlu: Optional[str] = typer.Option(None, "--mmlu", help="MMLU CSV folder or file, or hub id"),
     hellaswag: Optional[str] = typer.Option(None, "--hellaswag", help="HellaSwag JSONL, or hub id"),
     gsm8k: Optional[str] = typer.Option(None, "--gsm8k", help="GSM8K JSONL, or hub id"),
