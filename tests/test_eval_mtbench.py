@@ -85,13 +85,13 @@ def test_questions_and_references_are_read_in_fastchat_format(shared_data):
     assert [q.category for q in mtbench.chosen(questions, 1)] == list(dict.fromkeys(q.category for q in questions))
 
 
-def _run(stories, data, out):
+def _run(model, data, out, template: str = "chatml"):
     from tunesmith.recipe import recipe_from_dict
     from tunesmith.train.loop import train
 
     recipe = recipe_from_dict({
-        "name": "chat", "model": str(stories), "output": str(out), "adapter": "lora",
-        "data": {"train": str(data / "alpaca_1k.jsonl"), "max_rows": 16, "eval": 0.25, "template": "chatml"},
+        "name": "chat", "model": str(model), "output": str(out), "adapter": "lora",
+        "data": {"train": str(data / "alpaca_1k.jsonl"), "max_rows": 16, "eval": 0.25, "template": template},
         "train": {"lr": 1e-2, "max_steps": 2, "batch_size": 4, "max_seq_len": 96, "mixed_precision": "no"},
         "model_options": {"dtype": "fp32"}, "adapter_args": {"r": 4, "alpha": 8, "dropout": 0.0},
     }, source="test")
@@ -99,15 +99,30 @@ def _run(stories, data, out):
 
 
 def test_mtbench_single_and_pairwise_against_a_local_judge(judge_url, stories260k, shared_data, tmp_path):
+    _check_mtbench(judge_url, _run(stories260k, shared_data, tmp_path), shared_data, max_new_tokens=6)
+
+
+@pytest.mark.slow
+def test_mtbench_on_a_smollm2_run(judge_url, shared_data, tmp_path):
+    """The issue's command on a real chat model: a LoRA run on SmolLM2 under its own template."""
+    from bench.smollm2 import smollm2_folder
+
+    try:
+        model = smollm2_folder()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    _check_mtbench(judge_url, _run(model, shared_data, tmp_path, template="auto"), shared_data, max_new_tokens=24)
+
+
+def _check_mtbench(judge_url, run, shared_data, max_new_tokens: int) -> None:
     from typer.testing import CliRunner
 
     from tunesmith.cli import app
 
-    run = _run(stories260k, shared_data, tmp_path)
     CALLS.clear()
     result = CliRunner().invoke(app, [
         "eval", str(run), "--suite", "mtbench", "--judge", judge_url, "--base", "--limit", "1",
-        "--data-dir", str(shared_data), "--max-new-tokens", "6", "--dtype", "fp32",
+        "--data-dir", str(shared_data), "--max-new-tokens", str(max_new_tokens), "--dtype", "fp32",
     ])
     assert result.exit_code == 0, result.output
     assert CALLS == {"single": 2 * 8 * 2, "pair": 2 * 8 * 2}  # 8 questions, 2 turns, 2 models / 2 orders
