@@ -63,7 +63,7 @@ def write_tasks(folder: Path, data_dir: Path) -> dict[str, str]:
             "process_docs: !function utils.mmlu_docs\n"
             f"description: \"{description}\\n\\n\"\n")
         tasks[name] = f"mmlu:{subject}"
-    hellaswag = sorted(data_dir.glob("hellaswag*.jsonl"))[0]
+    hellaswag = min(data_dir.glob("hellaswag*.jsonl"))
     (folder / "local_hellaswag.yaml").write_text(
         f"include: {_harness_dir() / 'hellaswag' / 'hellaswag.yaml'}\ntask: local_hellaswag\ntag: []\n"
         f"dataset_path: json\ndataset_name: null\ndataset_kwargs:\n  data_files:\n    test: {hellaswag}\n"

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tunesmith.demo import PRETRAINING_NOTE, run_demo
 
 

@@ -73,6 +73,14 @@ def test_forgetting_report_and_gate_both_ways(stories260k, shared_data, tmp_path
     assert ppl["base"] == pytest.approx(record["base_results"]["ppl"]["ppl"]) and ppl["base"] != ppl["tuned"]
     assert record["results"]["heldout"]["n"] == 2 and "rouge_l" in record["results"]["heldout"]
     assert record["gate"] == {"max_drop": 100.0, "rule": "ci", "failures": [], "notes": []}
+    low, high = record["results"]["mmlu"]["intervals"]["acc"]["ci95"]
+    assert 0.0 <= low <= record["results"]["mmlu"]["acc"] <= high <= 1.0
+    assert deltas[("mmlu", "acc")]["paired"]["n"] == 2 and len(deltas[("hellaswag", "acc_norm")]["ci95"]) == 2
+    samples = [json.loads(line) for line in (run / "eval_samples.jsonl").read_text().splitlines()]
+    assert {(s["model"], s["suite"]) for s in samples} == {(m, b) for m in ("tuned", "base")
+                                                          for b in ("mmlu", "hellaswag")}
+    assert all(len(s["scores"]) == 4 and set(s["correct"]) == {"acc", "acc_norm"} for s in samples)
+    assert "href='eval_samples.jsonl'" in (run / "report.html").read_text()
     assert "change" in _text(result) and "pts" in _text(result)
     # 2. the recipe's eval.max_drop: -100 is always crossed -> exit 3, naming the benchmark and the drop
     result = runner.invoke(app, ["eval", str(run), "--suite", "hellaswag", *common])

@@ -147,7 +147,7 @@ class EvalSpec(Strict):
     max_drop: float | None = Field(None, description="fail (exit 3) when a general benchmark falls more points than this")
     limit: int | None = Field(None, gt=0, description="items per benchmark (per MMLU subject), for speed")
     shots: int | None = Field(None, ge=0, description="few-shot examples; None: 5 for MMLU/GSM8K, 0 for HellaSwag")
-    data_dir: str | None = Field(None, description="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl")
+    data_dir: str | None = Field(None, description="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl, mt_bench/")
     judge: JudgeSpec = JudgeSpec()
 
     @model_validator(mode="after")

@@ -15,13 +15,13 @@ def eval_(
     suite: Optional[str] = typer.Option(None, "--suite", help="comma-separated: heldout,ppl,mmlu,hellaswag,gsm8k,mtbench,judge "
                                         "(default: every suite whose data is given)"),
     base: bool = typer.Option(False, "--base", help="also score the run's base model and print the changes"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="items per suite (per MMLU subject; ppl: lines)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="items per suite (per MMLU subject, per MT-Bench category; ppl: lines)"),
     shots: Optional[int] = typer.Option(None, "--shots", min=0, help="few-shot examples (default 5; HellaSwag 0)"),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="exit 3 if a general score falls more points "
                                              "than this with 95% confidence (implies --base)"),
     gate_rule: str = typer.Option("ci", "--gate-rule", help="ci: fail only a drop significant at 95%; "
                                   "point: fail on the observed drop alone"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl, mt_bench/"),
     mmlu: Optional[str] = typer.Option(None, "--mmlu", help="MMLU CSV folder or file, or hub id"),
     hellaswag: Optional[str] = typer.Option(None, "--hellaswag", help="HellaSwag JSONL, or hub id"),
     gsm8k: Optional[str] = typer.Option(None, "--gsm8k", help="GSM8K JSONL, or hub id"),

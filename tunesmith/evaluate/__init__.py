@@ -1,10 +1,13 @@
 """`tunesmith eval`: measure a fine-tune on its task and what it cost in general ability.
 
-    run_eval.py       the command: target + settings -> suites -> eval.json, report.html, the gate
-    heldout.py        the task: loss/perplexity and answer quality on the run's held-out split; text perplexity
-    benchmarks.py     MMLU, HellaSwag (log-likelihood of choices), GSM8K (generation); benchmark_data.py reads them
-    loglik.py         batched log-likelihood of continuations; generate.py batched greedy generation with stops
-    textmetrics.py    exact / normalized match, ROUGE-L, GSM8K number extraction
-    forgetting.py     before-vs-after deltas and the max-drop gate
-    judge.py          MT-Bench-style LLM-as-judge over an OpenAI-compatible endpoint
+    run_eval.py        the command: target + settings -> suites -> eval.json, eval_samples.jsonl, report.html, gate
+    heldout.py         the task: loss/perplexity and answer quality on the run's held-out split; text perplexity
+    benchmarks/        one module per benchmark (mmlu, hellaswag, gsm8k, mtbench), registered in registry.py
+    context_scoring.py choices scored with one pass per context (shared few-shot prefix cached, head at scored
+                       positions); loglik.py the per-pair scorer it falls back to; generate.py greedy generation
+    textmetrics.py     exact / normalized match, ROUGE-L, GSM8K number extraction
+    stats.py           standard errors, 95% intervals, paired change and McNemar
+    forgetting.py      before-vs-after deltas (with paired intervals) and the max-drop gate
+    samples.py         eval_samples.jsonl and the worst regressions; report_sections.py their report views
+    judge.py           LLM-as-judge over an OpenAI-compatible endpoint
 """

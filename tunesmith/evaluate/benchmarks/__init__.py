@@ -17,7 +17,7 @@ from pathlib import Path
 from tunesmith.evaluate.benchmarks.base import Benchmark, Outcome, RunSettings
 from tunesmith.registry import BENCHMARKS
 
-__all__ = ["Benchmark", "Outcome", "RunSettings", "get", "locate", "gated_metrics"]
+__all__ = ["Benchmark", "Outcome", "RunSettings", "gated_metrics", "get", "locate"]
 
 
 def get(name: str) -> Benchmark:
