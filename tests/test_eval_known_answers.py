@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from tunesmith.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny
 from typer.testing import CliRunner
 
 from tunesmith.cli import app

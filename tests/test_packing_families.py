@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from tunesmith.tiny import tiny_model
+from tunesmith.testing.tiny import tiny_model
 from tunesmith.train.lm_head import FUSED_FAMILIES, fused_head, trained_nll_sum
 
 from tunesmith.data.packing import collate_packed, pack
