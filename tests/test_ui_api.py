@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from ui_fixtures import tiny_model_and_data, tiny_recipe
 
 from tunesmith.evaluate.forgetting import compare
 from tunesmith.recipe import recipe_from_dict
@@ -17,8 +18,6 @@ from tunesmith.train.loop import train
 from tunesmith.ui.app import create_app
 from tunesmith.ui.guard import is_loopback, resolve_token, run_path
 from tunesmith.ui.launch import validate
-
-from ui_fixtures import tiny_model_and_data, tiny_recipe
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from ui_fixtures import tiny_model_and_data, tiny_recipe
 
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.train.loop import train
 from tunesmith.ui.app import create_app
 from tunesmith.ui.headless import chromium, missing_browser, serve_in_thread
-
-from ui_fixtures import tiny_model_and_data, tiny_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 WHY = missing_browser()
