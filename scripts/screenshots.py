@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tunesmith.ui.headless import chromium, serve_in_thread
 
+
 def shoot(url: str, out: Path) -> list[Path]:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

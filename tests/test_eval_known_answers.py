@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from tunesmith.testing.tiny import save_tiny
 from typer.testing import CliRunner
 
 from tunesmith.cli import app
+from tunesmith.testing.tiny import save_tiny
 
 
 @pytest.fixture(scope="module")

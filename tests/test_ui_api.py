@@ -141,3 +141,15 @@ def test_chat_answers_like_plain_transformers_greedy(client: TestClient, runs: P
     assert answer["usage"]["prompt_tokens"] == prompt["input_ids"].shape[1]
     bad = client.post("/api/runs/alpha/v1/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]})
     assert bad.status_code == 400 and "messages[0]" in bad.json()["error"]
+
+
+def test_row_shows_the_best_eval_loss_not_the_last(tmp_path: Path) -> None:
+    from tunesmith.runs.record import RunRecord
+    from tunesmith.ui.views import run_row
+
+    record = RunRecord(path=tmp_path, name="r", status="done", recipe={}, base_model="b", method="sft", adapter="lora",
+                       started="2026-01-01T00:00:00+00:00", ended="2026-01-01T00:01:30+00:00",
+                       state={"step": 9, "best_eval_loss": 1.5}, final={"eval_loss": 2.0, "best_eval_loss": 1.5})
+    row = run_row(record)
+    assert row["best_eval_loss"] == 1.5 and row["wall_time_s"] == 90.0 and row["steps"] == 9
+    assert run_row(RunRecord(**{**record.__dict__, "status": "running"}), launcher="gone")["status"] == "killed"

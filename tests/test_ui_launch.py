@@ -1,0 +1,61 @@
+"""Launch, stop and resume through the dashboard's API: a detached `python -m tunesmith train` that keeps a
+checkpoint on stop (SIGINT), finishes on resume, and is found again by a freshly started app."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from ui_fixtures import tiny_model_and_data, tiny_recipe
+
+from tunesmith.runs.metrics import read_metrics
+from tunesmith.ui.app import create_app
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _until(check, timeout: float = 240.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {check.__doc__ or check}")
+
+
+@pytest.mark.slow  # two training processes start (~15 s of imports each on 2 busy cores) and 400 steps run
+def test_launch_stop_keeps_a_checkpoint_and_resume_finishes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    model, data = tiny_model_and_data(tmp_path)
+    runs = tmp_path / "runs"
+    client = TestClient(create_app(runs, workdir=REPO))
+    recipe = tiny_recipe("stoppable", model, data, Path("elsewhere"), max_steps=400, eval_every=200)
+    started = client.post("/api/launch", json={"recipe": recipe}).json()
+    assert started["command"][1:4] == ["-m", "tunesmith", "train"] and started["name"] == "stoppable"
+
+    metrics = runs / "stoppable" / "metrics.jsonl"
+
+    def trained_some() -> bool:
+        """a few logged train steps"""
+        return metrics.is_file() and sum("loss" in r for r in read_metrics(metrics)) >= 3
+    _until(trained_some)
+    assert client.post("/api/runs/stoppable/stop").json()["signal"] == "SIGINT"
+    _until(lambda: client.get("/api/launches/stoppable").json()["process"] != "running")
+    run = json.loads((runs / "stoppable" / "run.json").read_text())
+    assert run["status"] == "interrupted" and 3 <= run["state"]["step"] < 400
+    step = run["state"]["step"]
+    assert (runs / "stoppable" / "checkpoints" / f"step-{step}").is_dir()
+
+    restarted = TestClient(create_app(runs, workdir=REPO))  # a new UI process finds the launch on disk
+    assert restarted.get("/api/launches/stoppable").json()["run"]["status"] == "interrupted"
+    assert restarted.post("/api/runs/stoppable/resume").json()["command"][-1] == "--resume"
+    _until(lambda: json.loads((runs / "stoppable" / "run.json").read_text())["status"] == "done", timeout=600)
+    log = restarted.get("/api/launches/stoppable").json()["log"]
+    assert f"resumed from {runs.resolve() / 'stoppable' / 'checkpoints' / f'step-{step}'}" in log.replace("\n", "")
+    steps = [r["step"] for r in read_metrics(metrics) if "loss" in r]
+    assert steps == list(range(1, 401))  # no step lost or repeated across stop and resume
