@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,9 @@ import torch
 
 from tunesmith import __version__
 from tunesmith.errors import UserError
-from tunesmith.runs.atomic import build_folder, write_text_atomic
+from tunesmith.runs.atomic import build_folder, discard, remove_leftovers, write_text_atomic
+from tunesmith.runs.lock import RunLock, acquire_lock
+from tunesmith.runs.prior import check_existing
 from tunesmith.runs.record import RUN_FILE, RunRecord
 
 if TYPE_CHECKING:
@@ -43,26 +44,57 @@ def weights_folder_name(adapter: str) -> str:
 
 
 class RunFolder:
-    """The folder one training run writes into."""
+    """The folder one training run writes into; with `main=False` (the other ranks of a multi-process run)
+    every write is left to the main process and the calls return without touching the disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, main: bool = True) -> None:
         self.path = Path(path)
+        self.main = main
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.lock: RunLock | None = None
+        self.restart = False
+        """True when --resume found nothing to resume from (no checkpoint yet): the run starts over."""
+        self._replace = False
 
     def prepare(self, *, resume: bool, overwrite: bool = False) -> None:
-        """Create the folder; refuse to mix a new run into an old one unless told what to do."""
-        if self.path.exists() and any(self.path.iterdir()) and not resume:
-            if not overwrite:
-                raise UserError(
-                    f"run folder {self.path} already holds a run; pass --resume to continue it, "
-                    f"--overwrite to replace it, or choose another name (name=...)"
-                )
-            shutil.rmtree(self.path)
+        """Lock the folder and check it may be used; nothing is deleted yet (see `start`).
+
+        Refuses to mix a new run into an old one unless told what to do, never treats a folder without
+        run.json as a run, and marks a run whose process died while it was `running` as `killed`.
+        """
+        if not self.main:
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"the run folder {self.path} is a file; change output= or name=")
+        for parent in self.path.parents:
+            if parent.exists() and not parent.is_dir():
+                raise UserError(f"output path {parent} is a file, not a folder; change output=")
+        self.lock = acquire_lock(self.path)
+        try:
+            self._replace = check_existing(self.path, resume=resume, overwrite=overwrite, lock=self.lock)
+        except BaseException:
+            self.release()
+            raise
+
+    def start(self) -> None:
+        """Called once recipe, model and data have loaded: only now may `--overwrite` remove the old run
+        (it was checked to be a tunesmith run folder) and the folder be created."""
+        if not self.main:
+            return
+        if self._replace and self.path.exists():
+            discard(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.path)  # `.tmp-adapter-*` of a save the last process did not finish
+
+    def release(self) -> None:
+        """Free the run folder for the next process (the kernel also frees it if this one dies)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def write_record(self, recipe: Recipe, data_summary: dict[str, Any], state: dict[str, Any],
-                     status: str) -> RunRecord:
-        """Write run.json for `recipe` in `status`; `state` is the loop's state (its "final" kept apart)."""
+                     status: str, reason: str | None = None) -> RunRecord:
+        """Write run.json for `recipe` in `status` (with `reason` when it stopped early); `state` is the
+        loop's state (its "final" kept apart)."""
         resolved = recipe.model_dump(mode="json")
         resolved["train"]["lr"] = recipe.lr
         model_path = Path(recipe.model)
@@ -72,8 +104,10 @@ class RunFolder:
             method=recipe.method, adapter=recipe.adapter, output=weights_folder_name(recipe.adapter),
             data=data_summary, versions=versions(), started=self.started,
             ended=datetime.now(timezone.utc).isoformat(timespec="seconds") if status != "running" else None,
-            state={k: v for k, v in state.items() if k != "final"}, final=state.get("final"),
+            state={k: v for k, v in state.items() if k != "final"}, final=state.get("final"), reason=reason,
         )
+        if not self.main:
+            return record
         write_text_atomic(self.path / RUN_FILE, json.dumps(record.to_json(), indent=2, default=str))
         return record
 
@@ -94,4 +128,6 @@ class RunFolder:
                     model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
 
+        if not self.main:
+            return self.weights_dir(adapter)
         return build_folder(self.weights_dir(adapter), fill)

@@ -20,29 +20,37 @@ EVAL_KEY = "eval_loss"
 
 
 class MetricsLog:
-    """Append-only `run_dir/metrics.jsonl` plus the records in memory (earlier ones reloaded on resume)."""
+    """Append-only `run_dir/metrics.jsonl` plus the records in memory (earlier ones reloaded on resume).
 
-    def __init__(self, run_dir: Path) -> None:
+    With `write=False` (the other ranks of a multi-process run) the records are kept in memory only, so every
+    rank takes the same decisions from them (early stopping) while the main process alone writes the file.
+    """
+
+    def __init__(self, run_dir: Path, write: bool = True) -> None:
         self.path = Path(run_dir) / METRICS_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.write = write
         self.records: list[dict[str, Any]] = []
         if self.path.exists():
             self.records = read_metrics(self.path)
-            if not self.path.read_bytes().endswith(b"\n"):
+            if write and not self.path.read_bytes().endswith(b"\n"):
                 self._rewrite()  # a crash mid-line left a fragment that the next append would corrupt
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record; it must have an integer "step"."""
         if not isinstance(record.get("step"), int):
             raise ValueError(f"a metrics record needs an integer 'step', got {record!r}")
+        self.records.append(dict(record))
+        if not self.write:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
-        self.records.append(dict(record))
 
     def truncate_after(self, step: int) -> None:
         """Drop records past `step`: after resuming from a checkpoint at `step` they describe lost work."""
         self.records = [r for r in self.records if r["step"] <= step]
-        self._rewrite()
+        if self.write:
+            self._rewrite()
 
     @property
     def trains(self) -> list[tuple[int, float]]:

@@ -41,6 +41,8 @@ class RunRecord:
     ended: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
     final: dict[str, Any] | None = None
+    reason: str | None = None
+    """Why the run stopped, when it did not finish (status failed, killed, diverged, interrupted)."""
 
     @property
     def weights_dir(self) -> Path:
@@ -86,7 +88,8 @@ class RunRecord:
     def require_finished(self) -> RunRecord:
         """Self, when training finished and saved its final weights; else a UserError saying how to go on."""
         if self.status != "done":
-            raise UserError(f"run {self.path} has status '{self.status}', so it has no final weights; "
+            why = f" ({self.reason})" if self.reason else ""
+            raise UserError(f"run {self.path} has status '{self.status}'{why}, so it has no final weights; "
                             "finish it first (tunesmith train RECIPE --resume)")
         if not self.weights_dir.is_dir():
             raise UserError(f"run {self.path} has no {self.output}/ folder; was it moved or deleted?")
@@ -97,7 +100,7 @@ class RunRecord:
             "name": self.name, "status": self.status, "recipe": self.recipe, "base_model": self.base_model,
             "method": self.method, "adapter": self.adapter, "output": self.output, "data": self.data,
             "versions": self.versions, "started": self.started, "ended": self.ended, "state": self.state,
-            "final": self.final,
+            "final": self.final, "reason": self.reason,
         }
 
 
@@ -119,6 +122,7 @@ def read_run(path: str | Path) -> RunRecord:
             base_model=raw["base_model"], method=raw["method"], adapter=raw["adapter"],
             output=raw.get("output", "adapter"), data=raw.get("data") or {}, versions=raw.get("versions") or {},
             started=raw.get("started"), ended=raw.get("ended"), state=raw.get("state") or {}, final=raw.get("final"),
+            reason=raw.get("reason"),
         )
     except (KeyError, TypeError, AttributeError) as err:
         raise UserError(f"{path / RUN_FILE} lacks {err}; the run folder is damaged or was written by "

@@ -25,9 +25,18 @@ from tunesmith.errors import UserError
 from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.recipe import Recipe
+from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk
+from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
-from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from tunesmith.train import distributed
+from tunesmith.train.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+)
 from tunesmith.train.memory import decide_checkpointing
 from tunesmith.train.methods import build_objective
 from tunesmith.train.monitor import detect_overfitting, plot_losses
@@ -40,7 +49,7 @@ from tunesmith.train.progress import TrainProgress
 console = Console(stderr=True)
 
 
-class TrainingDiverged(UserError):
+class TrainingDiverged(RecordedStop):
     """The loss became NaN/inf; the weights were not updated with it."""
 
 
@@ -65,19 +74,33 @@ class Trainer:
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, profile: bool = False) -> RunFolder:
     """Run `recipe` end to end and return its run folder; `profile` prints where step time went."""
     trainer = build_trainer(recipe, resume=resume, overwrite=overwrite)
-    trainer.profiler = StepProfiler(enabled=profile)
-    trainer_run(trainer)
-    trainer.profiler.print(console)
+    try:
+        trainer.profiler = StepProfiler(enabled=profile)
+        trainer_run(trainer)
+        trainer.profiler.print(console)
+    finally:
+        trainer.folder.release()
     return trainer.folder
 
 
 def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Trainer:
-    folder = RunFolder(recipe.run_dir)
+    """Build every piece of the run; the run folder is locked first, and an old run it holds is replaced
+    (--overwrite) only once recipe, model and data have loaded."""
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+    distributed.check_layout(recipe.train.grad_accum, accelerator.num_processes)
+    folder = RunFolder(recipe.run_dir, main=accelerator.is_main_process)
     folder.prepare(resume=resume, overwrite=overwrite)
+    try:
+        return _build(recipe, accelerator, folder, resume)
+    except BaseException:
+        folder.release()
+        raise
+
+
+def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: bool) -> Trainer:
     set_seed(recipe.train.seed)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     data = prepare_data(recipe, tokenizer)
     dtype = recipe.model_options.dtype if recipe.adapter != "full" else "fp32"
@@ -109,9 +132,12 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     t = recipe.train
     optimizer = build_optimizer(model, recipe.lr, t.weight_decay)
     scheduler = build_scheduler(optimizer, t.scheduler, objective.steps, t.warmup_ratio)
+    _check_disk(recipe, folder, model)
     model, optimizer = accelerator.prepare(model, optimizer)
+    folder.start()  # validated: only now may --overwrite remove the old run
     trainer = Trainer(recipe, accelerator, model, tokenizer, data, objective, optimizer, scheduler,
-                      folder, MetricsLog(folder.path))
+                      folder, MetricsLog(folder.path, write=folder.main))
+    folder.write_record(recipe, data.summary(), trainer.state, status="running")
     trainable, total = count_parameters(model)
     trainer.state.update(trainable_params=trainable, total_params=total)
     console.print(
@@ -130,17 +156,39 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     return trainer
 
 
+def _check_disk(recipe: Recipe, folder: RunFolder, model: torch.nn.Module) -> None:
+    t = recipe.train
+    saves = (t.keep_checkpoints + 1 + (1 if t.patience else 0)) if t.save_every else 0
+    require_free_disk(folder.path, checkpoint=checkpoint_bytes(model), checkpoints=saves,
+                      final=final_bytes(model, full=recipe.adapter == "full"))
+
+
 def _resume(trainer: Trainer) -> None:
     checkpoint = latest_checkpoint(trainer.folder.path)
     if checkpoint is None:
-        raise UserError(f"--resume: no complete checkpoint in {trainer.folder.path / 'checkpoints'}")
+        console.print(f"--resume: no checkpoint in {trainer.folder.path} yet (the run stopped before its first "
+                      "one), so it starts over from step 0")
+        trainer.metrics.truncate_after(-1)
+        return
     model = trainer.accelerator.unwrap_model(trainer.model)
-    trainer.state.update(load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler))
+    trainer.state.update(load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler,
+                                         rank=distributed.rank_of(trainer.accelerator)))
     trainer.metrics.truncate_after(trainer.state["step"])
     console.print(f"resumed from {checkpoint} at step {trainer.state['step']}")
 
 
 def trainer_run(trainer: Trainer) -> None:
+    """The loop; whatever stops it early is recorded in run.json (runs/failures.py)."""
+    recipe, state = trainer.recipe, trainer.state
+
+    def record(status: str, reason: str) -> None:
+        trainer.folder.write_record(recipe, trainer.data.summary(), state, status=status, reason=reason)
+
+    with recording_failures(record, trainer.folder.path):
+        _run_steps(trainer)
+
+
+def _run_steps(trainer: Trainer) -> None:
     recipe, state = trainer.recipe, trainer.state
     trainer.folder.write_record(recipe, trainer.data.summary(), state, status="running")
     if state["step"] == 0:
@@ -154,9 +202,10 @@ def trainer_run(trainer: Trainer) -> None:
                 if _after_step(trainer, step + 1):
                     break
     except KeyboardInterrupt:
-        path = _save(trainer)
-        console.print(f"[yellow]interrupted[/]: saved {path}; continue with --resume")
-        trainer.folder.write_record(recipe, trainer.data.summary(), state, status="interrupted")
+        if trainer.accelerator.num_processes == 1:  # ranks stop at different points: no collective save
+            console.print(f"[yellow]interrupted[/]: saved {_save(trainer)}; continue with --resume")
+        trainer.folder.write_record(recipe, trainer.data.summary(), state, status="interrupted",
+                                    reason=f"interrupted (Ctrl-C) during step {state['step'] + 1}")
         raise SystemExit(130) from None
     _finish(trainer)
 
@@ -168,7 +217,7 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     started = time.perf_counter()
     objective, profiler = trainer.objective, trainer.profiler
     with profiler.phase("data"):
-        batches = objective.step_batches(step, model)
+        batches = distributed.shard(objective.step_batches(step, model), accelerator)
     local_units = sum(objective.units(b) for b in batches)
     total_units = int(accelerator.reduce(torch.tensor(local_units, device=accelerator.device), "sum").item())
     loss_total = 0.0
@@ -182,16 +231,12 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
         loss_total += loss_sum.item()
         for key, value in metrics.items():
             extras[key] = extras.get(key, 0.0) + value
-    loss = loss_total / max(local_units, 1)
+    keys = sorted(extras)
+    loss_total, *sums = distributed.global_sums(accelerator, [loss_total, *(extras[k] for k in keys)])
+    extras = dict(zip(keys, sums))
+    loss = loss_total / max(total_units, 1)
     if not math.isfinite(loss):
-        trainer.optimizer.zero_grad(set_to_none=True)
-        last = latest_checkpoint(trainer.folder.path)
-        trainer.folder.write_record(trainer.recipe, trainer.data.summary(), state, status="diverged")
-        raise TrainingDiverged(
-            f"loss became {loss} at step {step + 1}; the weights were not updated with it"
-            + (f" and the last good checkpoint is {last}" if last else "")
-            + ". Lower train.lr, enable train.max_grad_norm, or check the data for broken rows."
-        )
+        _diverged(trainer, step, loss)
     lr = trainer.scheduler.get_last_lr()[0]
     with profiler.phase("optimizer"):
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), trainer.recipe.train.max_grad_norm)
@@ -204,8 +249,8 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     state["tokens"] += real_tokens
     record = {
         "step": step + 1, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": state["tokens"],
-        "units": local_units, "tokens_per_s": real_tokens / max(elapsed, 1e-9),
-        **{key: value / max(local_units, 1) for key, value in extras.items()},
+        "units": total_units, "tokens_per_s": real_tokens / max(elapsed, 1e-9),
+        **{key: value / max(total_units, 1) for key, value in extras.items()},
     }
     if (step + 1) % trainer.recipe.train.log_every == 0 or step + 1 == trainer.objective.steps:
         trainer.metrics.log(record)
@@ -248,14 +293,34 @@ def _evaluate(trainer: Trainer, step: int) -> float | None:
     return loss
 
 
-def _save(trainer: Trainer) -> Path:
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    best = trainer.state.get("best_step") if trainer.recipe.train.patience else None
-    return save_checkpoint(
-        trainer.folder.path, trainer.state["step"], model, trainer.optimizer, trainer.scheduler,
-        dict(trainer.state), keep=trainer.recipe.train.keep_checkpoints,
-        protect=[best] if best else [],
+def _diverged(trainer: Trainer, step: int, loss: float) -> None:
+    trainer.optimizer.zero_grad(set_to_none=True)
+    last = latest_checkpoint(trainer.folder.path)
+    reason = f"loss became {loss} at step {step + 1}"
+    trainer.folder.write_record(trainer.recipe, trainer.data.summary(), trainer.state, status="diverged",
+                                reason=reason)
+    raise TrainingDiverged(
+        f"{reason}; the weights were not updated with it"
+        + (f" and the last good checkpoint is {last}" if last else "")
+        + ". Lower train.lr, enable train.max_grad_norm, or check the data for broken rows."
     )
+
+
+def _save(trainer: Trainer) -> Path:
+    """Checkpoint now: every rank's RNG is gathered, the main process alone writes."""
+    accelerator = trainer.accelerator
+    rng = distributed.gather_rng(accelerator, rng_states())
+    model = accelerator.unwrap_model(trainer.model)
+    best = trainer.state.get("best_step") if trainer.recipe.train.patience else None
+    path = trainer.folder.path / "checkpoints" / f"step-{trainer.state['step']}"
+    if trainer.folder.main:
+        path = save_checkpoint(
+            trainer.folder.path, trainer.state["step"], model, trainer.optimizer, trainer.scheduler,
+            dict(trainer.state), keep=trainer.recipe.train.keep_checkpoints,
+            protect=[best] if best else [], rng=rng,
+        )
+    accelerator.wait_for_everyone()
+    return path
 
 
 def _finish(trainer: Trainer) -> None:
@@ -266,7 +331,9 @@ def _finish(trainer: Trainer) -> None:
     final_eval = evals[-1][1] if already else _evaluate(trainer, state["step"])
     model = trainer.accelerator.unwrap_model(trainer.model)
     output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter)
-    plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)
+    plot = None
+    if trainer.folder.main:
+        plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)
     evals = trainer.metrics.evals
     best_step = state.get("best_step")
     saved = dict(list_checkpoints(trainer.folder.path))
