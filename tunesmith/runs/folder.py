@@ -127,7 +127,30 @@ class RunFolder:
                 else:
                     model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            check_saved_tensors(tmp)
 
         if not self.main:
             return self.weights_dir(adapter)
         return build_folder(self.weights_dir(adapter), fill)
+
+
+def check_saved_tensors(folder: Path) -> None:
+    """A UserError when the saved weights hold no tensor or an empty one: sharded training (ZeRO-3, FSDP) that
+    saves a rank's empty shard instead of the gathered weights has shipped such adapters as a silent success."""
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    empty: list[str] = []
+    count = 0
+    for file in files:
+        with safe_open(str(file), "pt") as handle:
+            for name in handle.keys():
+                count += 1
+                if 0 in handle.get_slice(name).get_shape():
+                    empty.append(name)
+    if files and (count == 0 or empty):
+        raise UserError(
+            f"the weights saved to {folder} are empty ({count} tensors, empty: {empty[:3]}); the model was "
+            "probably still sharded across processes when it was saved. This is a bug in how the run was "
+            "launched or saved, and nothing was kept: report it with the recipe"
+        )
