@@ -25,6 +25,14 @@ from accelerate.utils import gather_object
 from tunesmith.errors import UserError
 
 
+def cpu_processes() -> bool:
+    """Several processes and no GPU: accelerate only sets up gloo between CPU processes when told `cpu=True`
+    (otherwise each rank silently trains alone, as if it were the only one)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def check_layout(grad_accum: int, num_processes: int) -> None:
     """Each rank takes whole micro-batches of every step: the step's count must divide evenly."""
     if num_processes > 1 and grad_accum % num_processes:

@@ -30,6 +30,7 @@ from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
 from tunesmith.train import distributed
+from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
 from tunesmith.train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -44,6 +45,7 @@ from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler
 from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
+from tunesmith.train.schedule_change import apply_schedule_change, schedule_settings
 from tunesmith.train.progress import TrainProgress
 
 console = Console(stderr=True)
@@ -86,7 +88,8 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, prof
 def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Trainer:
     """Build every piece of the run; the run folder is locked first, and an old run it holds is replaced
     (--overwrite) only once recipe, model and data have loaded."""
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision),
+                              cpu=distributed.cpu_processes())
     distributed.check_layout(recipe.train.grad_accum, accelerator.num_processes)
     folder = RunFolder(recipe.run_dir, main=accelerator.is_main_process)
     folder.prepare(resume=resume, overwrite=overwrite)
@@ -139,7 +142,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
                       folder, MetricsLog(folder.path, write=folder.main))
     folder.write_record(recipe, data.summary(), trainer.state, status="running")
     trainable, total = count_parameters(model)
-    trainer.state.update(trainable_params=trainable, total_params=total)
+    trainer.state.update(trainable_params=trainable, total_params=total, schedule=_schedule(trainer))
     console.print(
         f"[bold]{recipe.name}[/]: {recipe.method} / {recipe.adapter} on {recipe.model} — "
         f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%), "
@@ -154,6 +157,11 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         _resume(trainer)
     trainer.state.update(speed)  # after resume: what this machine runs, not what the checkpoint's did
     return trainer
+
+
+def _schedule(trainer: Trainer) -> dict[str, Any]:
+    t = trainer.recipe.train
+    return schedule_settings(trainer.recipe.lr, t.scheduler, t.warmup_ratio, trainer.objective.steps)
 
 
 def _check_disk(recipe: Recipe, folder: RunFolder, model: torch.nn.Module) -> None:
@@ -173,6 +181,11 @@ def _resume(trainer: Trainer) -> None:
     model = trainer.accelerator.unwrap_model(trainer.model)
     trainer.state.update(load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler,
                                          rank=distributed.rank_of(trainer.accelerator)))
+    current = _schedule(trainer)
+    changed = apply_schedule_change(trainer.optimizer, trainer.scheduler, trainer.state.get("schedule"), current)
+    trainer.state["schedule"] = current
+    if changed:
+        console.print(f"resuming with the recipe's new schedule ({'; '.join(changed)}), not the checkpoint's")
     trainer.metrics.truncate_after(trainer.state["step"])
     console.print(f"resumed from {checkpoint} at step {trainer.state['step']}")
 
@@ -294,16 +307,14 @@ def _evaluate(trainer: Trainer, step: int) -> float | None:
 
 
 def _diverged(trainer: Trainer, step: int, loss: float) -> None:
+    """Stop on a non-finite loss; the checkpoint of the weights that produced it is set aside (divergence.py)."""
     trainer.optimizer.zero_grad(set_to_none=True)
-    last = latest_checkpoint(trainer.folder.path)
     reason = f"loss became {loss} at step {step + 1}"
+    good, aside = set_aside_bad_checkpoint(trainer.folder.path, step) if trainer.folder.main else (None, None)
     trainer.folder.write_record(trainer.recipe, trainer.data.summary(), trainer.state, status="diverged",
                                 reason=reason)
-    raise TrainingDiverged(
-        f"{reason}; the weights were not updated with it"
-        + (f" and the last good checkpoint is {last}" if last else "")
-        + ". Lower train.lr, enable train.max_grad_norm, or check the data for broken rows."
-    )
+    raise TrainingDiverged(f"{reason}; the weights were not updated with it. "
+                           + divergence_advice(good, aside, trainer.recipe.lr, trainer.recipe.train.max_grad_norm))
 
 
 def _save(trainer: Trainer) -> Path:
