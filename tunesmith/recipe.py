@@ -380,6 +380,12 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         raise UserError(explain_validation_error(err, Recipe, source)) from None
 
 
+def load_yaml(path: Path) -> Any:
+    from tunesmith.recipe_yaml import load_yaml as read
+
+    return read(path)
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe, apply dotted overrides, validate once.
 
@@ -388,10 +394,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
+    raw = load_yaml(path) or {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a recipe is a mapping of keys (name, model, method, ...), got {type(raw).__name__}")
     raw = merge(raw, parse_overrides(overrides or []))
