@@ -88,11 +88,24 @@ def test_two_processes_train_like_one(adapter, lora_runs, tiny_setup, tmp_path) 
         recipe = write_recipe(tiny_setup, tmp_path, adapter)
         one, two = trained(recipe, "one"), trained(recipe, "two", "--nproc", "2")
     loss_gap, weight_gap = max_difference(one, two)
-    print(f"{adapter}: 2 processes vs 1: max |loss diff| {loss_gap:.2e}, max |weight diff| {weight_gap:.2e}")
+    print(f"{adapter}: ddp 2 processes vs 1: max |loss diff| {loss_gap:.2e}, max |weight diff| {weight_gap:.2e}")
     assert loss_gap <= TOLERANCE and weight_gap <= TOLERANCE
     rng = torch.load(latest_checkpoint(two) / "rng.pt", weights_only=True)
     assert len(rng["per_rank"]) == 2  # every rank's generators, not only the main one's
     assert json.loads((two / "run.json").read_text())["status"] == "done"
+
+
+@pytest.mark.parametrize("adapter", ["lora", "full"])
+def test_fsdp2_shards_and_trains_like_one_process(adapter, lora_runs, tiny_setup, tmp_path) -> None:  # noqa: F811
+    recipe = write_recipe(tiny_setup, tmp_path, adapter)
+    one = lora_runs[0] if adapter == "lora" else trained(recipe, "one")  # checkpoints do not change training
+    result = tunesmith("train", str(recipe), "name=fsdp2", "distributed.strategy=fsdp2", "train.save_every=null",
+                       "--nproc", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "parameters sharded over 2 processes (checked)" in result.stderr
+    loss_gap, weight_gap = max_difference(one, recipe.parent / "runs" / "fsdp2")
+    print(f"{adapter}: fsdp2 2 processes vs 1: max |loss diff| {loss_gap:.2e}, max |weight diff| {weight_gap:.2e}")
+    assert loss_gap <= TOLERANCE and weight_gap <= TOLERANCE
 
 
 def test_grad_accum_not_divisible_by_processes_is_a_clear_error(tiny_setup, tmp_path) -> None:  # noqa: F811

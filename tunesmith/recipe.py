@@ -244,6 +244,12 @@ class PpoSpec(RolloutSpec):
     lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda")
 
 
+class DistributedSpec(Strict):
+    """How several processes share the work (tunesmith train --nproc N, torchrun, accelerate launch)."""
+
+    strategy: Literal["ddp", "fsdp2"] = Field("ddp", description="ddp: every process holds the whole model; fsdp2: parameters, gradients and optimizer state sharded over the processes (torch fully_shard)")
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run folder name")
     model: str = Field(description="local folder or hub id")
@@ -260,6 +266,7 @@ class Recipe(Strict):
     orpo: OrpoSpec | None = None
     grpo: GrpoSpec | None = None
     ppo: PpoSpec | None = None
+    distributed: DistributedSpec = DistributedSpec()
 
     @model_validator(mode="after")
     def _check(self) -> Recipe:

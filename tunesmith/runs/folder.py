@@ -114,9 +114,11 @@ class RunFolder:
     def weights_dir(self, adapter: str) -> Path:
         return self.path / weights_folder_name(adapter)
 
-    def save_weights(self, model: torch.nn.Module, tokenizer: Any, adapter: str) -> Path:
+    def save_weights(self, model: torch.nn.Module, tokenizer: Any, adapter: str,
+                     state_dict: dict[str, torch.Tensor] | None = None) -> Path:
         """Standard PEFT adapter folder or HF model folder, with the tokenizer and its chat template;
-        scalar heads (reward, value) go to their own file, our bottleneck adapter to its two files."""
+        scalar heads (reward, value) go to their own file, our bottleneck adapter to its two files.
+        `state_dict`: the full tensors when the model in memory is sharded (fsdp2 gathers them first)."""
         from tunesmith.bottleneck import save_bottleneck
         from tunesmith.heads import heads_set_aside
 
@@ -124,6 +126,8 @@ class RunFolder:
             with heads_set_aside(model, tmp):
                 if adapter == "bottleneck":
                     save_bottleneck(model, tmp)
+                elif state_dict is not None:
+                    model.save_pretrained(tmp, state_dict=state_dict)
                 else:
                     model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)

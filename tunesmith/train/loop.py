@@ -29,7 +29,7 @@ from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk
 from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
-from tunesmith.train import distributed
+from tunesmith.train import distributed, fsdp2
 from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
 from tunesmith.train.checkpoint import (
     latest_checkpoint,
@@ -91,6 +91,7 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision),
                               cpu=distributed.cpu_processes())
     distributed.check_layout(recipe.train.grad_accum, accelerator.num_processes)
+    console.quiet = not accelerator.is_main_process  # one process speaks for all
     folder = RunFolder(recipe.run_dir, main=accelerator.is_main_process)
     folder.prepare(resume=resume, overwrite=overwrite)
     try:
@@ -133,10 +134,17 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
             f"train.grad_accum={recipe.train.grad_accum}: lower them, or add data"
         )
     t = recipe.train
+    sharded = recipe.distributed.strategy == "fsdp2" and accelerator.num_processes > 1
+    if sharded:  # before the optimizer: it must hold the sharded parameters
+        fsdp2.check_supported(recipe)
+        model = fsdp2.shard_model(model, accelerator.num_processes)
     optimizer = build_optimizer(model, recipe.lr, t.weight_decay)
     scheduler = build_scheduler(optimizer, t.scheduler, objective.steps, t.warmup_ratio)
     _check_disk(recipe, folder, model)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if sharded:
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     folder.start()  # validated: only now may --overwrite remove the old run
     trainer = Trainer(recipe, accelerator, model, tokenizer, data, objective, optimizer, scheduler,
                       folder, MetricsLog(folder.path, write=folder.main))
@@ -341,7 +349,8 @@ def _finish(trainer: Trainer) -> None:
     already = evals and evals[-1][0] == state["step"]  # early stop right after an evaluation at this step
     final_eval = evals[-1][1] if already else _evaluate(trainer, state["step"])
     model = trainer.accelerator.unwrap_model(trainer.model)
-    output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter)
+    full = fsdp2.full_state(model, trainable_only=trainer.recipe.adapter != "full") if fsdp2.is_sharded(model) else None
+    output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter, state_dict=full)
     plot = None
     if trainer.folder.main:
         plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)
