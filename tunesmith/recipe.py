@@ -32,7 +32,18 @@ PROMPT_LEARNING = ("prefix", "prompt")
 class Strict(BaseModel):
     """Every recipe block forbids unknown keys, so typos cannot pass as defaults."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        """YAML's true/false would pass as 1/0 for a number (`batch_size: true` trained with batch 1)."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                kinds = str(field.annotation)
+                if isinstance(data.get(name), bool) and ("int" in kinds or "float" in kinds) and "bool" not in kinds:
+                    raise ValueError(f"{name}: expected a number, got {str(data[name]).lower()}")
+        return data
 
 
 class ReplaySpec(Strict):
@@ -78,6 +89,9 @@ class ModelOptions(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ModelOptions:
+        dtypes = ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")
+        if self.dtype.strip().lower() not in dtypes:
+            raise ValueError(_unknown("model_options.dtype", self.dtype, dtypes))
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(_unknown("model_options.attn_implementation", self.attn_implementation,
                                       ATTN_IMPLEMENTATIONS))
@@ -107,7 +121,7 @@ class TrainSpec(Strict):
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="share of steps with linear learning-rate warmup")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW decay (not applied to biases and norms)")
     packing: bool = Field(True, description="pack samples into rows (no pad tokens, no cross-sample attention)")
-    seed: int = Field(0, description="fixes data order, eval split and initialisation")
+    seed: int = Field(0, ge=0, lt=2**32, description="fixes data order, eval split and initialisation")
     shuffle: bool = Field(True, description="shuffle samples every epoch (seeded); false keeps file order (packing still groups by length)")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; None: torch's default. On a shared machine, fewer than the cores can be several times faster")
     scheduler: Literal["linear", "cosine", "constant"] = Field("cosine", description="learning-rate decay after warmup")
