@@ -19,10 +19,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from tests.test_train import tiny_setup  # noqa: F401  (fixture)
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.train.checkpoint import latest_checkpoint
-
-from tests.test_train import tiny_setup  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.distributed
 REPO = Path(__file__).resolve().parents[1]
@@ -75,13 +74,13 @@ def max_difference(one: Path, two: Path) -> tuple[float, float]:
 
 
 @pytest.fixture(scope="module")
-def lora_runs(tiny_setup, tmp_path_factory) -> tuple[Path, Path]:  # noqa: F811
+def lora_runs(tiny_setup, tmp_path_factory) -> tuple[Path, Path]:
     recipe = write_recipe(tiny_setup, tmp_path_factory.mktemp("lora"), "lora")
     return trained(recipe, "one"), trained(recipe, "two", "--nproc", "2")
 
 
 @pytest.mark.parametrize("adapter", ["lora", "full"])
-def test_two_processes_train_like_one(adapter, lora_runs, tiny_setup, tmp_path) -> None:  # noqa: F811
+def test_two_processes_train_like_one(adapter, lora_runs, tiny_setup, tmp_path) -> None:
     if adapter == "lora":
         one, two = lora_runs
     else:
@@ -96,7 +95,7 @@ def test_two_processes_train_like_one(adapter, lora_runs, tiny_setup, tmp_path) 
 
 
 @pytest.mark.parametrize("adapter", ["lora", "full"])
-def test_fsdp2_shards_and_trains_like_one_process(adapter, lora_runs, tiny_setup, tmp_path) -> None:  # noqa: F811
+def test_fsdp2_shards_and_trains_like_one_process(adapter, lora_runs, tiny_setup, tmp_path) -> None:
     recipe = write_recipe(tiny_setup, tmp_path, adapter)
     one = lora_runs[0] if adapter == "lora" else trained(recipe, "one")  # checkpoints do not change training
     result = tunesmith("train", str(recipe), "name=fsdp2", "distributed.strategy=fsdp2", "train.save_every=null",
@@ -108,7 +107,7 @@ def test_fsdp2_shards_and_trains_like_one_process(adapter, lora_runs, tiny_setup
     assert loss_gap <= TOLERANCE and weight_gap <= TOLERANCE
 
 
-def test_grad_accum_not_divisible_by_processes_is_a_clear_error(tiny_setup, tmp_path) -> None:  # noqa: F811
+def test_grad_accum_not_divisible_by_processes_is_a_clear_error(tiny_setup, tmp_path) -> None:
     recipe = write_recipe(tiny_setup, tmp_path, "lora")
     result = tunesmith("train", str(recipe), "train.grad_accum=3", "--nproc", "2")
     assert result.returncode != 0 and "multiple of 2" in result.stderr

@@ -112,7 +112,7 @@ def test_random_shapes_and_encodings_as_a_recipe(tmp_path_factory, raw, encoding
 
 
 @pytest.mark.parametrize("data", [
-    "name: a\nname: b\nmodel: m\ndata: {train: x.jsonl}\n".encode(),  # duplicate key
+    b"name: a\nname: b\nmodel: m\ndata: {train: x.jsonl}\n",  # duplicate key
     "name: r\nmodel: m\ndata: {train: x.jsonl}\n".encode("utf-16"),
     b"[" * 100_000,
     b"a: " + b"[" * 20_000 + b"]" * 20_000,

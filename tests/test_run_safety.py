@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.test_train import make_recipe, tiny_setup  # noqa: F401  (fixture)
 from tunesmith.errors import UserError
 from tunesmith.runs import disk, failures
 from tunesmith.runs.folder import check_saved_tensors
@@ -23,8 +24,6 @@ from tunesmith.runs.lock import acquire_lock, lock_path, read_lock
 from tunesmith.train import checkpoint, loop
 from tunesmith.train.checkpoint import latest_checkpoint
 from tunesmith.train.loop import build_trainer, train
-
-from tests.test_train import make_recipe, tiny_setup  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -30,14 +30,8 @@ from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
 from tunesmith.train import distributed, fsdp2
+from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, rng_states, save_checkpoint
 from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
-from tunesmith.train.checkpoint import (
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    rng_states,
-    save_checkpoint,
-)
 from tunesmith.train.memory import decide_checkpointing
 from tunesmith.train.methods import build_objective
 from tunesmith.train.monitor import detect_overfitting, plot_losses
@@ -45,8 +39,8 @@ from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler
 from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
-from tunesmith.train.schedule_change import apply_schedule_change, schedule_settings
 from tunesmith.train.progress import TrainProgress
+from tunesmith.train.schedule_change import apply_schedule_change, schedule_settings
 
 console = Console(stderr=True)
 
