@@ -127,18 +127,8 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
             f"not enough data for one optimizer step of train.batch_size={recipe.train.batch_size} x "
             f"train.grad_accum={recipe.train.grad_accum}: lower them, or add data"
         )
-    t = recipe.train
-    sharded = recipe.distributed.strategy == "fsdp2" and accelerator.num_processes > 1
-    if sharded:  # before the optimizer: it must hold the sharded parameters
-        fsdp2.check_supported(recipe)
-        model = fsdp2.shard_model(model, accelerator.num_processes)
-    optimizer = build_optimizer(model, recipe.lr, t.weight_decay)
-    scheduler = build_scheduler(optimizer, t.scheduler, objective.steps, t.warmup_ratio)
+    model, optimizer, scheduler = _optimize(recipe, accelerator, model, objective.steps)
     _check_disk(recipe, folder, model)
-    if sharded:
-        optimizer = accelerator.prepare(optimizer)
-    else:
-        model, optimizer = accelerator.prepare(model, optimizer)
     folder.start()  # validated: only now may --overwrite remove the old run
     trainer = Trainer(recipe, accelerator, model, tokenizer, data, objective, optimizer, scheduler,
                       folder, MetricsLog(folder.path, write=folder.main))
@@ -159,6 +149,21 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         _resume(trainer)
     trainer.state.update(speed)  # after resume: what this machine runs, not what the checkpoint's did
     return trainer
+
+
+def _optimize(recipe: Recipe, accelerator: Accelerator, model: torch.nn.Module, steps: int) -> tuple[Any, Any, Any]:
+    """Model (DDP-wrapped, or sharded for fsdp2), optimizer and schedule, ready for the loop."""
+    t = recipe.train
+    sharded = recipe.distributed.strategy == "fsdp2" and accelerator.num_processes > 1
+    if sharded:  # before the optimizer: it must hold the sharded parameters
+        fsdp2.check_supported(recipe)
+        model = fsdp2.shard_model(model, accelerator.num_processes)
+    optimizer = build_optimizer(model, recipe.lr, t.weight_decay)
+    scheduler = build_scheduler(optimizer, t.scheduler, steps, t.warmup_ratio)
+    if sharded:
+        return model, accelerator.prepare(optimizer), scheduler
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return model, optimizer, scheduler
 
 
 def _schedule(trainer: Trainer) -> dict[str, Any]:
