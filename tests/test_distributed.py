@@ -98,7 +98,7 @@ def test_two_processes_train_like_one(adapter, lora_runs, tiny_setup, tmp_path) 
 def test_fsdp2_shards_and_trains_like_one_process(adapter, lora_runs, tiny_setup, tmp_path) -> None:
     recipe = write_recipe(tiny_setup, tmp_path, adapter)
     one = lora_runs[0] if adapter == "lora" else trained(recipe, "one")  # checkpoints do not change training
-    result = tunesmith("train", str(recipe), "name=fsdp2", "distributed.strategy=fsdp2", "train.save_every=null",
+    result = tunesmith("train", str(recipe), "name=fsdp2", "distributed.strategy=fsdp2",
                        "--nproc", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "parameters sharded over 2 processes (checked)" in result.stderr

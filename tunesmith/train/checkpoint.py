@@ -55,6 +55,7 @@ def save_checkpoint(
     keep: int | None = None,
     protect: Collection[int] = (),
     rng: list[dict[str, Any]] | None = None,
+    gathered: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Path:
     """Write `run_dir/checkpoints/step-<step>/` atomically, then keep only the newest `keep` checkpoints.
 
@@ -62,7 +63,8 @@ def save_checkpoint(
     `state` is the loop's JSON-serialisable state; it comes back from `load_checkpoint` with "step" added.
     `protect` lists steps never deleted by rotation (the best checkpoint); they do not count towards `keep`.
     `rng` holds every rank's RNG states in a multi-process run (distributed.gather_rng); None saves this
-    process's own.
+    process's own. `gathered` = (trainable tensors, optimizer state) already collected from a sharded model
+    (fsdp2.py); None reads them from `model` and `optimizer`.
     """
     if keep is not None and keep < 1:
         raise UserError(f"checkpoints to keep must be at least 1, got {keep}; use None to keep them all")
@@ -74,9 +76,11 @@ def save_checkpoint(
     remove_leftovers(root, stem="step-")  # only the main process saves, so none is in use
 
     def fill(tmp: Path) -> None:
-        trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+        trainable, optimizer_state = gathered if gathered is not None else (
+            {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad},
+            optimizer.state_dict())
         save_file(trainable, tmp / WEIGHTS)
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
+        torch.save(optimizer_state, tmp / OPTIMIZER)
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / SCHEDULER)
         torch.save(_rng_states() if rng is None else {"per_rank": rng}, tmp / RNG)
@@ -111,7 +115,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(
     path: Path,
-    model: nn.Module,
+    model: nn.Module | None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     rank: int = 0,
@@ -127,7 +131,8 @@ def load_checkpoint(
     path = Path(path)
     if not (path / COMPLETE).is_file():
         raise UserError(f"{path} is not a complete checkpoint (no {COMPLETE} marker); resume from another one")
-    _load_trainable(path / WEIGHTS, model)
+    if model is not None:  # None: the caller restores weights and optimizer itself (a sharded model)
+        _load_trainable(path / WEIGHTS, model)
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True))
     if scheduler is not None:

@@ -8,12 +8,14 @@ all ranks before training starts.
 
 Saving gathers the full tensors on every rank (collectives), then the main process writes them: the
 adapter or model folder is the same standard folder a single process writes, and the saved-tensor check
-(runs/folder.py) refuses an empty one.
+(runs/folder.py) refuses an empty one. Checkpoints hold full (consolidated) tensors too, the optimizer
+state keyed by parameter name; on resume every rank reads them and keeps its shards.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,11 +75,44 @@ def full_state(model: torch.nn.Module, trainable_only: bool) -> dict[str, torch.
     return out
 
 
+def gather_checkpoint(model: torch.nn.Module, optimizer: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Full trainable tensors and full optimizer state (keyed by parameter name), collected on every rank
+    (collectives: all ranks call it); the main process writes them as an ordinary checkpoint."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    raw = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the torch optimizer
+    state = get_optimizer_state_dict(model, raw, options=StateDictOptions(full_state_dict=True))
+    return full_state(model, trainable_only=True), _to_cpu(state)
+
+
+def load_checkpoint_into(folder: Path, model: torch.nn.Module, optimizer: Any) -> None:
+    """Every rank reads the full tensors and keeps its own shards of weights and optimizer state."""
+    from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    from tunesmith.train.checkpoint import OPTIMIZER, WEIGHTS
+
+    options = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, load_file(folder / WEIGHTS), options=options)
+    raw = getattr(optimizer, "optimizer", optimizer)
+    state = torch.load(folder / OPTIMIZER, map_location="cpu", weights_only=True)
+    set_optimizer_state_dict(model, raw, optim_state_dict=state, options=options)
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, DTensor):
+        value = value.full_tensor()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value
+
+
 def check_supported(recipe: Any) -> None:
-    """What fsdp2 runs here: SFT/CPT with LoRA or full fine-tuning, checkpoints not yet sharded-aware."""
+    """What fsdp2 runs here: SFT/CPT with LoRA or full fine-tuning."""
     if recipe.method not in ("sft", "cpt") or recipe.adapter not in ("lora", "full"):
         raise UserError(f"distributed.strategy fsdp2 supports method sft/cpt with adapter lora or full here, not "
                         f"{recipe.method}/{recipe.adapter}: use strategy ddp")
-    if recipe.train.save_every:
-        raise UserError("distributed.strategy fsdp2 does not write resumable checkpoints yet: drop train.save_every "
-                        "or use strategy ddp (which does, and resumes bit for bit)")

@@ -5,7 +5,7 @@ The same command line runs in every process (minus `--nproc`), under `torch.dist
 process finds its rank in the environment the launcher sets (distributed.py explains the split). For
 several machines use accelerate's or torchrun's own arguments instead, e.g. on each of two nodes:
 
-    accelerate launch --num_machines 2 --machine_rank R --main_process_ip HOST --main_process_port 29500 \\
+    accelerate launch --multi_gpu --num_machines 2 --machine_rank R --main_process_ip HOST --main_process_port 29500 \\
         --num_processes 16 -m tunesmith train recipe.yaml
 """
 

@@ -186,8 +186,11 @@ def _resume(trainer: Trainer) -> None:
         trainer.metrics.truncate_after(-1)
         return
     model = trainer.accelerator.unwrap_model(trainer.model)
-    trainer.state.update(load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler,
-                                         rank=distributed.rank_of(trainer.accelerator)))
+    sharded = fsdp2.is_sharded(model)
+    if sharded:
+        fsdp2.load_checkpoint_into(checkpoint, model, trainer.optimizer)
+    trainer.state.update(load_checkpoint(checkpoint, None if sharded else model, None if sharded else trainer.optimizer,
+                                         trainer.scheduler, rank=distributed.rank_of(trainer.accelerator)))
     current = _schedule(trainer)
     changed = apply_schedule_change(trainer.optimizer, trainer.scheduler, trainer.state.get("schedule"), current)
     trainer.state["schedule"] = current
@@ -329,13 +332,14 @@ def _save(trainer: Trainer) -> Path:
     accelerator = trainer.accelerator
     rng = distributed.gather_rng(accelerator, rng_states())
     model = accelerator.unwrap_model(trainer.model)
+    gathered = fsdp2.gather_checkpoint(model, trainer.optimizer) if fsdp2.is_sharded(model) else None
     best = trainer.state.get("best_step") if trainer.recipe.train.patience else None
     path = trainer.folder.path / "checkpoints" / f"step-{trainer.state['step']}"
     if trainer.folder.main:
         path = save_checkpoint(
             trainer.folder.path, trainer.state["step"], model, trainer.optimizer, trainer.scheduler,
             dict(trainer.state), keep=trainer.recipe.train.keep_checkpoints,
-            protect=[best] if best else [], rng=rng,
+            protect=[best] if best else [], rng=rng, gathered=gathered,
         )
     accelerator.wait_for_everyone()
     return path
