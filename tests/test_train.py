@@ -197,7 +197,7 @@ def test_interrupt_saves_a_checkpoint_that_resumes(tiny_setup, tmp_path: Path, m
 def test_existing_run_folder_is_not_overwritten_silently(tiny_setup, tmp_path: Path) -> None:
     recipe = make_recipe(tiny_setup, tmp_path, max_steps=1)
     train(recipe)
-    with pytest.raises(Exception, match="--resume.*--overwrite"):
+    with pytest.raises(Exception, match="finished run.*--overwrite"):
         train(recipe)
     train(recipe, overwrite=True)
 

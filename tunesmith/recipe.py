@@ -76,6 +76,9 @@ class ModelOptions(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ModelOptions:
+        dtypes = ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")
+        if self.dtype.strip().lower() not in dtypes:
+            raise ValueError(_unknown("model_options.dtype", self.dtype, dtypes))
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(_unknown("model_options.attn_implementation", self.attn_implementation,
                                       ATTN_IMPLEMENTATIONS))
@@ -105,7 +108,7 @@ class TrainSpec(Strict):
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="share of steps with linear learning-rate warmup")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW decay (not applied to biases and norms)")
     packing: bool = Field(True, description="pack samples into rows (no pad tokens, no cross-sample attention)")
-    seed: int = Field(0, description="fixes data order, eval split and initialisation")
+    seed: int = Field(0, ge=0, lt=2**32, description="fixes data order, eval split and initialisation")
     shuffle: bool = Field(True, description="shuffle samples every epoch (seeded); false keeps file order (packing still groups by length)")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; None: torch's default. On a shared machine, fewer than the cores can be several times faster")
     scheduler: Literal["linear", "cosine", "constant"] = Field("cosine", description="learning-rate decay after warmup")
@@ -158,6 +161,12 @@ class EvalSpec(Strict):
         return self
 
 
+class DistributedSpec(Strict):
+    """How several processes share the work (tunesmith train --nproc N, torchrun, accelerate launch)."""
+
+    strategy: Literal["ddp", "fsdp2"] = Field("ddp", description="ddp: every process holds the whole model; fsdp2: parameters, gradients and optimizer state sharded over the processes (torch fully_shard)")
+
+
 class _RecipeCore(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run folder name")
     model: str = Field(description="local folder or hub id")
@@ -169,6 +178,7 @@ class _RecipeCore(Strict):
     model_options: ModelOptions = ModelOptions()
     adapter_args: AdapterArgs = AdapterArgs()
     eval: EvalSpec = EvalSpec()
+    distributed: DistributedSpec = DistributedSpec()
 
     @model_validator(mode="after")
     def _check(self) -> _RecipeCore:
@@ -299,6 +309,12 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         raise UserError(explain_validation_error(err, Recipe, source)) from None
 
 
+def load_yaml(path: Path) -> Any:
+    from tunesmith.recipe_yaml import load_yaml as read
+
+    return read(path)
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe, apply dotted overrides, validate once.
 
@@ -307,10 +323,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
+    raw = load_yaml(path) or {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a recipe is a mapping of keys (name, model, method, ...), got {type(raw).__name__}")
     raw = merge(raw, parse_overrides(overrides or []))

@@ -17,9 +17,17 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint of this run"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder of the same name"),
     profile: bool = typer.Option(False, "--profile", help="print where step time goes (data, forward, backward, optimizer)"),
+    nproc: int = typer.Option(1, "--nproc", help="training processes on this machine (torchrun; gloo on CPU)"),
 ) -> None:
     """Fine-tune: the recipe's method and adapter, in one loop; writes the run folder."""
+    import sys
+
     from tunesmith.recipe import load_recipe
+    from tunesmith.train.launch import relaunch, under_launcher
     from tunesmith.train.loop import train as run_training
+
+    if nproc > 1 and not under_launcher():
+        load_recipe(recipe, overrides or [])  # a broken recipe fails once, here, not in every process
+        raise typer.Exit(relaunch(nproc, sys.argv[1:]))
 
     run_training(load_recipe(recipe, overrides or []), resume=resume, overwrite=overwrite, profile=profile)

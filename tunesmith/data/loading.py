@@ -120,9 +120,12 @@ def _read_json(path: Path, text: str) -> list[Row]:
         items = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+    except RecursionError:
+        raise DataError(f"{path}:1: the JSON is nested too deeply to be data rows") from None
     for n, item in enumerate(items, 1):
         if not isinstance(item, dict):
             raise DataError(f"{path}:row {n}: expected a JSON object, got {type(item).__name__}")
+        _check_encodable(item, f"{path}:row {n}")
     return _numbered(str(path), items)
 
 
@@ -132,9 +135,25 @@ def _json_object(path: Path, n: int, line: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         reason = f"{e.msg} (column {e.colno})"
         raise DataError(f"{path}:{n}: invalid JSON: {reason}; JSON Lines hold one object per line") from None
+    except RecursionError:
+        raise DataError(f"{path}:{n}: the JSON is nested too deeply to be a data row") from None
     if not isinstance(item, dict):
         raise DataError(f"{path}:{n}: expected one JSON object per line, got {type(item).__name__}")
+    _check_encodable(item, f"{path}:{n}")
     return item
+
+
+def _check_encodable(item: dict[str, Any], where: str) -> None:
+    """JSON may escape half of a UTF-16 surrogate pair (`\\ud800`); such a string cannot become UTF-8, so the
+    tokenizer and the data cache would fail on it far from the line that holds it."""
+    try:
+        json.dumps(item, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start:e.end].encode("unicode_escape").decode()
+        raise DataError(f"{where}: a string holds an unpaired surrogate escape ({bad}), which is not text; "
+                        "fix or drop that escape") from None
+    except RecursionError:
+        raise DataError(f"{where}: the JSON is nested too deeply to be a data row") from None
 
 
 def _read_csv(path: Path, text: str) -> list[Row]:

@@ -14,7 +14,8 @@ never a half-written `step-N`. Saving draws nothing from the global RNGs, so a r
 exactly like one that does not.
 
 Save from the main process only, passing the unwrapped model (`accelerator.unwrap_model`), whose parameter
-names carry no `module.` prefix. Every rank may load; all then get the main process's RNG states.
+names carry no `module.` prefix, and every rank's RNG states gathered (`rng=`). Every rank loads, and
+restores its own RNG states.
 """
 
 from __future__ import annotations
@@ -53,12 +54,17 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int | None = None,
     protect: Collection[int] = (),
+    rng: list[dict[str, Any]] | None = None,
+    gathered: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Path:
     """Write `run_dir/checkpoints/step-<step>/` atomically, then keep only the newest `keep` checkpoints.
 
     `scheduler` is anything with `state_dict()` (an LRScheduler, accelerate's wrapper) or None.
     `state` is the loop's JSON-serialisable state; it comes back from `load_checkpoint` with "step" added.
     `protect` lists steps never deleted by rotation (the best checkpoint); they do not count towards `keep`.
+    `rng` holds every rank's RNG states in a multi-process run (distributed.gather_rng); None saves this
+    process's own. `gathered` = (trainable tensors, optimizer state) already collected from a sharded model
+    (fsdp2.py); None reads them from `model` and `optimizer`.
     """
     if keep is not None and keep < 1:
         raise UserError(f"checkpoints to keep must be at least 1, got {keep}; use None to keep them all")
@@ -70,12 +76,14 @@ def save_checkpoint(
     remove_leftovers(root, stem="step-")  # only the main process saves, so none is in use
 
     def fill(tmp: Path) -> None:
-        trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+        trainable, optimizer_state = gathered if gathered is not None else (
+            {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad},
+            optimizer.state_dict())
         save_file(trainable, tmp / WEIGHTS)
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
+        torch.save(optimizer_state, tmp / OPTIMIZER)
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / SCHEDULER)
-        torch.save(_rng_states(), tmp / RNG)
+        torch.save(_rng_states() if rng is None else {"per_rank": rng}, tmp / RNG)
         (tmp / STATE).write_text(state_json)
         (tmp / COMPLETE).write_text(f"{step}\n")
 
@@ -107,11 +115,15 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(
     path: Path,
-    model: nn.Module,
+    model: nn.Module | None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
+    rank: int = 0,
 ) -> dict[str, Any]:
     """Restore trainable weights, optimizer, scheduler and RNG states; return the loop state (with "step").
+
+    `rank` picks this process's RNG states from a multi-process checkpoint (a rank beyond the saved count,
+    after resuming with more processes, takes rank `rank % saved`: only dropout masks depend on it).
 
     The model must have the same trainable parameters (names and shapes) as when the checkpoint was
     saved, and the optimizer must be built over them in the same order.
@@ -119,14 +131,18 @@ def load_checkpoint(
     path = Path(path)
     if not (path / COMPLETE).is_file():
         raise UserError(f"{path} is not a complete checkpoint (no {COMPLETE} marker); resume from another one")
-    _load_trainable(path / WEIGHTS, model)
+    if model is not None:  # None: the caller restores weights and optimizer itself (a sharded model)
+        _load_trainable(path / WEIGHTS, model)
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True))
     if scheduler is not None:
         if not (path / SCHEDULER).is_file():
             raise UserError(f"{path} was saved without a learning-rate scheduler; resume without one")
         scheduler.load_state_dict(torch.load(path / SCHEDULER, weights_only=True))
-    _set_rng_states(torch.load(path / RNG, weights_only=True))
+    states = torch.load(path / RNG, weights_only=True)
+    if "per_rank" in states:
+        states = states["per_rank"][rank % len(states["per_rank"])]
+    _set_rng_states(states)
     return json.loads((path / STATE).read_text())
 
 
@@ -144,6 +160,11 @@ def _load_trainable(file: Path, model: nn.Module) -> None:
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(saved[name])
+
+
+def rng_states() -> dict[str, Any]:
+    """This process's python, numpy, torch and CUDA generator states (what a checkpoint restores)."""
+    return _rng_states()
 
 
 def _rng_states() -> dict[str, Any]:

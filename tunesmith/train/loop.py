@@ -26,10 +26,14 @@ from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.methods import build_objective
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.recipe import Recipe
+from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk
+from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
+from tunesmith.train import distributed, fsdp2
 from tunesmith.train.accelerator import fresh_accelerator
-from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, rng_states, save_checkpoint
+from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
 from tunesmith.train.memory import decide_checkpointing
 from tunesmith.train.monitor import detect_overfitting, plot_losses
 from tunesmith.train.objective import Objective
@@ -37,12 +41,13 @@ from tunesmith.train.optim import build_optimizer, build_scheduler
 from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
 from tunesmith.train.progress import TrainProgress
+from tunesmith.train.schedule_change import apply_schedule_change, schedule_settings
 from tunesmith.train.trackers import accelerator_kwargs, end_trackers, log_to_trackers, start_trackers
 
 console = Console(stderr=True)
 
 
-class TrainingDiverged(UserError):
+class TrainingDiverged(RecordedStop):
     """The loss became NaN/inf; the weights were not updated with it."""
 
 
@@ -69,19 +74,35 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, prof
     """Run `recipe` end to end and return its run folder; `profile` prints where step time went; `advice=False`
     leaves out the recipe's advice (a caller that explains its deviation itself, as the demo does)."""
     trainer = build_trainer(recipe, resume=resume, overwrite=overwrite, advice=advice)
-    trainer.profiler = StepProfiler(enabled=profile)
-    trainer_run(trainer)
-    trainer.profiler.print(console)
+    try:
+        trainer.profiler = StepProfiler(enabled=profile)
+        trainer_run(trainer)
+        trainer.profiler.print(console)
+    finally:
+        trainer.folder.release()
     return trainer.folder
 
 
 def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, advice: bool = True) -> Trainer:
-    folder = RunFolder(recipe.run_dir)
+    """Build every piece of the run; the run folder is locked first, and an old run it holds is replaced
+    (--overwrite) only once recipe, model and data have loaded."""
+    accelerator = fresh_accelerator(resolve_mixed_precision(recipe.train.mixed_precision),
+                                    cpu=distributed.cpu_processes(), **accelerator_kwargs(recipe))
+    distributed.check_layout(recipe.train.grad_accum, accelerator.num_processes)
+    console.quiet = not accelerator.is_main_process  # one process speaks for all
+    folder = RunFolder(recipe.run_dir, main=accelerator.is_main_process)
     folder.prepare(resume=resume, overwrite=overwrite)
+    try:
+        return _build(recipe, accelerator, folder, resume, advice)
+    except BaseException:
+        folder.release()
+        raise
+
+
+def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: bool, advice: bool) -> Trainer:
     set_seed(recipe.train.seed)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
-    accelerator = fresh_accelerator(resolve_mixed_precision(recipe.train.mixed_precision), **accelerator_kwargs(recipe))
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     data = prepare_data(recipe, tokenizer)
     dtype = recipe.model_options.dtype if recipe.adapter != "full" else "fp32"
@@ -110,14 +131,14 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
             f"not enough data for one optimizer step of train.batch_size={recipe.train.batch_size} x "
             f"train.grad_accum={recipe.train.grad_accum}: lower them, or add data"
         )
-    t = recipe.train
-    optimizer = build_optimizer(model, recipe.lr, t.weight_decay)
-    scheduler = build_scheduler(optimizer, t.scheduler, objective.steps, t.warmup_ratio)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer, scheduler = _optimize(recipe, accelerator, model, objective.steps)
+    _check_disk(recipe, folder, model)
+    folder.start()  # validated: only now may --overwrite remove the old run
     trainer = Trainer(recipe, accelerator, model, tokenizer, data, objective, optimizer, scheduler,
-                      folder, MetricsLog(folder.path))
+                      folder, MetricsLog(folder.path, write=folder.main))
+    folder.write_record(recipe, data.summary(), trainer.state, status="running")
     trainable, total = count_parameters(model)
-    trainer.state.update(trainable_params=trainable, total_params=total)
+    trainer.state.update(trainable_params=trainable, total_params=total, schedule=_schedule(trainer))
     console.print(
         f"[bold]{recipe.name}[/]: {recipe.method} / {recipe.adapter} on {recipe.model} — "
         f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%), "
@@ -134,17 +155,67 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     return trainer
 
 
+def _optimize(recipe: Recipe, accelerator: Accelerator, model: torch.nn.Module, steps: int) -> tuple[Any, Any, Any]:
+    """Model (DDP-wrapped, or sharded for fsdp2), optimizer and schedule, ready for the loop."""
+    t = recipe.train
+    sharded = recipe.distributed.strategy == "fsdp2" and accelerator.num_processes > 1
+    if sharded:  # before the optimizer: it must hold the sharded parameters
+        fsdp2.check_supported(recipe)
+        model = fsdp2.shard_model(model, accelerator.num_processes)
+    optimizer = build_optimizer(model, recipe.lr, t.weight_decay)
+    scheduler = build_scheduler(optimizer, t.scheduler, steps, t.warmup_ratio)
+    if sharded:
+        return model, accelerator.prepare(optimizer), scheduler
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return model, optimizer, scheduler
+
+
+def _schedule(trainer: Trainer) -> dict[str, Any]:
+    t = trainer.recipe.train
+    return schedule_settings(trainer.recipe.lr, t.scheduler, t.warmup_ratio, trainer.objective.steps)
+
+
+def _check_disk(recipe: Recipe, folder: RunFolder, model: torch.nn.Module) -> None:
+    t = recipe.train
+    saves = (t.keep_checkpoints + 1 + (1 if t.patience else 0)) if t.save_every else 0
+    require_free_disk(folder.path, checkpoint=checkpoint_bytes(model), checkpoints=saves,
+                      final=final_bytes(model, full=recipe.adapter == "full"))
+
+
 def _resume(trainer: Trainer) -> None:
     checkpoint = latest_checkpoint(trainer.folder.path)
     if checkpoint is None:
-        raise UserError(f"--resume: no complete checkpoint in {trainer.folder.path / 'checkpoints'}")
+        console.print(f"--resume: no checkpoint in {trainer.folder.path} yet (the run stopped before its first "
+                      "one), so it starts over from step 0")
+        trainer.metrics.truncate_after(-1)
+        return
     model = trainer.accelerator.unwrap_model(trainer.model)
-    trainer.state.update(load_checkpoint(checkpoint, model, trainer.optimizer, trainer.scheduler))
+    sharded = fsdp2.is_sharded(model)
+    if sharded:
+        fsdp2.load_checkpoint_into(checkpoint, model, trainer.optimizer)
+    trainer.state.update(load_checkpoint(checkpoint, None if sharded else model, None if sharded else trainer.optimizer,
+                                         trainer.scheduler, rank=distributed.rank_of(trainer.accelerator)))
+    current = _schedule(trainer)
+    changed = apply_schedule_change(trainer.optimizer, trainer.scheduler, trainer.state.get("schedule"), current)
+    trainer.state["schedule"] = current
+    if changed:
+        console.print(f"resuming with the recipe's new schedule ({'; '.join(changed)}), not the checkpoint's")
     trainer.metrics.truncate_after(trainer.state["step"])
     console.print(f"resumed from {checkpoint} at step {trainer.state['step']}")
 
 
 def trainer_run(trainer: Trainer) -> None:
+    """The loop; whatever stops it early is recorded in run.json (runs/failures.py)."""
+    recipe, state = trainer.recipe, trainer.state
+
+    def record(status: str, reason: str) -> None:
+        trainer.folder.write_record(recipe, trainer.data.summary(), state, status=status, reason=reason)
+
+    with recording_failures(record, trainer.folder.path):
+        _run_steps(trainer)
+
+
+def _run_steps(trainer: Trainer) -> None:
     recipe, state = trainer.recipe, trainer.state
     written = trainer.folder.write_record(recipe, trainer.data.summary(), state, status="running")
     start_trackers(trainer.accelerator, recipe, written.recipe)
@@ -159,9 +230,10 @@ def trainer_run(trainer: Trainer) -> None:
                 if _after_step(trainer, step + 1):
                     break
     except KeyboardInterrupt:
-        path = _save(trainer)
-        console.print(f"[yellow]interrupted[/]: saved {path}; continue with --resume")
-        trainer.folder.write_record(recipe, trainer.data.summary(), state, status="interrupted")
+        if trainer.accelerator.num_processes == 1:  # ranks stop at different points: no collective save
+            console.print(f"[yellow]interrupted[/]: saved {_save(trainer)}; continue with --resume")
+        trainer.folder.write_record(recipe, trainer.data.summary(), state, status="interrupted",
+                                    reason=f"interrupted (Ctrl-C) during step {state['step'] + 1}")
         end_trackers(trainer.accelerator)
         raise SystemExit(130) from None
     _finish(trainer)
@@ -174,7 +246,7 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     started = time.perf_counter()
     objective, profiler = trainer.objective, trainer.profiler
     with profiler.phase("data"):
-        batches = objective.step_batches(step, model)
+        batches = distributed.shard(objective.step_batches(step, model), accelerator)
     local_units = sum(objective.units(b) for b in batches)
     total_units = int(accelerator.reduce(torch.tensor(local_units, device=accelerator.device), "sum").item())
     loss_total = 0.0
@@ -188,16 +260,12 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
         loss_total += loss_sum.item()
         for key, value in metrics.items():
             extras[key] = extras.get(key, 0.0) + value
-    loss = loss_total / max(local_units, 1)
+    keys = sorted(extras)
+    loss_total, *sums = distributed.global_sums(accelerator, [loss_total, *(extras[k] for k in keys)])
+    extras = dict(zip(keys, sums))
+    loss = loss_total / max(total_units, 1)
     if not math.isfinite(loss):
-        trainer.optimizer.zero_grad(set_to_none=True)
-        last = latest_checkpoint(trainer.folder.path)
-        trainer.folder.write_record(trainer.recipe, trainer.data.summary(), state, status="diverged")
-        raise TrainingDiverged(
-            f"loss became {loss} at step {step + 1}; the weights were not updated with it"
-            + (f" and the last good checkpoint is {last}" if last else "")
-            + ". Lower train.lr, enable train.max_grad_norm, or check the data for broken rows."
-        )
+        _diverged(trainer, step, loss)
     lr = trainer.scheduler.get_last_lr()[0]
     with profiler.phase("optimizer"):
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), trainer.recipe.train.max_grad_norm)
@@ -210,8 +278,8 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     state["tokens"] += real_tokens
     record = {
         "step": step + 1, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": state["tokens"],
-        "units": local_units, "tokens_per_s": real_tokens / max(elapsed, 1e-9),
-        **{key: value / max(local_units, 1) for key, value in extras.items()},
+        "units": total_units, "tokens_per_s": real_tokens / max(elapsed, 1e-9),
+        **{key: value / max(total_units, 1) for key, value in extras.items()},
     }
     if (step + 1) % trainer.recipe.train.log_every == 0 or step + 1 == trainer.objective.steps:
         _log(trainer, record)
@@ -260,14 +328,33 @@ def _evaluate(trainer: Trainer, step: int) -> float | None:
     return loss
 
 
+def _diverged(trainer: Trainer, step: int, loss: float) -> None:
+    """Stop on a non-finite loss; the checkpoint of the weights that produced it is set aside (divergence.py)."""
+    trainer.optimizer.zero_grad(set_to_none=True)
+    reason = f"loss became {loss} at step {step + 1}"
+    good, aside = set_aside_bad_checkpoint(trainer.folder.path, step) if trainer.folder.main else (None, None)
+    trainer.folder.write_record(trainer.recipe, trainer.data.summary(), trainer.state, status="diverged",
+                                reason=reason)
+    raise TrainingDiverged(f"{reason}; the weights were not updated with it. "
+                           + divergence_advice(good, aside, trainer.recipe.lr, trainer.recipe.train.max_grad_norm))
+
+
 def _save(trainer: Trainer) -> Path:
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    """Checkpoint now: every rank's RNG is gathered, the main process alone writes."""
+    accelerator = trainer.accelerator
+    rng = distributed.gather_rng(accelerator, rng_states())
+    model = accelerator.unwrap_model(trainer.model)
+    gathered = fsdp2.gather_checkpoint(model, trainer.optimizer) if fsdp2.is_sharded(model) else None
     best = trainer.state.get("best_step") if trainer.recipe.train.patience else None
-    return save_checkpoint(
-        trainer.folder.path, trainer.state["step"], model, trainer.optimizer, trainer.scheduler,
-        dict(trainer.state), keep=trainer.recipe.train.keep_checkpoints,
-        protect=[best] if best else [],
-    )
+    path = trainer.folder.path / "checkpoints" / f"step-{trainer.state['step']}"
+    if trainer.folder.main:
+        path = save_checkpoint(
+            trainer.folder.path, trainer.state["step"], model, trainer.optimizer, trainer.scheduler,
+            dict(trainer.state), keep=trainer.recipe.train.keep_checkpoints,
+            protect=[best] if best else [], rng=rng, gathered=gathered,
+        )
+    accelerator.wait_for_everyone()
+    return path
 
 
 def _finish(trainer: Trainer) -> None:
@@ -277,8 +364,11 @@ def _finish(trainer: Trainer) -> None:
     already = evals and evals[-1][0] == state["step"]  # early stop right after an evaluation at this step
     final_eval = evals[-1][1] if already else _evaluate(trainer, state["step"])
     model = trainer.accelerator.unwrap_model(trainer.model)
-    output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter)
-    plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)
+    full = fsdp2.full_state(model, trainable_only=trainer.recipe.adapter != "full") if fsdp2.is_sharded(model) else None
+    output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter, state_dict=full)
+    plot = None
+    if trainer.folder.main:
+        plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)
     evals = trainer.metrics.evals
     best_step = state.get("best_step")
     saved = dict(list_checkpoints(trainer.folder.path))

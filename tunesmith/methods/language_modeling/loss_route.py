@@ -68,8 +68,8 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def fused_head(model: torch.nn.Module) -> FusedHead | None:
     """The decoder and head to compute the loss with directly, or None where that is not safe."""
-    if hasattr(model, "module"):
-        return None  # DDP/FSDP synchronise gradients through their own forward; it must not be bypassed
+    if hasattr(model, "module") or hasattr(model, "unshard"):
+        return None  # DDP/FSDP(2) synchronise or gather through their own forward; it must not be bypassed
     inner = unwrap(model)
     config = getattr(inner, "config", None)
     if config is None or config.model_type not in FUSED_FAMILIES:

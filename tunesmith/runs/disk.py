@@ -1,0 +1,50 @@
+"""Free disk checked before training, not discovered at the third checkpoint.
+
+A checkpoint holds the trainable weights and the optimizer state; rotation writes the new one before it
+deletes the oldest, so the folder needs room for keep+1 of them at once (one more when the best
+checkpoint is protected), plus the final weights. The estimate is computed from the trainable parameter
+and optimizer bytes, with a 10% margin for the small files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from tunesmith.errors import UserError
+
+GB = 1024**3
+MARGIN = 1.10
+
+
+def checkpoint_bytes(model: torch.nn.Module, optimizer_states_per_param: int = 2) -> int:
+    """Bytes of one checkpoint: trainable weights plus fp32 optimizer states (AdamW keeps two per weight)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    weights = sum(p.numel() * p.element_size() for p in trainable)
+    return weights + sum(p.numel() * 4 * optimizer_states_per_param for p in trainable)
+
+
+def final_bytes(model: torch.nn.Module, full: bool) -> int:
+    """Bytes of the saved result: every weight for full fine-tuning, the trainable ones for an adapter."""
+    params = [p for p in model.parameters() if full or p.requires_grad]
+    return sum(p.numel() * p.element_size() for p in params)
+
+
+def require_free_disk(run_dir: Path, *, checkpoint: int, checkpoints: int, final: int) -> int:
+    """Raise a UserError when the disk under `run_dir` lacks room for `checkpoints` checkpoints of
+    `checkpoint` bytes plus `final` bytes; return the bytes needed."""
+    need = int((checkpoint * checkpoints + final) * MARGIN)
+    probe = Path(run_dir)
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < need:
+        raise UserError(
+            f"not enough free disk for this run in {run_dir}: it needs about {need / GB:.2f} GB "
+            f"({checkpoints} checkpoint(s) of {checkpoint / GB:.2f} GB while rotating, plus {final / GB:.2f} GB "
+            f"of final weights) and {free / GB:.2f} GB is free. Free space, lower train.keep_checkpoints, save "
+            "less often (train.save_every), or point output= to a larger disk"
+        )
+    return need

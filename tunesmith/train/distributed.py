@@ -1,0 +1,69 @@
+"""Several processes, one run: what the loop does differently when `accelerator.num_processes > 1`.
+
+Started by `tunesmith train RECIPE --nproc N` (launch.py), `torchrun ... -m tunesmith train ...` or
+`accelerate launch -m tunesmith train ...`; on CPU the processes talk over gloo.
+
+- The batch plan stays the one plan of a single process (batches.py): optimizer step k still consumes
+  the same `grad_accum` micro-batches, and rank r takes micro-batches r, r+N, ... of them. The global batch
+  (batch_size x grad_accum rows) and the loss normalisation (trained units of the whole step, summed over
+  ranks) are those of one process, so N processes compute the same update as one, up to float summation
+  order. That needs grad_accum to be a multiple of N.
+- Logged losses and metrics are sums over all ranks divided by the step's units: every rank sees the same
+  numbers, so divergence and early-stopping decisions agree.
+- Only the main process writes (run.json, metrics.jsonl, checkpoints, weights); every rank's RNG state is
+  gathered into the checkpoint, and each rank restores its own on resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+
+from tunesmith.errors import UserError
+
+
+def cpu_processes() -> bool:
+    """Several processes and no GPU: accelerate only sets up gloo between CPU processes when told `cpu=True`
+    (otherwise each rank silently trains alone, as if it were the only one)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def check_layout(grad_accum: int, num_processes: int) -> None:
+    """Each rank takes whole micro-batches of every step: the step's count must divide evenly."""
+    if num_processes > 1 and grad_accum % num_processes:
+        raise UserError(
+            f"train.grad_accum={grad_accum} cannot be split over {num_processes} processes: each optimizer step's "
+            f"micro-batches are shared out between them, so set train.grad_accum to a multiple of {num_processes} "
+            f"(the global batch stays train.batch_size x train.grad_accum rows)"
+        )
+
+
+def shard(batches: list[Any], accelerator: Accelerator) -> list[Any]:
+    """This rank's micro-batches of one optimizer step."""
+    if accelerator.num_processes == 1:
+        return batches
+    return batches[accelerator.process_index :: accelerator.num_processes]
+
+
+def global_sums(accelerator: Accelerator, values: list[float]) -> list[float]:
+    """The sums over all ranks of `values` (float64), identical on every rank."""
+    if accelerator.num_processes == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+    return accelerator.reduce(tensor, "sum").tolist()
+
+
+def gather_rng(accelerator: Accelerator, local: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Every rank's RNG states, in rank order (None for one process: the checkpoint keeps its old format)."""
+    if accelerator.num_processes == 1:
+        return None
+    return gather_object([local])
+
+
+def rank_of(accelerator: Accelerator) -> int:
+    return accelerator.process_index
