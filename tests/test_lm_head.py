@@ -114,7 +114,7 @@ def test_fused_nll_never_needs_the_whole_logit_matrix() -> None:
 
 def test_fused_route_projects_only_the_trained_positions(monkeypatch: pytest.MonkeyPatch) -> None:
     """The head sees one hidden state per trained token: 5 of 100 positions here, not the batch."""
-    from tunesmith.train import lm_head
+    from tunesmith.methods.language_modeling import loss_route as lm_head
 
     rows = []
     real = lm_head.fused_linear_nll_sum

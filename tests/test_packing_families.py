@@ -8,10 +8,10 @@ import random
 
 import pytest
 import torch
-from tunesmith.train.lm_head import FUSED_FAMILIES, fused_head, trained_nll_sum
 
 from tunesmith.data.packing import collate_packed, pack
 from tunesmith.data.types import IGNORE_INDEX, Sample
+from tunesmith.methods.language_modeling.loss_route import FUSED_FAMILIES, fused_head, trained_nll_sum
 from tunesmith.testing.tiny import tiny_model
 
 VOCAB = 96

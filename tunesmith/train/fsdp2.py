@@ -23,7 +23,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, Shard
 
 from tunesmith.errors import UserError
-from tunesmith.train.lm_head import unwrap
+from tunesmith.train.unwrap import unwrap
 
 
 def shard_model(model: torch.nn.Module, world_size: int) -> torch.nn.Module:

@@ -23,6 +23,7 @@ from tunesmith.train.token_nll import (
     token_nll_sum,
     trained_targets,
 )
+from tunesmith.train.unwrap import unwrap
 
 FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
                             "gpt2", "gpt_neox"})
@@ -53,17 +54,6 @@ def trained_nll_sum(model: torch.nn.Module, inputs: dict[str, torch.Tensor], lab
         logits = model(**inputs, use_cache=False, logits_to_keep=predicting_positions(labels)).logits
         return kept_nll_sum(logits, labels)[0]
     return token_nll_sum(model(**inputs, use_cache=False).logits, labels)[0]
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model under DDP (`.module`) and PEFT (`.get_base_model()`) wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
-        elif hasattr(model, "get_base_model"):
-            model = model.get_base_model()
-        else:
-            return model
 
 
 def fused_head(model: torch.nn.Module) -> FusedHead | None:
