@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tunesmith.demo import PRETRAINING_NOTE, run_demo
+from tunesmith.testing.demo import PRETRAINING_NOTE, run_demo
 
 
 def test_demo_lowers_held_out_loss_without_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

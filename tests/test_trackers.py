@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tunesmith.demo import BASE_SKILLS, make_rows
+from tunesmith.testing.demo import BASE_SKILLS, make_rows
 
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe, recipe_from_dict

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunesmith.demo import BASE_SKILLS, make_rows
+from tunesmith.testing.demo import BASE_SKILLS, make_rows
 
 from tunesmith.testing.tiny import save_tiny
 
