@@ -1,7 +1,7 @@
 """tunesmith vs TRL `SFTTrainer` on one GPU at the Llama-3-8B shape: LoRA and QLoRA, seq 2048, packed.
 
     pip install flash-attn --no-build-isolation liger-kernel     # once, on the GPU machine
-    python -m bench.gpu_throughput                                 # ~5-8 min on one H200
+    python -m bench.gpu_throughput                                 # both adapters, within --budget (460 s)
     python -m bench.gpu_throughput --only lora --layers 8          # smaller and faster
     python -m bench.gpu_throughput --dry-run                       # tiny shape on CPU: checks the script itself
 
