@@ -96,6 +96,20 @@ def current_rss_mib() -> float:
     return _status_mib("VmRSS") or 0.0
 
 
+def cuda_sync() -> None:
+    """Wait for the GPU's queued work, so a wall-clock stamp taken next covers it; a no-op without CUDA."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def cuda_memory_mib() -> dict[str, float] | None:
+    """This process's peak GPU memory in MiB: tensors (`max_memory_allocated`) and the caching allocator's
+    hold (`max_memory_reserved`, what another process could not use); None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return {"allocated": torch.cuda.max_memory_allocated() / 2**20, "reserved": torch.cuda.max_memory_reserved() / 2**20}
+
+
 def trainable_checksum(model: torch.nn.Module) -> list[float]:
     """Count and sum of squares of the trainable weights: equal at step 0 means the same initialisation."""
     params = [p for p in model.parameters() if p.requires_grad]

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from bench.common import child_main, current_rss_mib, peak_rss_mib, trainable_checksum
+from bench.common import child_main, cuda_memory_mib, cuda_sync, current_rss_mib, peak_rss_mib, trainable_checksum
 
 
 class CountingCollator:
@@ -47,20 +47,27 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     rows = [json.loads(line) for line in Path(payload["dataset"]).read_text().splitlines()]
-    args = SFTConfig(output_dir=payload["output"], use_cpu=True, report_to="none", save_strategy="no",
+    args = SFTConfig(output_dir=payload["output"], use_cpu=payload.get("use_cpu", True), report_to="none", save_strategy="no",
                      logging_steps=1, disable_tqdm=True, **payload["config"])
     peft_config = None
-    if payload["adapter"] == "lora":
+    if payload["adapter"] in ("lora", "qlora"):
         peft_config = LoraConfig(task_type="CAUSAL_LM", target_modules="all-linear", **payload["lora"])
+    quantization = None
+    if payload["adapter"] == "qlora":  # the QLoRA base tunesmith loads: NF4, double quantization, compute in bf16
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                          bnb_4bit_compute_dtype=torch.bfloat16)
     set_seed(args.seed)  # the same seed tunesmith sets before its model and adapter are built
     trainer = SFTTrainer(model=payload["model"], args=args, train_dataset=Dataset.from_list(rows),
-                         peft_config=peft_config)
+                         peft_config=peft_config, quantization_config=quantization)
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     ends: list[list[float]] = []
 
     class StepClock(TrainerCallback):
         def on_step_end(self, *_: Any, **__: Any) -> None:
+            cuda_sync()  # on a GPU the step's kernels may still be queued
             ends.append([time.perf_counter(), time.process_time()])
 
     trainer.add_callback(StepClock())
@@ -72,7 +79,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             "frozen": str(next((p.dtype for p in model.parameters() if not p.requires_grad), "none")),
             "autocast": "bf16" if args.bf16 else "no", "packing": args.packing,
             "padding_free": trainer.padding_free, "grad_ckpt": args.gradient_checkpointing,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "attention": model.config._attn_implementation,
+            "kernels": "liger" if args.use_liger_kernel else "none",
         },
         "start": [time.perf_counter(), time.process_time()],
     }
@@ -83,6 +91,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     result["steps"] = [{"wall": wall, "cpu": cpu, "loss": loss, **counts}
                        for (wall, cpu), loss, counts in zip(ends, losses, counter.batches)]
     result["rss_peak"] = peak_rss_mib()
+    result["gpu_mib"] = cuda_memory_mib()
     return result
 
 

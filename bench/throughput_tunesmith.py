@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bench.common import child_main, current_rss_mib, peak_rss_mib, trainable_checksum
+from bench.common import child_main, cuda_memory_mib, cuda_sync, current_rss_mib, peak_rss_mib, trainable_checksum
 from tunesmith.data.types import PackedRow
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.train.loop import _train_step, build_trainer
@@ -33,11 +33,13 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             "frozen": str(next((p.dtype for p in trainer.model.parameters() if not p.requires_grad), "none")),
             "autocast": resolve_mixed_precision(recipe.train.mixed_precision), "packing": recipe.train.packing,
             "grad_ckpt": trainer.state["gradient_checkpointing"], "threads": torch.get_num_threads(),
+            "attention": trainer.state["attn_implementation"], "kernels": trainer.state["kernels"],
         },
         "start": [time.perf_counter(), time.process_time()], "steps": [],
     }
     for step in range(trainer.objective.steps):
         record = _train_step(trainer, step)
+        cuda_sync()  # on a GPU the step's kernels may still be queued
         wall, cpu = time.perf_counter(), time.process_time()
         rows = plan.micro_batches[step * plan.accum:(step + 1) * plan.accum]
         lengths = [n for micro in rows for row in micro
@@ -47,6 +49,7 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         result["steps"].append({"wall": wall, "cpu": cpu, "real": sum(lengths), "trained": record["units"],
                                 "sq": sum(n * n for n in lengths), "loss": record["loss"]})
     result["rss_peak"] = peak_rss_mib()
+    result["gpu_mib"] = cuda_memory_mib()
     return result
 
 
