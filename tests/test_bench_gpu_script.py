@@ -58,6 +58,7 @@ def _check_tables(output: str, adapters: tuple[str, ...]) -> None:
     assert "model: Llama, hidden 64, 2 layers" in output
 
 
+@pytest.mark.slow  # about 50 CPU-seconds: the four-configuration variant below is slow too
 def test_dry_run_lora_prints_every_row_with_finite_numbers(tmp_path: Path) -> None:
     _check_tables(_dry_run(tmp_path, "--only", "lora"), ("lora",))
 

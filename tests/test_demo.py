@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tunesmith.testing.demo import PRETRAINING_NOTE, run_demo
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tunesmith.testing.demo import BASE_SKILLS, make_rows
 
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe, recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
+from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train import trackers
 from tunesmith.train.loop import train

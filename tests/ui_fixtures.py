@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
-
 from tunesmith.testing.tiny import save_tiny
 
 
