@@ -17,6 +17,7 @@ spec="."
 "$PY" -m pip install -q -e "$spec"
 # The web UI's browser tests drive Debian's chromium (never a downloaded browser); they skip without it.
 if [[ ",$extras," == *",test,"* ]] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
-  { apt-get install -y -q chromium chromium-driver || sudo -n apt-get install -y -q chromium chromium-driver; } \
+  { { apt-get update -q && apt-get install -y -q chromium chromium-driver; } \
+    || sudo -n sh -c 'apt-get update -q && apt-get install -y -q chromium chromium-driver'; } \
     >/dev/null 2>&1 || echo "note: chromium not installed; the browser tests of the web UI will be skipped" >&2
 fi
