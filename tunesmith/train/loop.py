@@ -26,7 +26,7 @@ from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.recipe import Recipe
 from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from tunesmith.train.memory import decide_checkpointing
+from tunesmith.plan.checkpointing import decide_checkpointing
 from tunesmith.train.methods import build_objective
 from tunesmith.train.monitor import MetricsLog, detect_overfitting
 from tunesmith.train.objective import Objective
