@@ -37,9 +37,9 @@ CPU_MFU = 0.26
 CUDA_CONTEXT_BYTES = 600 * MIB
 """CUDA context, cuBLAS workspaces and the caching allocator's slack, per process (typical, measured by users
 at 0.4-1 GiB)."""
-CPU_RUNTIME_BYTES = 520 * MIB
+CPU_RUNTIME_BYTES = 450 * MIB
 """Resident memory of a training process before the model loads: Python, torch, transformers, PEFT, the
-tokenizer and the data (measured "ready" RSS, bench/RESULTS.md)."""
+tokenizer and the data (measured before `build_trainer`, bench/plan_accuracy.py runs: 452 MiB)."""
 HOST_RUNTIME_BYTES = 3 * GIB
 """Host memory of one GPU training process besides the weights: the CPU runtime plus CUDA's host libraries."""
 

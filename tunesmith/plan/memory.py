@@ -37,12 +37,24 @@ FUSED_CHUNK_LOGITS = 1 << 22
 """Logits one chunk of the fused head holds (train/losses.py: about 4M values)."""
 LOGIT_BYTES = 4 + 4 + 2
 """Per logit: fp32 logits, their fp32 gradient, and the half-precision matmul output under autocast."""
-ACT_PER_HIDDEN = 48
-ACT_PER_INTERMEDIATE = 14
-"""Activation bytes per token and layer under half precision: 48 x hidden + 14 x intermediate, fitted
-on Llama shapes measured on CPU (bench/plan_accuracy.py): norms, q/k/v/o inputs and outputs, attention
-output and its softmax statistics, the residual stream, the MLP's gate, up, activation and product, and
-the dropout masks and inputs LoRA adds. Without autocast (fp32 all through) they double."""
+ACT_PER_HIDDEN = 40
+ACT_PER_INTERMEDIATE = 16
+"""Activation bytes per token and layer in fp32: 40 x hidden + 16 x intermediate. Counted tensor by tensor for
+a Llama layer (norm inputs and outputs, q/k/v before and after rotary, attention output: ~8 hidden-wide values
+of 4 bytes; post-attention norm: 2; gate, up, activation and product: 4 intermediate-wide) and checked on CPU
+(bench/plan_accuracy.py: the memory checkpointing saves, per token and layer, is 0.88-1.15x this)."""
+LORA_INPUT_BYTES = 5
+"""LoRA keeps, per input value of every wrapped linear, its dropped-out input (fp32) and the dropout mask."""
+HALF_FACTOR = 0.85
+"""Activations under bf16/fp16 autocast relative to fp32: the residual stream, norms and softmax statistics
+stay fp32, so they shrink far less than half (earlier measurement, README: 95-110 x hidden in bf16 for LoRA
+at width 384-640, 0.83x this count's fp32 figure)."""
+FROZEN_BASE_FACTOR = 1.0
+"""Adapters over a frozen base (LoRA, QLoRA, ...) peaked, on CPU, one more base layer-set of activations above
+full fine-tuning, with and without checkpointing (bench/plan_accuracy.py, both model sizes, SFT and DPO);
+the cause is not pinned down, the term is an empirical one."""
+OPTIMIZER_TEMP_SHARE = 0.5
+"""AdamW's multi-tensor step allocates temporaries of about half the trainable fp32 bytes (measured, full)."""
 CHECKPOINT_INPUT_BYTES = 4
 """With checkpointing, each layer keeps only its input: the residual stream, one fp32 value per hidden unit."""
 
@@ -67,6 +79,7 @@ class TrainSetup:
     sharding: str = "ddp"
     reference_copy: bool = False        # a frozen copy of the weights (full-weight DPO/KTO/PPO)
     runtime_bytes: int = 0              # the framework's own resident memory (CUDA context or CPU runtime)
+    checkpoint_bytes: int = 0           # CPU training: the checkpoint file's pages read at load stay resident
 
     @property
     def rows(self) -> int:
@@ -126,19 +139,34 @@ def weight_bytes(s: TrainSetup) -> int:
     return DTYPE_BYTES[s.weight_dtype] * shape.params
 
 
-def activation_bytes_per_token_layer(shape: ModelShape, half_precision: bool) -> int:
-    """Bytes one token keeps for backward in one decoder layer (see ACT_PER_HIDDEN)."""
+def base_activation_bytes(shape: ModelShape, half_precision: bool) -> float:
+    """Bytes one token keeps for backward in one decoder layer of the base model (see ACT_PER_HIDDEN)."""
     per = ACT_PER_HIDDEN * shape.hidden + ACT_PER_INTERMEDIATE * shape.intermediate
-    return per if half_precision else 2 * per
+    return per * (HALF_FACTOR if half_precision else 1.0)
+
+
+def adapter_input_bytes(s: TrainSetup) -> float:
+    """What LoRA-family adapters add per token and layer: each wrapped linear's dropped-out input and mask."""
+    if s.adapter not in ("lora", "qlora", "dora"):
+        return 0.0
+    inputs = sum(i for i, _ in s.shape.linear_shapes())
+    return LORA_INPUT_BYTES * inputs * (HALF_FACTOR if s.half_precision else 1.0)
 
 
 def activation_bytes(s: TrainSetup) -> int:
     """Activations a micro-batch keeps for backward: all layers', or under checkpointing each layer's input
     plus one layer's worth while it is recomputed."""
-    per_layer = activation_bytes_per_token_layer(s.shape, s.half_precision) * s.tokens
+    per_layer = (base_activation_bytes(s.shape, s.half_precision) + adapter_input_bytes(s)) * s.tokens
     if not s.checkpointing:
-        return per_layer * s.shape.layers
-    return CHECKPOINT_INPUT_BYTES * s.shape.hidden * s.tokens * s.shape.layers + per_layer
+        return int(per_layer * s.shape.layers)
+    return int(CHECKPOINT_INPUT_BYTES * s.shape.hidden * s.tokens * s.shape.layers + per_layer)
+
+
+def frozen_base_bytes(s: TrainSetup) -> int:
+    """The empirical extra of adapters over a frozen base (FROZEN_BASE_FACTOR)."""
+    if s.adapter == "full":
+        return 0
+    return int(FROZEN_BASE_FACTOR * base_activation_bytes(s.shape, s.half_precision) * s.tokens * s.shape.layers)
 
 
 def logit_bytes(s: TrainSetup) -> int:
@@ -163,9 +191,11 @@ def estimate_memory(s: TrainSetup) -> MemoryEstimate:
         "gradients": 4 * trainable // shard_states,
         "optimizer": int(OPTIMIZER_BYTES[s.optimizer] * trainable) // shard_states,
         "activations": activation_bytes(s),
+        "frozen-base activations": frozen_base_bytes(s),
+        "optimizer step": int(OPTIMIZER_TEMP_SHARE * 4 * trainable) // shard_states if s.adapter == "full" else 0,
+        "loaded checkpoint": s.checkpoint_bytes,
         "logits": logit_bytes(s),
-        "reference": (weights // 2 if s.adapter == "full" and s.weight_dtype != "fp32" else weights) // shard_weights
-        if s.reference_copy else 0,
+        "reference": weights // shard_weights if s.reference_copy else 0,
         "runtime": s.runtime_bytes,
     }
     if shard_weights > 1:  # one layer gathered whole at a time

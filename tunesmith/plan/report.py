@@ -10,7 +10,9 @@ from tunesmith.plan.run import PlanResult
 
 LABELS = {
     "weights": "weights", "adapter": "adapter weights", "gradients": "gradients", "optimizer": "optimizer states",
-    "activations": "activations", "logits": "logits", "reference": "reference copy", "runtime": "runtime",
+    "activations": "activations", "frozen-base activations": "frozen-base activations (measured extra)",
+    "optimizer step": "optimizer step temporaries", "loaded checkpoint": "checkpoint pages read at load (CPU)",
+    "logits": "logits", "reference": "reference copy", "runtime": "runtime",
 }
 
 

@@ -8,6 +8,7 @@ families use the fused head; DPO/KTO/PPO with full weights keep a frozen referen
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from tunesmith.plan.hardware import Device
 from tunesmith.plan.memory import TrainSetup
@@ -65,7 +66,15 @@ def setup_from_recipe(recipe: Recipe, shape: ModelShape, device: Device, *, npro
         reference_copy=recipe.method in REFERENCE_METHODS and recipe.adapter in ("full", "bottleneck")
         and not skip_reference,
         runtime_bytes=device.runtime_bytes,
+        checkpoint_bytes=checkpoint_file_bytes(recipe.model, shape) if device.kind == "cpu" else 0,
     )
+
+
+def checkpoint_file_bytes(model: str, shape: ModelShape) -> int:
+    """Bytes of the model's weight files (a local folder's *.safetensors / *.bin), else bf16 of its parameters."""
+    folder = Path(model)
+    files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")] if folder.is_dir() else []
+    return sum(f.stat().st_size for f in files) or 2 * shape.params
 
 
 def with_checkpointing(setup: TrainSetup, on: bool) -> TrainSetup:
