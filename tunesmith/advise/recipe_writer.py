@@ -38,7 +38,7 @@ def adapter_fits(shape: ModelShape, device: Device, seq_len: int) -> dict[str, b
     fits = {}
     for adapter in ("full", "lora", "qlora"):
         setup = TrainSetup(shape=shape, adapter=adapter, weight_dtype="fp32" if adapter == "full" else "bf16",
-                           seq_len=seq_len, runtime_bytes=device.runtime_bytes)
+                           seq_len=seq_len, runtime_bytes=device.runtime_bytes, on_cpu=device.kind == "cpu")
         fits[adapter] = fitting_batch(setup, device.memory) is not None
     return fits
 
@@ -47,7 +47,7 @@ def build_recipe(name: str, model: str, data: str, adapter: str, shape: ModelSha
                  seq_len: int, replay: str | None = None) -> dict[str, Any]:
     """The recipe as a dict, checked by the Recipe schema."""
     setup = TrainSetup(shape=shape, adapter=adapter, weight_dtype="fp32" if adapter == "full" else "bf16",
-                       seq_len=seq_len, runtime_bytes=device.runtime_bytes)
+                       seq_len=seq_len, runtime_bytes=device.runtime_bytes, on_cpu=device.kind == "cpu")
     chosen = fitting_batch(setup, device.memory)
     if chosen is None:
         raise UserError(f"adapter {adapter} does not fit in {device.memory / 2**30:.1f} GiB even at micro-batch 1 "

@@ -52,7 +52,7 @@ at width 384-640, 0.83x this count's fp32 figure)."""
 FROZEN_BASE_FACTOR = 1.0
 """Adapters over a frozen base (LoRA, QLoRA, ...) peaked, on CPU, one more base layer-set of activations above
 full fine-tuning, with and without checkpointing (bench/plan_accuracy.py, both model sizes, SFT and DPO);
-the cause is not pinned down, the term is an empirical one."""
+the cause is not pinned down, the term is an empirical one, applied on CPU only (not measured on a GPU)."""
 OPTIMIZER_TEMP_SHARE = 0.5
 """AdamW's multi-tensor step allocates temporaries of about half the trainable fp32 bytes (measured, full)."""
 CHECKPOINT_INPUT_BYTES = 4
@@ -80,6 +80,7 @@ class TrainSetup:
     reference_copy: bool = False        # a frozen copy of the weights (full-weight DPO/KTO/PPO)
     runtime_bytes: int = 0              # the framework's own resident memory (CUDA context or CPU runtime)
     checkpoint_bytes: int = 0           # CPU training: the checkpoint file's pages read at load stay resident
+    on_cpu: bool = False                # training on the CPU (the measured CPU-only terms apply)
 
     @property
     def rows(self) -> int:
@@ -163,8 +164,8 @@ def activation_bytes(s: TrainSetup) -> int:
 
 
 def frozen_base_bytes(s: TrainSetup) -> int:
-    """The empirical extra of adapters over a frozen base (FROZEN_BASE_FACTOR)."""
-    if s.adapter == "full":
+    """The empirical extra of adapters over a frozen base (FROZEN_BASE_FACTOR), on CPU where it was measured."""
+    if s.adapter == "full" or not s.on_cpu:
         return 0
     return int(FROZEN_BASE_FACTOR * base_activation_bytes(s.shape, s.half_precision) * s.tokens * s.shape.layers)
 

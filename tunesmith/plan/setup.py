@@ -67,6 +67,7 @@ def setup_from_recipe(recipe: Recipe, shape: ModelShape, device: Device, *, npro
         and not skip_reference,
         runtime_bytes=device.runtime_bytes,
         checkpoint_bytes=checkpoint_file_bytes(recipe.model, shape) if device.kind == "cpu" else 0,
+        on_cpu=device.kind == "cpu",
     )
 
 
