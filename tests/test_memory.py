@@ -1,4 +1,5 @@
-"""`train.gradient_checkpointing: auto` turns recomputation on only when the activations would not fit."""
+"""`train.gradient_checkpointing: auto` turns recomputation on only when the activations would not fit, using
+the plan's memory model (one estimate in the code)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,30 @@ import torch
 from transformers import LlamaConfig
 
 from tests.test_train import make_recipe, tiny_setup  # noqa: F401  (fixture)
-from tunesmith.train import memory
-from tunesmith.train.loop import _train_step, build_trainer
-from tunesmith.train.memory import GIB, activation_bytes, decide_checkpointing
+from tunesmith.plan import checkpointing as memory
+from tunesmith.plan.checkpointing import decide_checkpointing, micro_batch_activations
+from tunesmith.plan.memory import GIB, TrainSetup, activation_bytes
+from tunesmith.plan.shape import shape_from_config
 
-CONFIG = LlamaConfig(hidden_size=4096, num_hidden_layers=32)
+CONFIG = LlamaConfig(hidden_size=4096, num_hidden_layers=32, intermediate_size=11008)
 CPU = torch.device("cpu")
 
 
-def test_estimate_scales_with_width_depth_tokens_and_precision() -> None:
-    half = activation_bytes(CONFIG, tokens=8192, half_precision=True)
-    assert half == 128 * 4096 * 32 * 8192  # 128 GiB: an 8B shape at 8k tokens per micro-batch
-    assert activation_bytes(CONFIG, tokens=8192, half_precision=False) == 2 * half
+def test_trainer_estimate_is_the_plan_estimate() -> None:
+    need = micro_batch_activations(CONFIG, tokens=8192, half_precision=True)
+    plan = activation_bytes(TrainSetup(shape=shape_from_config(CONFIG), micro_batch=4, seq_len=2048))
+    assert need == plan
+    assert micro_batch_activations(CONFIG, tokens=8192, half_precision=False) == 2 * need
+    assert 100 * GIB < need < 130 * GIB  # an 8B-class shape at 8k tokens per micro-batch
 
 
 def test_auto_follows_free_memory_and_explicit_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    need = micro_batch_activations(CONFIG, 8192, True)
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1024 * GIB)
     assert decide_checkpointing("auto", CONFIG, 8192, True, CPU)[0] is False
     monkeypatch.setattr(memory, "available_bytes", lambda device: 64 * GIB)
     on, note = decide_checkpointing("auto", CONFIG, 8192, True, CPU)
-    assert on and note == "gradient checkpointing on (auto): activations of a micro-batch ~128.00 GiB, 64.0 GiB free"
+    assert on and note == f"gradient checkpointing on (auto): activations of a micro-batch ~{need / GIB:.2f} GiB, 64.0 GiB free"
     assert decide_checkpointing(False, CONFIG, 8192, True, CPU) == (False, None)
     assert decide_checkpointing(True, CONFIG, 1, True, CPU) == (True, None)
     monkeypatch.setattr(memory, "available_bytes", lambda device: None)
@@ -41,6 +46,8 @@ def test_free_memory_is_read_on_this_machine() -> None:
 
 
 def test_trainer_applies_the_decision(tiny_setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from tunesmith.train.loop import _train_step, build_trainer
+
     roomy = build_trainer(make_recipe(tiny_setup, tmp_path / "roomy"))  # a tiny model: nowhere near half
     assert roomy.state["gradient_checkpointing"] is False
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1024)

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import typer
 
-from tunesmith.commands import demo, docs, eval, report, serve, ship, train, ui, validate
+from tunesmith.commands import advise, compare, demo, docs, eval, plan, report, serve, ship, train, ui, validate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune language models: plan, train, measure, ship.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 
+app.command()(advise.advise)
+app.command()(plan.plan)
 app.command()(validate.validate)
 app.command()(train.train)
 app.command("eval")(eval.eval_)
 app.command()(report.report)
+app.command()(compare.compare)
 app.command()(ship.merge)
 app.command()(ship.export)
 app.command()(serve.serve)

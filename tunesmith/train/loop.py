@@ -25,6 +25,7 @@ from tunesmith.errors import UserError
 from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.methods import build_objective
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
+from tunesmith.plan.checkpointing import decide_checkpointing
 from tunesmith.recipe import Recipe
 from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk
 from tunesmith.runs.failures import RecordedStop, recording_failures
@@ -34,7 +35,6 @@ from tunesmith.train import distributed, fsdp2
 from tunesmith.train.accelerator import fresh_accelerator
 from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, rng_states, save_checkpoint
 from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
-from tunesmith.train.memory import decide_checkpointing
 from tunesmith.train.monitor import detect_overfitting, plot_losses
 from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler

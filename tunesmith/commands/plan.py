@@ -1,0 +1,33 @@
+"""`tunesmith plan RECIPE`: peak memory by part, host RAM and time per epoch, and what to change (plan/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from tunesmith.commands.common import friendly
+
+
+@friendly
+def plan(
+    recipe: Path = typer.Argument(..., help="recipe YAML"),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="plan for this GPU, e.g. h100-80g, a100-40g, l4-24g"),
+    memory: Optional[str] = typer.Option(None, "--memory", help="plan for a device of this memory, e.g. 24GiB"),
+    nproc: int = typer.Option(1, "--nproc", help="processes (devices) training together"),
+    sharding: str = typer.Option("ddp", "--sharding", help="ddp | fsdp | zero2 | zero3"),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw | adamw8bit"),
+    tokens: Optional[int] = typer.Option(None, "--tokens", help="training tokens per epoch (default: read the data)"),
+) -> None:
+    """Peak memory by part, host RAM and time per epoch of a recipe, and what to change if it does not fit."""
+    from tunesmith.advise import pick_device
+    from tunesmith.plan.report import print_plan
+    from tunesmith.plan.run import epoch_tokens, plan_recipe
+    from tunesmith.recipe import load_recipe
+
+    spec = load_recipe(recipe)
+    device = pick_device(gpu, memory, probe=True)
+    print_plan(plan_recipe(spec, device, nproc=nproc, sharding=sharding, optimizer=optimizer,
+                           tokens=tokens or epoch_tokens(spec)), Console())

@@ -1,0 +1,64 @@
+"""`tunesmith compare SPEC`: several strategies on the same data, budget and evaluation; the measured
+trade-off table (markdown, CSV, PNG) in one comparison folder.
+
+Reads top to bottom: load and validate the spec and every strategy's recipe; for each strategy not yet
+finished, train it in a child process (peak memory, wall time) and evaluate it; score the base once; build
+the rows and write comparison.md, comparison.csv and comparison.png. Interrupted, it resumes: a strategy
+with a finished run, its measurement and its eval.json is skipped; an unfinished one resumes or restarts.
+
+    out/name/
+      spec.yaml  recipes/<strategy>.yaml  runs/<strategy>/  measures/<strategy>.json  logs/
+      base/eval.json  comparison.md  comparison.csv  comparison.png
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from tunesmith.compare.charts import write_charts
+from tunesmith.compare.evaluation import evaluate_base, evaluate_run
+from tunesmith.compare.execute import load_measure, save_measure, train_child
+from tunesmith.compare.run_files import read_eval, run_finished
+from tunesmith.compare.spec import load_spec, strategy_recipes, write_recipe
+from tunesmith.compare.table import base_row, strategy_row, write_csv, write_markdown
+
+console = Console(stderr=True)
+
+
+def run_comparison(spec_path: Path, fresh: bool = False) -> Path:
+    """Run (or resume) the comparison of `spec_path`; returns the comparison folder."""
+    spec = load_spec(spec_path)
+    recipes = strategy_recipes(spec)  # every strategy validated before anything trains
+    folder = spec.folder
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(spec_path, folder / "spec.yaml")
+    evaluations, measures = {}, {}
+    for name, recipe in recipes.items():
+        run_dir = recipe.run_dir
+        measure = load_measure(folder, name)
+        if run_finished(run_dir) and measure is not None and read_eval(run_dir) is not None:
+            console.print(f"{name}: finished earlier, skipped")
+        else:
+            if not (run_finished(run_dir) and measure is not None):
+                console.print(f"[bold]{name}[/]: training")
+                recipe_file = write_recipe(recipe, folder / "recipes" / f"{name}.yaml")
+                measure = train_child(recipe_file, run_dir, folder / "logs" / f"{name}.log")
+                save_measure(folder, name, measure)
+            console.print(f"[bold]{name}[/]: evaluating")
+        evaluations[name] = evaluate_run(run_dir, spec.eval)
+        measures[name] = measure
+    first = next(iter(recipes.values())).run_dir
+    base = evaluate_base(first, spec.eval, folder)
+    rows = [base_row(base)] + [strategy_row(name, recipes[name].run_dir, evaluations[name], base, measures[name])
+                               for name in recipes]
+    title = f"comparison {spec.name}: {', '.join(recipes)} on the same data, budget and evaluation"
+    write_markdown(rows, folder / "comparison.md", title)
+    write_csv(rows, folder / "comparison.csv")
+    write_charts(rows[1:], folder / "comparison.png", title)
+    print((folder / "comparison.md").read_text())
+    return folder

@@ -1,0 +1,39 @@
+"""The comparison's charts: one PNG with a bar panel per trade-off (task loss, general change with its 95%
+interval, perplexity change, peak memory, tokens/s, trainable parameters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PANELS = (
+    ("task_loss", "held-out task loss (lower is better)", None),
+    ("general_change_pts", "general benchmark change vs base (points, 95% CI)", "general_ci95_pts"),
+    ("ppl_change", "TinyStories/text perplexity change vs base", None),
+    ("peak_rss_mib", "peak memory (MiB)", None),
+    ("tokens_per_s", "training tokens/s", None),
+    ("trainable_params", "trainable parameters", None),
+)
+
+
+def write_charts(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row["strategy"] for row in rows]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, (key, label, error_key) in zip(axes.flat, PANELS):
+        values = [row.get(key) if row.get(key) is not None else 0.0 for row in rows]
+        errors = [row.get(error_key) or 0.0 for row in rows] if error_key else None
+        ax.bar(names, values, yerr=errors, capsize=4 if errors else 0, color="#4C72B0")
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        if key.endswith("change") or key.endswith("_pts"):
+            ax.axhline(0, color="black", linewidth=0.8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,114 @@
+"""The device a plan is for: its memory, its speed, and what the framework itself takes.
+
+GPU figures are the vendors' dense bf16 (fp16 for pre-Ampere) tensor throughput and memory. Achieved
+model-FLOP utilisation is not a vendor figure: `GPU_MFU` is an assumption (0.4 is what well-tuned
+fine-tuning reaches on A100/H100-class GPUs in published runs), to be replaced by a measured run's. On CPU
+the plan measures the machine: a short bf16/fp32 matmul probe, times the MFU tunesmith reached on this
+CPU (bench/RESULTS.md: 26% of the bf16 matmul peak for LoRA, 20M Llama).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.errors import UserError, suggestion
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Gpu:
+    memory_gib: float
+    tflops: float
+
+
+GPUS: dict[str, Gpu] = {
+    "h200-141g": Gpu(141, 989), "h100-80g": Gpu(80, 989), "h100-94g": Gpu(94, 989), "a100-80g": Gpu(80, 312),
+    "a100-40g": Gpu(40, 312), "l40s-48g": Gpu(48, 362), "a6000-48g": Gpu(48, 155), "l4-24g": Gpu(24, 121),
+    "a10g-24g": Gpu(24, 125), "rtx4090-24g": Gpu(24, 165), "rtx3090-24g": Gpu(24, 71), "v100-32g": Gpu(32, 125),
+    "v100-16g": Gpu(16, 125), "t4-16g": Gpu(16, 65), "mi300x-192g": Gpu(192, 1307),
+}
+GPU_MFU = 0.4
+CPU_MFU = 0.26
+CUDA_CONTEXT_BYTES = 600 * MIB
+"""CUDA context, cuBLAS workspaces and the caching allocator's slack, per process (typical, measured by users
+at 0.4-1 GiB)."""
+CPU_RUNTIME_BYTES = 450 * MIB
+"""Resident memory of a training process before the model loads: Python, torch, transformers, PEFT, the
+tokenizer and the data (measured before `build_trainer`, bench/plan_accuracy.py runs: 452 MiB)."""
+HOST_RUNTIME_BYTES = 3 * GIB
+"""Host memory of one GPU training process besides the weights: the CPU runtime plus CUDA's host libraries."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where training runs: `memory` bytes per device, `flops` achievable per second, `kind` cpu or cuda."""
+
+    name: str
+    kind: str
+    memory: int
+    flops: float
+    runtime_bytes: int
+
+
+def parse_bytes(text: str) -> int:
+    """'24GiB' / '24G' / '80GB' / '512MiB' -> bytes (GB read as GiB, as GPU makers mean it)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise UserError(f"--memory '{text}': give a size such as 24GiB, 80G or 512MiB")
+    scale = {"": 1, "k": 1 << 10, "m": MIB, "g": GIB, "t": 1 << 40}[match.group(2)]
+    return int(float(match.group(1)) * scale)
+
+
+def gpu_device(name: str) -> Device:
+    key = name.lower()
+    if key not in GPUS:
+        aliases: dict[str, str] = {}
+        for full in GPUS:
+            aliases.setdefault(full.split("-")[0], full)  # the first listed size of a model
+        if key in aliases:
+            key = aliases[key]
+        else:
+            raise UserError(f"--gpu '{name}' is unknown{suggestion(key, list(GPUS))}; choose one of "
+                            f"{', '.join(GPUS)}, or give --memory 24GiB")
+    gpu = GPUS[key]
+    return Device(key, "cuda", int(gpu.memory_gib * GIB), gpu.tflops * 1e12 * GPU_MFU, CUDA_CONTEXT_BYTES)
+
+
+def memory_device(memory: str, flops: float | None = None) -> Device:
+    """A device known only by its memory; its speed is this machine's CPU unless given."""
+    return Device(f"{memory} device", "cuda", parse_bytes(memory), flops or cpu_flops(), CUDA_CONTEXT_BYTES)
+
+
+def cpu_device(probe: bool = True) -> Device:
+    """This machine's CPU: MemAvailable as memory, the measured matmul rate times CPU_MFU as speed (0 when
+    `probe` is off: memory only)."""
+    return Device("this CPU", "cpu", available_host_bytes() or 0, cpu_flops() if probe else 0.0, CPU_RUNTIME_BYTES)
+
+
+def available_host_bytes() -> int | None:
+    """The kernel's MemAvailable, or None where /proc is missing."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def cpu_flops(seconds: float = 0.2) -> float:
+    """Achievable training FLOP/s on this CPU: a bf16 matmul probe's rate times CPU_MFU."""
+    import torch
+
+    a = torch.randn(512, 512, dtype=torch.bfloat16)
+    a @ a
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ a
+        count += 1
+    return 2 * 512**3 * count / (time.perf_counter() - start) * CPU_MFU

@@ -1,0 +1,95 @@
+"""`tunesmith plan RECIPE`: the recipe's peak memory by part (checkpointing off and on), host RAM, time per
+epoch, and what to change when it does not fit.
+
+Host RAM: on CPU the device is the host. On a GPU each process holds its runtime (HOST_RUNTIME_BYTES) and,
+while loading, the weights as read (tunesmith loads full weights on the CPU and accelerate then places
+them; QLoRA quantizes tensor by tensor on the device, so about one 5 GiB shard), times the processes on
+the machine: the reason runs that fit on the GPU still die of host memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from tunesmith.errors import UserError
+from tunesmith.plan.checkpointing import FIT_SHARE
+from tunesmith.plan.fixes import fixes
+from tunesmith.plan.hardware import HOST_RUNTIME_BYTES, Device
+from tunesmith.plan.memory import DTYPE_BYTES, GIB, SHARDINGS, MemoryEstimate, TrainSetup, estimate_memory
+from tunesmith.plan.setup import setup_from_recipe
+from tunesmith.plan.shape import load_shape
+from tunesmith.plan.timing import seconds_per_epoch
+from tunesmith.recipe import Recipe
+
+SHARD_BYTES = 5 * GIB
+
+
+@dataclass
+class PlanResult:
+    device: Device
+    setup: TrainSetup
+    without: MemoryEstimate
+    with_ckpt: MemoryEstimate
+    checkpointing: bool              # what the recipe's setting resolves to
+    host_bytes: int
+    tokens: int | None
+    epoch_seconds: float | None
+    fixes: list[str]
+
+    @property
+    def chosen(self) -> MemoryEstimate:
+        return self.with_ckpt if self.checkpointing else self.without
+
+    @property
+    def fits(self) -> bool:
+        return self.chosen.total <= self.device.memory
+
+
+def host_bytes(s: TrainSetup, device: Device, chosen: MemoryEstimate) -> int:
+    """Peak host RAM of the whole machine (all `nproc` processes)."""
+    if device.kind == "cpu":
+        return chosen.total * s.nproc
+    shape = s.shape
+    if s.adapter == "qlora":
+        loaded = min(SHARD_BYTES, DTYPE_BYTES["bf16"] * shape.params)
+    else:
+        loaded = DTYPE_BYTES["fp32" if s.adapter == "full" else s.weight_dtype] * shape.params
+    return s.nproc * (HOST_RUNTIME_BYTES + loaded)
+
+
+def plan_recipe(recipe: Recipe, device: Device, *, nproc: int = 1, sharding: str = "ddp",
+                optimizer: str = "adamw", tokens: int | None = None) -> PlanResult:
+    """Estimate `recipe` on `device` x `nproc`; `tokens` per epoch for the time (None: unknown)."""
+    if sharding not in SHARDINGS:
+        raise UserError(f"--sharding '{sharding}': choose one of {', '.join(SHARDINGS)}")
+    if nproc < 1:
+        raise UserError("--nproc must be 1 or more")
+    shape = load_shape(recipe.model, recipe.model_options.trust_remote_code)
+    setup = setup_from_recipe(recipe, shape, device, nproc=nproc, sharding=sharding, optimizer=optimizer)
+    without = estimate_memory(replace(setup, checkpointing=False))
+    with_ckpt = estimate_memory(replace(setup, checkpointing=True))
+    setting = recipe.train.gradient_checkpointing
+    if setting == "auto":  # the trainer's rule (checkpointing.py), on the planned device's memory
+        checkpointing = without.parts["activations"] > FIT_SHARE * device.memory
+    else:
+        checkpointing = bool(setting)
+    setup = replace(setup, checkpointing=checkpointing)
+    chosen = with_ckpt if checkpointing else without
+    seconds = seconds_per_epoch(setup, tokens or 0, device.flops) if tokens else None
+    found = fixes(setup, device.memory) if chosen.total > device.memory else []
+    return PlanResult(device, setup, without, with_ckpt, checkpointing, host_bytes(setup, device, chosen),
+                      tokens, seconds, found)
+
+
+def epoch_tokens(recipe: Recipe) -> int | None:
+    """Training tokens per epoch, from the recipe's data (tokenized once, through the data cache)."""
+    from tunesmith.data.pipeline import prepare_data
+    from tunesmith.models import load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
+        data = prepare_data(recipe, tokenizer)
+    except (UserError, OSError, ValueError):
+        return None
+    summary = data.summary()
+    return int(summary.get("train_tokens") or 0) or None

@@ -1,0 +1,83 @@
+"""From a recipe (and the device it is planned for) to the `TrainSetup` the memory model reads.
+
+The same resolution `train` applies: full fine-tuning loads fp32 weights, adapters the recipe's dtype (auto:
+bf16 where the device has it), QLoRA NF4; mixed precision auto means bf16 autocast; SFT/CPT on the common
+families use the fused head; DPO/KTO/PPO with full weights keep a frozen reference copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from tunesmith.plan.hardware import Device
+from tunesmith.plan.memory import TrainSetup
+from tunesmith.plan.shape import ModelShape
+from tunesmith.recipe import Recipe
+
+FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
+                            "gpt2", "gpt_neox"})
+"""Kept equal to train/lm_head.py's set (a test checks): families whose head the fused loss can take."""
+REFERENCE_METHODS = ("dpo", "kto", "ppo")
+
+
+def resolved_dtype(recipe: Recipe, device: Device) -> str:
+    """The frozen weights' dtype name: full fine-tuning trains fp32; auto is bf16 on GPU, else what torch has."""
+    if recipe.adapter == "full":
+        return "fp32"
+    setting = recipe.model_options.dtype
+    if setting != "auto":
+        return setting
+    if device.kind == "cuda":
+        return "bf16"
+    import torch
+
+    from tunesmith.models import resolve_dtype
+
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(resolve_dtype("auto"), "fp32")
+
+
+def half_precision(recipe: Recipe, device: Device, dtype: str) -> bool:
+    """Whether activations are half precision: autocast on, or half weights."""
+    mixed = recipe.train.mixed_precision
+    if mixed == "auto":
+        if device.kind == "cuda":
+            mixed = "bf16"
+        else:
+            from tunesmith.train.precision import resolve_mixed_precision
+
+            mixed = resolve_mixed_precision("auto")
+    return mixed != "no" or dtype != "fp32"
+
+
+def setup_from_recipe(recipe: Recipe, shape: ModelShape, device: Device, *, nproc: int = 1,
+                      sharding: str = "ddp", optimizer: str = "adamw", trained_share: float = 1.0) -> TrainSetup:
+    """The recipe's training as the memory model sees it; checkpointing `auto` resolves to off here
+    (plan/checkpointing.py decides it from the estimate)."""
+    dtype = resolved_dtype(recipe, device)
+    spec = getattr(recipe, recipe.method, None)
+    skip_reference = bool(getattr(spec, "precompute_ref", False) or getattr(spec, "reference_free", False))
+    return TrainSetup(
+        shape=shape, adapter=recipe.adapter, method=recipe.method, weight_dtype=dtype,
+        half_precision=half_precision(recipe, device, dtype), micro_batch=recipe.train.batch_size,
+        seq_len=recipe.train.max_seq_len, trained_share=trained_share,
+        checkpointing=recipe.train.gradient_checkpointing is True,
+        fused_head=shape.family in FUSED_FAMILIES, lora_r=recipe.adapter_args.r, optimizer=optimizer,
+        nproc=nproc, sharding=sharding,
+        reference_copy=recipe.method in REFERENCE_METHODS and recipe.adapter in ("full", "bottleneck")
+        and not skip_reference,
+        runtime_bytes=device.runtime_bytes,
+        checkpoint_bytes=checkpoint_file_bytes(recipe.model, shape) if device.kind == "cpu" else 0,
+        on_cpu=device.kind == "cpu",
+    )
+
+
+def checkpoint_file_bytes(model: str, shape: ModelShape) -> int:
+    """Bytes of the model's weight files (a local folder's *.safetensors / *.bin), else bf16 of its parameters."""
+    folder = Path(model)
+    files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")] if folder.is_dir() else []
+    return sum(f.stat().st_size for f in files) or 2 * shape.params
+
+
+def with_checkpointing(setup: TrainSetup, on: bool) -> TrainSetup:
+    return replace(setup, checkpointing=on)
