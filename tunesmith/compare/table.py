@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.compare.run_files import read_metrics, read_run, train_tokens_per_second
-from tunesmith.evaluate.benchmarks import PRIMARY
+from tunesmith.evaluate.benchmarks import gated_metrics
 
 Z95 = 1.96
 COLUMNS = ("strategy", "task_loss", "task_rouge_l", "general", "general_change_pts", "general_ci95_pts",
@@ -32,7 +32,7 @@ def proportion_change(base: float, tuned: float, n: int) -> tuple[float, float]:
 
 def general_suite(results: dict[str, Any]) -> str | None:
     """The first general benchmark in the results (MMLU, HellaSwag, GSM8K)."""
-    return next((suite for suite in results if suite in PRIMARY), None)
+    return next((suite for suite in results if suite in gated_metrics()), None)
 
 
 def strategy_row(name: str, run_dir: Path, evaluation: dict[str, Any], base: dict[str, Any],
@@ -51,7 +51,7 @@ def strategy_row(name: str, run_dir: Path, evaluation: dict[str, Any], base: dic
     }
     suite = general_suite(results)
     if suite and suite in before:
-        metric = PRIMARY[suite]
+        metric = gated_metrics()[suite]
         change, half = proportion_change(before[suite][metric], results[suite][metric], results[suite].get("n", 0))
         row.update(general=f"{suite} {metric}", general_change_pts=change, general_ci95_pts=half)
     if "ppl" in results and "ppl" in before:
@@ -65,7 +65,8 @@ def base_row(base: dict[str, Any]) -> dict[str, Any]:
                            "task_rouge_l": results.get("heldout", {}).get("rouge_l")}
     suite = general_suite(results)
     if suite:
-        row.update(general=f"{suite} {PRIMARY[suite]} = {100 * results[suite][PRIMARY[suite]]:.1f}")
+        primary = gated_metrics()[suite]
+        row.update(general=f"{suite} {primary} = {100 * results[suite][primary]:.1f}")
     if "ppl" in results:
         row["ppl"] = results["ppl"]["ppl"]
     return row
