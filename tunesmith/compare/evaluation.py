@@ -45,7 +45,7 @@ def evaluate_base(any_run: Path, settings: CompareEval, folder: Path) -> dict[st
 
     options = eval_options(any_run, settings, out)
     target = resolve_target(str(any_run), None)
-    results, _ = score(target.base(), make_plan(options, target), options)
+    results, _, _ = score(target.base(), make_plan(options, target), options)
     record = {"target": {"name": "base", "model": target.model}, "results": results,
               "settings": {"suites": settings.suites, "limit": settings.limit}}
     out.mkdir(parents=True, exist_ok=True)
