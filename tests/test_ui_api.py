@@ -137,7 +137,7 @@ def test_chat_answers_like_plain_transformers_greedy(client: TestClient, runs: P
     if tokenizer.eos_token_id in new:
         new = new[: new.index(tokenizer.eos_token_id)]
     expected = tokenizer.decode(new, skip_special_tokens=False).split(tokenizer.eos_token)[0].strip()
-    assert answer["choices"][0]["message"]["content"] == expected
+    assert expected and answer["choices"][0]["message"]["content"] == expected
     assert answer["usage"]["prompt_tokens"] == prompt["input_ids"].shape[1]
     bad = client.post("/api/runs/alpha/v1/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]})
     assert bad.status_code == 400 and "messages[0]" in bad.json()["error"]
@@ -153,3 +153,9 @@ def test_row_shows_the_best_eval_loss_not_the_last(tmp_path: Path) -> None:
     row = run_row(record)
     assert row["best_eval_loss"] == 1.5 and row["wall_time_s"] == 90.0 and row["steps"] == 9
     assert run_row(RunRecord(**{**record.__dict__, "status": "running"}), launcher="gone")["status"] == "killed"
+
+
+def test_launching_over_an_existing_run_needs_overwrite(client: TestClient) -> None:
+    recipe = {"name": "alpha", "model": "m", "data": {"train": "d"}}
+    answer = client.post("/api/launch", json={"recipe": recipe})
+    assert answer.status_code == 400 and "already holds a run; tick overwrite" in answer.json()["error"]

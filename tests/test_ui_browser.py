@@ -26,6 +26,7 @@ pytestmark = pytest.mark.skipif(WHY is not None, reason=f"headless browser unava
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):
     """Two finished tiny runs, the dashboard over them on a loopback port, and a headless Chromium."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     root = tmp_path_factory.mktemp("ui-browser")
@@ -40,7 +41,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         driver = chromium()
         try:
             yield {"url": url, "runs": runs, "model": model, "data": data, "driver": driver,
-                   "wait": WebDriverWait(driver, 120)}
+                   "wait": WebDriverWait(driver, 120, ignored_exceptions=(StaleElementReferenceException,))}
         finally:
             driver.quit()
             server.should_exit = True
@@ -129,7 +130,7 @@ def test_schema_form_validates_through_the_same_messages(site) -> None:
 def test_a_launched_run_survives_a_reload_and_finishes(site) -> None:
     from selenium.webdriver.common.by import By
 
-    recipe = tiny_recipe("launched", site["model"], site["data"], Path("ignored"), max_steps=30, eval_every=10)
+    recipe = tiny_recipe("launched", site["model"], site["data"], Path("ignored"), max_steps=12, eval_every=6)
     driver = _open(site, "#/launch", "#recipe-text")
     driver.find_element(By.ID, "recipe-text").send_keys(yaml.safe_dump(recipe))
     driver.find_element(By.ID, "launch-button").click()
@@ -140,8 +141,10 @@ def test_a_launched_run_survives_a_reload_and_finishes(site) -> None:
     driver.refresh()
     site["wait"].until(lambda d: d.find_elements(By.CSS_SELECTOR, "#process-state"))
     site["wait"].until(lambda d: d.find_elements(By.CSS_SELECTOR, "h1 [data-status=done]"))
+    # the process exits a moment after writing "done"; once it has, the page stops polling and redrawing
+    site["wait"].until(lambda d: d.find_element(By.ID, "process-state").text == "exited")
     run = json.loads((site["runs"] / "launched" / "run.json").read_text())
-    assert run["status"] == "done" and run["state"]["step"] == 30
+    assert run["status"] == "done" and run["state"]["step"] == 12
     assert run["recipe"]["output"] == str(site["runs"].resolve())  # forced into the runs folder
     records = read_metrics(site["runs"] / "launched" / "metrics.jsonl")
     dots, _ = _drawn_points(driver, "loss-chart-svg", "loss")

@@ -3,7 +3,8 @@
 Reads top to bottom: build the run (tokenizer, data, model + adapter, batch plan, optimizer), then for each
 optimizer step: accumulate micro-batches with the loss normalised by the trained tokens of the whole step,
 clip, step, log, evaluate and checkpoint on schedule. A non-finite loss stops before the update touches the
-weights; Ctrl-C saves a checkpoint first. Outputs land in the self-describing run folder (runs/folder.py).
+weights; Ctrl-C saves a checkpoint first. Outputs land in the self-describing run folder (runs/folder.py);
+every metrics record also goes to the trackers in train.report_to (train/trackers.py).
 """
 
 from __future__ import annotations

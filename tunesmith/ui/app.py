@@ -36,6 +36,15 @@ def create_app(runs_dir: Path, *, token: str | None = None, recipes_dir: Path | 
     engine = chat_engine or LocalEngine()
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.launcher = launcher
+    _add_guard(app, token)
+    _add_read_routes(app, runs_dir, launcher, recipes_dir)
+    _add_action_routes(app, runs_dir, launcher, engine)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _add_guard(app: FastAPI, token: str | None) -> None:
+    """The token check (off loopback) and UserError -> 400 {"error": the CLI's message}."""
 
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Any:
@@ -52,11 +61,20 @@ def create_app(runs_dir: Path, *, token: str | None = None, recipes_dir: Path | 
     async def user_error(request: Request, err: UserError) -> JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=400)
 
+
+def _run_dir(runs_dir: Path, name: str) -> Path:
+    """The run folder `name` inside `runs_dir`; a UserError when the name escapes it or names no run."""
+    path = run_path(runs_dir, name)
+    if not is_run_folder(path):
+        raise UserError(f"no run named '{name}' in {runs_dir}")
+    return path
+
+
+def _add_read_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, recipes_dir: Path) -> None:
+    """The page, the runs table, one run, its curves, a launch's state, shipped recipes and the schema."""
+
     def run_dir(name: str) -> Path:
-        path = run_path(runs_dir, name)
-        if not is_run_folder(path):
-            raise UserError(f"no run named '{name}' in {runs_dir}")
-        return path
+        return _run_dir(runs_dir, name)
 
     @app.get("/")
     def index() -> FileResponse:
@@ -94,6 +112,10 @@ def create_app(runs_dir: Path, *, token: str | None = None, recipes_dir: Path | 
 
         return Recipe.model_json_schema()
 
+
+def _add_action_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, engine: ChatEngine) -> None:
+    """Validate, launch, stop, resume, chat."""
+
     @app.post("/api/validate")
     def check(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         recipe = validate(_raw_recipe(body), runs_dir)
@@ -117,10 +139,8 @@ def create_app(runs_dir: Path, *, token: str | None = None, recipes_dir: Path | 
         max_tokens = body.get("max_tokens", 64)
         if not isinstance(max_tokens, int) or not 0 < max_tokens <= 1024:
             raise UserError("max_tokens: give a whole number from 1 to 1024")
-        return engine.complete(run_dir(name), str(body.get("model", "tuned")), body.get("messages"), max_tokens)
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
+        return engine.complete(_run_dir(runs_dir, name), str(body.get("model", "tuned")), body.get("messages"),
+                               max_tokens)
 
 
 def _raw_recipe(body: dict[str, Any]) -> dict[str, Any]:

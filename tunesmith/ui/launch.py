@@ -60,6 +60,10 @@ class Launcher:
         recipe = validate(raw, self.runs_dir)
         if self.status(recipe.name) == "running":
             raise UserError(f"run {recipe.name} is already training; stop it first")
+        existing = self.runs_dir / recipe.name
+        if existing.is_dir() and any(existing.iterdir()) and not overwrite:
+            raise UserError(f"run folder {existing} already holds a run; tick overwrite to replace it, resume it from "
+                            "its page, or choose another name")
         folder = self.launch_dir(recipe.name)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / RECIPE_FILE).write_text(yaml.safe_dump({**raw, "output": str(self.runs_dir)}, sort_keys=False))

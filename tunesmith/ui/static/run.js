@@ -1,5 +1,6 @@
 // One run's page (live curves, data health, eval and forgetting tables, recipe, chat) and two runs side by side.
 const POLL_MS = 1500;
+let chosenMetric = null;  // the second chart's metric, kept while the page redraws with new points
 
 function curveCharts(curves, id) {
   const loss = [["loss", curves.loss], ["eval_loss", curves.eval_loss]].filter(([, p]) => p && p.length)
@@ -9,8 +10,8 @@ function curveCharts(curves, id) {
   const second = el("div", { class: "chart", id: "metric-chart" });
   const drawSecond = () => second.replaceChildren(lineChart(
     pick.value ? [{ name: pick.value, points: curves[pick.value] }] : [], { height: 220 }));
-  pick.value = others.includes("lr") ? "lr" : others[0] || "";
-  pick.addEventListener("change", drawSecond);
+  pick.value = others.includes(chosenMetric) ? chosenMetric : others.includes("lr") ? "lr" : others[0] || "";
+  pick.addEventListener("change", () => { chosenMetric = pick.value; drawSecond(); });
   drawSecond();
   return el("div", { class: "grid" },
     el("div", { class: "card" }, el("h2", {}, "Loss"), el("div", { class: "chart", id }, lineChart(loss, { id: id + "-svg" }))),
