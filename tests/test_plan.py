@@ -96,7 +96,7 @@ def test_sizes_and_devices_parse() -> None:
 
 
 def test_fused_families_match_the_trainer() -> None:
-    from tunesmith.train.lm_head import FUSED_FAMILIES as TRAINER
+    from tunesmith.methods.language_modeling.loss_route import FUSED_FAMILIES as TRAINER
 
     assert FUSED_FAMILIES == TRAINER
 

@@ -17,7 +17,7 @@ from tunesmith.recipe import Recipe
 
 FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
                             "gpt2", "gpt_neox"})
-"""Kept equal to train/lm_head.py's set (a test checks): families whose head the fused loss can take."""
+"""Kept equal to methods/language_modeling/loss_route.py's set (a test checks): families whose head the fused loss can take."""
 REFERENCE_METHODS = ("dpo", "kto", "ppo")
 
 
