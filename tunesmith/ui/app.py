@@ -17,9 +17,10 @@ from fastapi.staticfiles import StaticFiles
 from tunesmith.errors import UserError
 from tunesmith.runs.record import is_run_folder, read_run
 from tunesmith.ui import views
-from tunesmith.ui.chat import ChatEngine, LocalEngine
+from tunesmith.ui.chat import ChatEngine
 from tunesmith.ui.guard import TOKEN_HEADER, run_path, token_matches
 from tunesmith.ui.launch import Launcher, parse_recipe_text, validate
+from tunesmith.ui.serve_chat import ServeEngine
 
 STATIC = Path(__file__).parent / "static"
 SHIPPED_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -33,7 +34,7 @@ def create_app(runs_dir: Path, *, token: str | None = None, recipes_dir: Path | 
     runs_dir.mkdir(parents=True, exist_ok=True)
     recipes_dir = recipes_dir or SHIPPED_RECIPES
     launcher = Launcher(runs_dir, workdir)
-    engine = chat_engine or LocalEngine()
+    engine = chat_engine or ServeEngine()
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.launcher = launcher
     _add_guard(app, token)

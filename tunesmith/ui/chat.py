@@ -2,12 +2,13 @@
 
 The pane posts `{"model": "tuned" | "base", "messages": [...], "max_tokens": N}` and gets a
 `chat.completion` object back, the shape `tunesmith serve` answers with, so the pane needs no change when
-the engine does. Today the engine is `LocalEngine`: the run loaded once through `runs.load.load_target`,
-prompts rendered with the run's chat template (`data.tokenize.tokenize_prompt`, as training saw them),
-greedy answers from `evaluate.generate` stopped at the template's end of turn.
+the engine does. The dashboard's engine is `serve_chat.ServeEngine` (tunesmith serve's own code);
+`LocalEngine` here is the plain reference: the run loaded through `runs.load.load_target`, prompts rendered
+with the run's chat template (`data.tokenize.tokenize_prompt`, as training saw them), greedy answers from
+`evaluate.generate` stopped at the template's end of turn.
 
-The seam: anything with `complete(run_dir, which, messages, max_tokens) -> dict` is an engine; to answer
-through the serve package's app instead, pass its engine to `create_app(chat_engine=...)`.
+Anything with `complete(run_dir, which, messages, max_tokens) -> dict` is an engine
+(`create_app(chat_engine=...)`).
 """
 
 from __future__ import annotations
