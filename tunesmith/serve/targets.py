@@ -23,6 +23,7 @@ from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
 from tunesmith.evaluate.target import resolve_target
+from tunesmith.gguf_export import load_gguf
 from tunesmith.models import load_model, load_tokenizer
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -121,21 +122,6 @@ def load_base(spec: ServeSpec, dtype: str = "fp32") -> tuple[Any, Any]:
         return load_gguf(Path(spec.base))
     tokenizer = load_tokenizer(spec.base)
     model = load_model(spec.base, dtype=dtype, tokenizer=tokenizer, quantization=spec.quantization)
-    return model.eval(), tokenizer
-
-
-def load_gguf(path: Path) -> tuple[Any, Any]:
-    """A GGUF file through transformers' reader, de-quantized to fp32 (what transformers computes in)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    except (ValueError, KeyError, OSError) as e:
-        raise UserError(f"cannot read GGUF file {path}: {e}") from e
-    model.hf_quantizer = None  # de-quantized already; a leftover quantizer only blocks save_pretrained
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
 
 
