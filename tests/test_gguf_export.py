@@ -106,3 +106,24 @@ def test_smollm2_round_trip(tmp_path: Path) -> None:
     assert logits_gap(model, tokenizer, result.path) <= TOLERANCE["f16"]
     _, back_tokenizer = load_gguf(result.path)
     assert back_tokenizer.chat_template == tokenizer.chat_template and os.path.getsize(result.path) > 2e8
+
+
+def test_merged_folder_and_gguf_file_are_serve_targets(tmp_path: Path) -> None:
+    """`tunesmith serve` takes a merged model folder and a GGUF file; each answers as transformers runs it."""
+    openai = pytest.importorskip("openai")
+    from tunesmith.serve.local import local_server
+    from tunesmith.serve.server import ServeOptions
+
+    folder = save_tiny("llama", tmp_path / "merged", vocab_size=300)
+    gguf = export_gguf(folder, tmp_path / "tiny.gguf", "f16").path
+    references = {"merged": (AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)),
+                  "tiny": load_gguf(gguf)}
+    with local_server(ServeOptions([str(folder), str(gguf)])) as running:
+        client = openai.OpenAI(base_url=running.url, api_key="none", max_retries=0)
+        assert {m.id for m in client.models.list().data} == {"merged", "tiny"}
+        for name, (model, tokenizer) in references.items():
+            ids = tokenizer("Once upon a time", return_tensors="pt")["input_ids"]
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
+                                 do_sample=False, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
+            served = client.completions.create(model=name, prompt="Once upon a time", max_tokens=8, temperature=0)
+            assert served.choices[0].text == tokenizer.decode(out[0, ids.shape[1]:]), name
