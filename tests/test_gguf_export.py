@@ -73,7 +73,7 @@ def test_lora_run_exports_its_merged_model_with_its_template(tmp_path: Path) -> 
         assert result.path == run / f"lora-{outtype}.gguf" and result.max_abs_diff <= TOLERANCE[outtype]
     modelfile = result.modelfile.read_text()
     assert "<|im_start|>{{ .Role }}" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
-    model, tokenizer = load_gguf(run / "lora-f16.gguf")
+    _, tokenizer = load_gguf(run / "lora-f16.gguf")
     assert "<|im_start|>" in tokenizer.chat_template  # the run's template travels inside the file
     assert not (run / "merged").exists()  # merged in a scratch folder: only the GGUF and its Modelfile stay
     assert sorted(p.name for p in run.glob("lora-*")) == ["lora-f16.Modelfile", "lora-f16.gguf",

@@ -27,7 +27,7 @@ def tokenizer():
 
 def row(tokenizer, **kw) -> tuple[RowState, list[str]]:
     sent: list[str] = []
-    settings = dict(temperature=0.0, top_p=1.0, max_tokens=50, stops=(), eos_ids=frozenset({2}))
+    settings = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 50, "stops": (), "eos_ids": frozenset({2})}
     settings.update(kw)
     state = RowState(tokenizer=tokenizer, generator=torch.Generator().manual_seed(0), on_text=sent.append,
                      **settings)

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from tunesmith.adapters import load_adapter
 from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.data.templates import apply_template, end_of_turn
