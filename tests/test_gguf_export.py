@@ -53,9 +53,11 @@ def test_families_round_trip(family: str, tmp_path: Path) -> None:
     folder = save_tiny(family, tmp_path / family, vocab_size=300, **({"attention_bias": True} if family == "llama"
                                                                      else {}))
     result = export_gguf(folder, tmp_path / f"{family}.gguf", "f16")
-    assert result.max_abs_diff <= TOLERANCE["f16"]
+    # A random tiny model's logits are small, so its f16 error is too (2.5e-4 measured on llama); a missing
+    # q/k permutation gives 7.4e-3 here, under the export's absolute tolerance but not under this bound.
+    assert result.max_abs_diff <= 1e-3
     reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    assert logits_gap(reference, AutoTokenizer.from_pretrained(folder), result.path) <= TOLERANCE["f16"]
+    assert logits_gap(reference, AutoTokenizer.from_pretrained(folder), result.path) <= 1e-3
 
 
 def test_lora_run_exports_its_merged_model_with_its_template(tmp_path: Path) -> None:

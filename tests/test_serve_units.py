@@ -122,3 +122,16 @@ def test_print_vllm_serves_lora_and_explains_the_rest(tmp_path: Path) -> None:
                        f"mine={lora} --max-lora-rank 32 --api-key $TUNESMITH_API_KEY")
     assert "dora" in notes[0] and "10849" in notes[0] and "tunesmith merge" in notes[0]
     assert "IA3" in notes[1] and "merge" in notes[1]
+
+
+def test_cli_serve_prints_vllm_and_needs_a_key_off_loopback(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    lora = adapter_folder(tmp_path / "lora", "/models/base")
+    result = CliRunner().invoke(app, ["serve", f"mine={lora}", "--print-vllm", "--port", "9100"])
+    assert result.exit_code == 0 and f"--lora-modules mine={lora}" in result.output and "--port 9100" in result.output
+    monkeypatch.delenv("TUNESMITH_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["serve", str(lora), "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "beyond this machine" in result.output
