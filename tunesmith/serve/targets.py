@@ -118,6 +118,7 @@ def load_base(spec: ServeSpec, dtype: str = "fp32") -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) of a base or merged model, a GGUF file de-quantized."""
     if spec.base.endswith(".gguf"):
         return load_gguf(Path(spec.base))
+    _require_safetensors(Path(spec.base), "model")
     tokenizer = load_tokenizer(spec.base)
     model = load_model(spec.base, dtype=dtype, tokenizer=tokenizer, quantization=spec.quantization)
     return model.eval(), tokenizer
