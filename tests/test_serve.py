@@ -7,9 +7,9 @@ each model does alone.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import shutil
 import time
+from concurrent import futures
 from pathlib import Path
 
 import httpx
@@ -96,7 +96,7 @@ def test_mixed_adapter_batches_answer_as_each_model_alone(client, server) -> Non
 
 
 def test_completions_n_seed_and_stop(client) -> None:
-    kw = dict(model="cats", prompt="Once upon a time", max_tokens=8, temperature=1.0, n=3, seed=7)
+    kw = {"model": "cats", "prompt": "Once upon a time", "max_tokens": 8, "temperature": 1.0, "n": 3, "seed": 7}
     first, again = client.completions.create(**kw), client.completions.create(**kw)
     texts = [c.text for c in first.choices]
     assert texts == [c.text for c in again.choices] and len(set(texts)) > 1  # seeded, yet each choice its own
@@ -148,7 +148,7 @@ def test_bad_inputs_are_openai_errors(client) -> None:
 
 
 def test_load_and_unload_while_serving(client, server, runs, tmp_path) -> None:
-    post = lambda body: client.post("/adapters", body=body, cast_to=httpx.Response)  # noqa: E731
+    post = lambda body: client.post("/adapters", body=body, cast_to=httpx.Response)
     for path in ("../../etc", "/etc", "cats/../../x"):
         with pytest.raises(openai.BadRequestError, match="outside the adapter root"):
             post({"name": "evil", "path": path})

@@ -4,7 +4,7 @@ LoRA adapters on one base."""
 
 from __future__ import annotations
 
-import concurrent.futures as futures
+from concurrent import futures
 from pathlib import Path
 
 import pytest

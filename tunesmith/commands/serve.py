@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from tunesmith.commands.common import console, friendly
+from tunesmith.commands.common import friendly
 
 
 @friendly
@@ -33,5 +33,4 @@ def serve(
 
         typer.echo(vllm_commands(targets, host, port, bool(api_key or os.environ.get(API_KEY_ENV))), nl=False)
         return
-    console.print(f"serving {', '.join(targets)} on http://{host}:{port}/v1")
     run_server(ServeOptions(targets, host, port, api_key, adapter_root, max_adapters, queue_size, max_batch))

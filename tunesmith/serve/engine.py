@@ -93,7 +93,7 @@ class Engine:
                 return
             try:
                 self._run(batch)
-            except Exception as e:  # one bad batch must not stop the server
+            except Exception as e:  # noqa: BLE001 -- one bad batch must not stop the server
                 error = ApiError(500, f"generation failed: {type(e).__name__}: {e}", type_="server_error")
                 for job in batch:
                     job.sink(("error", error))

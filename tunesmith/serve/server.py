@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,4 +69,5 @@ def serve(options: ServeOptions) -> None:
     if options.host not in LOOPBACK and api_key(options) is None:
         raise UserError(f"serving on {options.host} (beyond this machine) needs --api-key or {API_KEY_ENV}")
     app, _ = build(options)
+    print(f"serving {', '.join(options.targets)} on http://{options.host}:{options.port}/v1", file=sys.stderr)
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning")

@@ -136,7 +136,7 @@ class ModelStore:
             entry = self._register(spec)
             try:
                 self.ensure_resident({name})
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 -- any load failure: unregister, report as 400
                 del self.entries[name]
                 raise ApiError(400, f"cannot load adapter {path}: {e}", param="path") from None
         return entry

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from tunesmith.adapters import load_adapter
 from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
+from tunesmith.gguf_export import load_gguf
 from tunesmith.models import load_model, load_tokenizer
 from tunesmith.runs.targets import resolve_target
 
@@ -118,23 +117,9 @@ def load_base(spec: ServeSpec, dtype: str = "fp32") -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) of a base or merged model, a GGUF file de-quantized."""
     if spec.base.endswith(".gguf"):
         return load_gguf(Path(spec.base))
+    _require_safetensors(Path(spec.base), "model")
     tokenizer = load_tokenizer(spec.base)
     model = load_model(spec.base, dtype=dtype, tokenizer=tokenizer, quantization=spec.quantization)
-    return model.eval(), tokenizer
-
-
-def load_gguf(path: Path) -> tuple[Any, Any]:
-    """A GGUF file through transformers' reader, de-quantized to fp32 (what transformers computes in)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    except (ValueError, KeyError, OSError) as e:
-        raise UserError(f"cannot read GGUF file {path}: {e}") from e
-    model.hf_quantizer = None  # de-quantized already; a leftover quantizer only blocks save_pretrained
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
 
 
