@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from tunesmith.demo import BASE_SKILLS, make_rows
 from typer.testing import CliRunner
 
 from tunesmith.cli import app
@@ -18,6 +17,7 @@ from tunesmith.errors import UserError
 from tunesmith.gguf_export import TOLERANCE, export_gguf, load_gguf
 from tunesmith.merge import PARITY_PROMPTS
 from tunesmith.recipe import recipe_from_dict
+from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train
 

@@ -148,7 +148,9 @@ def test_bad_inputs_are_openai_errors(client) -> None:
 
 
 def test_load_and_unload_while_serving(client, server, runs, tmp_path) -> None:
-    post = lambda body: client.post("/adapters", body=body, cast_to=httpx.Response)
+    def post(body: dict) -> httpx.Response:
+        return client.post("/adapters", body=body, cast_to=httpx.Response)
+
     for path in ("../../etc", "/etc", "cats/../../x"):
         with pytest.raises(openai.BadRequestError, match="outside the adapter root"):
             post({"name": "evil", "path": path})

@@ -15,7 +15,6 @@ syntax for tunesmith's named chat templates; a model's own template travels insi
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from tunesmith.gguf_vocab import gguf_vocab, write_vocab
 from tunesmith.merge import PARITY_PROMPTS, merge_run
 from tunesmith.models import load_model, load_tokenizer
 from tunesmith.ollama import modelfile_text
+from tunesmith.runs.record import is_run_folder, read_run
 
 OUTTYPES = ("f16", "bf16", "q8_0")
 TOLERANCE = {"f16": 0.05, "bf16": 0.3, "q8_0": 1.0}
@@ -75,14 +75,12 @@ def export_gguf(run: Path, out: Path | None = None, outtype: str = "f16", overwr
 
 def _model_folder(run: Path, scratch: Path) -> tuple[Path, str, str]:
     """(Hugging Face model folder, chat template name, model name) for a run folder or a model folder."""
-    if (run / "run.json").is_file():
-        info = json.loads((run / "run.json").read_text())
-        template = info.get("recipe", {}).get("data", {}).get("template", "auto")
-        name = info.get("name", run.name)
-        if info.get("output") == "model" or (run / "model" / "config.json").is_file():
-            return run / "model", template, name
+    if is_run_folder(run):
+        info = read_run(run).require_finished()
+        if not info.has_adapter:
+            return info.weights_dir, info.template, info.name
         merge_run(run, scratch / "merged", dtype="fp32")
-        return scratch / "merged", template, name
+        return scratch / "merged", info.template, info.name
     if (run / "config.json").is_file():
         return run, "auto", run.name
     raise UserError(f"'{run}' is neither a run folder (run.json) nor a model folder (config.json)")
