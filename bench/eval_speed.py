@@ -77,27 +77,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip", nargs="*", default=[], choices=["per-pair", "lm-eval"])
+    parser.add_argument("--subjects", help="comma-separated MMLU subjects to keep (default: all)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model_dir = str(smollm2_folder()) if args.model == "smollm2" else args.model
     data_dir = SHARED / "data"
     data = get(args.suite).load(locate(args.suite, None, data_dir))
+    if args.suite == "mmlu" and args.subjects:
+        data = {s: data[s] for s in args.subjects.split(",")}
     settings = RunSettings(limit=args.limit, shots=args.shots, batch_size=args.batch_size)
     model, tokenizer = load_model(model_dir, dtype="fp32"), load_tokenizer(model_dir)
     model.eval()
     runs: dict[str, tuple[dict[str, int], float]] = {"ours": _ours(model, tokenizer, args.suite, data, settings)}
-    if "per-pair" not in args.skip:
-        runs["per-pair"] = _per_pair(model, tokenizer, args.suite, data, settings)
+    _report(args, runs)
     if "lm-eval" not in args.skip:
         runs["lm-eval"] = _harness(model_dir, args, data_dir)
+        _report(args, runs)
+    if "per-pair" not in args.skip:
+        runs["per-pair"] = _per_pair(model, tokenizer, args.suite, data, settings)
     return _report(args, runs)
 
 
 def _harness(model_dir: str, args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, int], float]:
     with tempfile.TemporaryDirectory() as folder:
         tasks = write_tasks(Path(folder), data_dir)
-        wanted = {t: s for t, s in tasks.items() if s.partition(":")[0] == args.suite}
+        wanted = {t: s for t, s in tasks.items() if s.partition(":")[0] == args.suite
+                  and (not args.subjects or s.partition(":")[2] in args.subjects.split(","))}
         run = run_harness(model_dir, Path(folder), wanted, shots=args.shots, limit=args.limit,
                           batch_size=args.batch_size)
     chosen = (run.acc_norm if args.suite == "hellaswag" else run.acc)[args.suite]
@@ -108,7 +114,7 @@ def _report(args: argparse.Namespace, runs: dict[str, tuple[dict[str, int], floa
     ours, ours_s = runs["ours"]
     print(f"{args.suite} {args.shots}-shot, limit {args.limit}, model {args.model}, batch {args.batch_size}, "
           f"{args.threads} threads")
-    print(f"{'scorer':<10} {'items':>6} {'seconds':>9} {'items/s':>8} {'ours faster by':>15} {'same answer':>12}")
+    print(f"\n{'scorer':<10} {'items':>6} {'seconds':>9} {'items/s':>8} {'ours faster by':>15} {'same answer':>12}")
     figures = {}
     for name, (chosen, seconds) in runs.items():
         same = sum(chosen.get(k) == v for k, v in ours.items())
