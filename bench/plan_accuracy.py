@@ -18,7 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import SHARED_DATA, emit_result, machine_summary, peak_rss_mib, run_child
+from bench.common import (
+    SHARED_DATA,
+    emit_result,
+    machine_summary,
+    peak_rss_mib,
+    run_child,
+)
 from tunesmith.errors import UserError
 
 SIZES: dict[str, dict[str, int]] = {

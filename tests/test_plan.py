@@ -102,9 +102,9 @@ def test_fused_families_match_the_trainer() -> None:
 
 
 def test_plan_cli_prints_the_breakdown_and_fixes(tmp_path: Path) -> None:
-    from tests.test_train import make_rows, BASE_SKILLS  # noqa: F401
-    from tunesmith.tiny import save_tiny
     import json
+
+    from tunesmith.tiny import save_tiny
 
     model = save_tiny("llama", tmp_path / "m", vocab_size=300)
     data = tmp_path / "d.jsonl"

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from tunesmith.errors import UserError
 from tunesmith.plan.checkpointing import FIT_SHARE
 from tunesmith.plan.fixes import fixes
 from tunesmith.plan.hardware import HOST_RUNTIME_BYTES, Device
-from tunesmith.plan.memory import GIB, SHARDINGS, MemoryEstimate, TrainSetup, estimate_memory, DTYPE_BYTES
+from tunesmith.plan.memory import (
+    DTYPE_BYTES,
+    GIB,
+    SHARDINGS,
+    MemoryEstimate,
+    TrainSetup,
+    estimate_memory,
+)
 from tunesmith.plan.setup import setup_from_recipe
 from tunesmith.plan.shape import load_shape
 from tunesmith.plan.timing import seconds_per_epoch
-from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe
 
 SHARD_BYTES = 5 * GIB

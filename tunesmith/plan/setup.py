@@ -30,8 +30,9 @@ def resolved_dtype(recipe: Recipe, device: Device) -> str:
         return setting
     if device.kind == "cuda":
         return "bf16"
-    from tunesmith.models import resolve_dtype
     import torch
+
+    from tunesmith.models import resolve_dtype
 
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(resolve_dtype("auto"), "fp32")
 
