@@ -104,7 +104,6 @@ def test_fused_families_match_the_trainer() -> None:
 def test_plan_cli_prints_the_breakdown_and_fixes(tmp_path: Path) -> None:
     import json
 
-    from tests.test_train import BASE_SKILLS, make_rows  # noqa: F401
     from tunesmith.testing.tiny import save_tiny
 
     model = save_tiny("llama", tmp_path / "m", vocab_size=300)

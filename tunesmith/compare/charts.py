@@ -30,7 +30,7 @@ def write_charts(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.bar(names, values, yerr=errors, capsize=4 if errors else 0, color="#4C72B0")
         ax.set_title(label, fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-        if key.endswith("change") or key.endswith("_pts"):
+        if key.endswith(("change", "_pts")):
             ax.axhline(0, color="black", linewidth=0.8)
     fig.suptitle(title)
     fig.tight_layout()
