@@ -56,9 +56,15 @@ def require_free_disk(run_dir: Path, *, checkpoint: int, checkpoints: int, final
     free = shutil.disk_usage(probe).free
     if free < need:
         raise UserError(
-            f"not enough free disk for this run in {run_dir}: it needs about {need / GB:.2f} GB "
-            f"({checkpoints} checkpoint(s) of {checkpoint / GB:.2f} GB while rotating, plus {final / GB:.2f} GB "
-            f"of final weights) and {free / GB:.2f} GB is free. Free space, lower train.keep_checkpoints, save "
+            f"not enough free disk for this run in {run_dir}: it needs about {size(need)} "
+            f"({checkpoints} checkpoint(s) of {size(checkpoint + CHECKPOINT_OVERHEAD)} while rotating, plus "
+            f"{size(final)} of final weights and tokenizer) and {size(free)} is free. Free space, lower "
+            "train.keep_checkpoints, save "
             "less often (train.save_every), or point output= to a larger disk"
         )
     return need
+
+
+def size(n: float) -> str:
+    """Bytes for a reader: 3.2 MB, 1.50 GB."""
+    return f"{n / GB:.2f} GB" if n >= GB else f"{n / 1024**2:.1f} MB"
