@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tunesmith.errors import UserError, suggestion
+from tunesmith.recipe_base import Strict
 from tunesmith.recipe_errors import explain_validation_error
+from tunesmith.recipe_yaml import load_yaml
 from tunesmith.registry import (
     ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, METHOD_FORMATS, METHODS, REWARDS, TEMPLATES,
 )
@@ -27,23 +29,6 @@ DEFAULT_FULL_LR = 2e-5
 MAX_SAFE_EPOCHS = 3
 PROMPT_LEARNING = ("prefix", "prompt")
 """Adapters that add virtual tokens in front of every sequence instead of changing weights."""
-
-
-class Strict(BaseModel):
-    """Every recipe block forbids unknown keys, so typos cannot pass as defaults."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_booleans_as_numbers(cls, data: Any) -> Any:
-        """YAML's true/false would pass as 1/0 for a number (`batch_size: true` trained with batch 1)."""
-        if isinstance(data, dict):
-            for name, field in cls.model_fields.items():
-                kinds = str(field.annotation)
-                if isinstance(data.get(name), bool) and ("int" in kinds or "float" in kinds) and "bool" not in kinds:
-                    raise ValueError(f"{name}: expected a number, got {str(data[name]).lower()}")
-        return data
 
 
 class ReplaySpec(Strict):
@@ -89,8 +74,7 @@ class ModelOptions(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ModelOptions:
-        dtypes = ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")
-        if self.dtype.strip().lower() not in dtypes:
+        if self.dtype.strip().lower() not in (dtypes := ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")):
             raise ValueError(_unknown("model_options.dtype", self.dtype, dtypes))
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(_unknown("model_options.attn_implementation", self.attn_implementation,
@@ -399,12 +383,6 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
             return Recipe.model_validate(raw)
     except ValidationError as err:
         raise UserError(explain_validation_error(err, Recipe, source)) from None
-
-
-def load_yaml(path: Path) -> Any:
-    from tunesmith.recipe_yaml import load_yaml as read
-
-    return read(path)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
