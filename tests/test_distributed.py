@@ -69,6 +69,8 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 def max_difference(one: Path, two: Path) -> tuple[float, float]:
     a, b = losses(one), losses(two)
     assert [s for s, _ in a] == [s for s, _ in b]  # the same records, each written once
+    units = [[r.get("units") for r in read_metrics(run / "metrics.jsonl")] for run in (one, two)]
+    assert units[0] == units[1]  # the ranks shared the step's micro-batches, not each took all of them
     loss_gap = max(abs(x - y) for (_, x), (_, y) in zip(a, b))
     wa, wb = weights(one), weights(two)
     assert wa.keys() == wb.keys() and wa
