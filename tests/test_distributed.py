@@ -52,7 +52,9 @@ def tunesmith(*args: str, launcher: list[str] | None = None) -> subprocess.Compl
 def trained(recipe: Path, name: str, *extra: str) -> Path:
     result = tunesmith("train", str(recipe), f"name={name}", *extra)
     assert result.returncode == 0, result.stderr[-4000:]
-    return recipe.parent / "runs" / name
+    run = recipe.parent / "runs" / name
+    (run / "train.log").write_text(result.stderr)
+    return run
 
 
 def losses(run: Path) -> list[tuple[int, float]]:
@@ -67,6 +69,8 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 def max_difference(one: Path, two: Path) -> tuple[float, float]:
     a, b = losses(one), losses(two)
     assert [s for s, _ in a] == [s for s, _ in b]  # the same records, each written once
+    units = [[r.get("units") for r in read_metrics(run / "metrics.jsonl")] for run in (one, two)]
+    assert units[0] == units[1]  # the ranks shared the step's micro-batches, not each took all of them
     loss_gap = max(abs(x - y) for (_, x), (_, y) in zip(a, b))
     wa, wb = weights(one), weights(two)
     assert wa.keys() == wb.keys() and wa
@@ -77,6 +81,13 @@ def max_difference(one: Path, two: Path) -> tuple[float, float]:
 def lora_runs(tiny_setup, tmp_path_factory) -> tuple[Path, Path]:
     recipe = write_recipe(tiny_setup, tmp_path_factory.mktemp("lora"), "lora")
     return trained(recipe, "one"), trained(recipe, "two", "--nproc", "2")
+
+
+@pytest.fixture(scope="module")
+def fsdp2_lora_run(lora_runs) -> Path:
+    """The LoRA recipe under fsdp2, 2 processes, in the same folder as `lora_runs`."""
+    recipe = lora_runs[0].parent.parent / "lora.yaml"
+    return trained(recipe, "fsdp2", "distributed.strategy=fsdp2", "--nproc", "2")
 
 
 @pytest.mark.parametrize("adapter", ["lora", "full"])
@@ -95,14 +106,15 @@ def test_two_processes_train_like_one(adapter, lora_runs, tiny_setup, tmp_path) 
 
 
 @pytest.mark.parametrize("adapter", ["lora", "full"])
-def test_fsdp2_shards_and_trains_like_one_process(adapter, lora_runs, tiny_setup, tmp_path) -> None:
-    recipe = write_recipe(tiny_setup, tmp_path, adapter)
-    one = lora_runs[0] if adapter == "lora" else trained(recipe, "one")  # checkpoints do not change training
-    result = tunesmith("train", str(recipe), "name=fsdp2", "distributed.strategy=fsdp2",
-                       "--nproc", "2")
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "parameters sharded over 2 processes (checked)" in result.stderr
-    loss_gap, weight_gap = max_difference(one, recipe.parent / "runs" / "fsdp2")
+def test_fsdp2_shards_and_trains_like_one_process(adapter, lora_runs, fsdp2_lora_run, tiny_setup, tmp_path) -> None:
+    if adapter == "lora":
+        one, sharded = lora_runs[0], fsdp2_lora_run
+    else:
+        recipe = write_recipe(tiny_setup, tmp_path, adapter)
+        one, sharded = trained(recipe, "one"), trained(recipe, "fsdp2", "distributed.strategy=fsdp2", "--nproc", "2")
+    log = (sharded / "train.log").read_text()
+    assert "parameters sharded over 2 processes (checked)" in log
+    loss_gap, weight_gap = max_difference(one, sharded)
     print(f"{adapter}: fsdp2 2 processes vs 1: max |loss diff| {loss_gap:.2e}, max |weight diff| {weight_gap:.2e}")
     assert loss_gap <= TOLERANCE and weight_gap <= TOLERANCE
 
@@ -113,20 +125,22 @@ def test_grad_accum_not_divisible_by_processes_is_a_clear_error(tiny_setup, tmp_
     assert result.returncode != 0 and "multiple of 2" in result.stderr
 
 
-@pytest.mark.parametrize("rank, kill_at", [(1, "step:3"), (0, "save:4")])
-def test_kill_minus_9_then_resume_is_bit_identical(rank, kill_at, lora_runs, tmp_path) -> None:
-    straight = lora_runs[1]
+@pytest.mark.parametrize("strategy, rank, kill_at", [("ddp", 1, "step:3"), ("ddp", 0, "save:4"),
+                                                     ("fsdp2", 1, "step:3")])
+def test_kill_minus_9_then_resume_is_bit_identical(strategy, rank, kill_at, request) -> None:
+    straight = request.getfixturevalue("lora_runs")[1] if strategy == "ddp" else request.getfixturevalue(
+        "fsdp2_lora_run")
     recipe = Path(straight.parent.parent / "lora.yaml")
-    name = f"killed-{rank}-{kill_at.replace(':', '')}"
+    name = f"killed-{strategy}-{rank}-{kill_at.replace(':', '')}"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                 str(REPO / "tests" / "helpers" / "kill_rank.py")]
     env = {**ENV, "KILL_RANK": str(rank), "KILL_AT": kill_at}
-    killed = subprocess.run([*torchrun, "train", str(recipe), f"name={name}"], capture_output=True, text=True,
-                            cwd=REPO, env=env, timeout=600)
+    killed = subprocess.run([*torchrun, "train", str(recipe), f"name={name}", f"distributed.strategy={strategy}"],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert killed.returncode != 0
     run = recipe.parent / "runs" / name
     assert not (run / "adapter").exists() and latest_checkpoint(run) is not None
-    resumed = trained(recipe, name, "--resume", "--nproc", "2")
+    resumed = trained(recipe, name, f"distributed.strategy={strategy}", "--resume", "--nproc", "2")
     a, b = weights(straight), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert losses(straight) == losses(resumed)

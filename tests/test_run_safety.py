@@ -184,3 +184,21 @@ def test_saved_weights_with_an_empty_tensor_are_an_error(tmp_path) -> None:
     save_file({"lora_A": torch.ones(2, 2), "lora_B": torch.zeros(0, 2)}, tmp_path / "adapter_model.safetensors")
     with pytest.raises(UserError, match="empty.*lora_B"):
         check_saved_tensors(tmp_path)
+
+
+@pytest.mark.parametrize("message", ["basic_ios::clear: iostream error", "[enforce fail at inline_container.cc:672] . "
+                                     "unexpected pos 69248 vs 69140",
+                                     "Error while serializing: IoError(Os { code: 28, kind: StorageFull })"])
+def test_libraries_reporting_a_full_disk_in_their_own_words_become_enospc(tmp_path, message) -> None:
+    from tunesmith.runs.atomic import build_folder
+
+    def fill(folder):
+        (folder / "part").write_text("x")
+        raise RuntimeError(message)  # what torch.save / safetensors raise when the disk fills (measured)
+
+    with pytest.raises(OSError) as caught:
+        build_folder(tmp_path / "out", fill)
+    assert caught.value.errno == errno.ENOSPC
+    assert not any(tmp_path.iterdir())  # the partial folder is gone
+    with pytest.raises(RuntimeError, match="another bug"):
+        build_folder(tmp_path / "out", lambda folder: (_ for _ in ()).throw(RuntimeError("another bug")))

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 from tunesmith.errors import UserError
 from tunesmith.methods import BY_NAME, METHOD_BLOCKS, METHOD_FORMATS, METHODS
 from tunesmith.recipe_errors import explain_validation_error
+from tunesmith.recipe_yaml import load_yaml
 from tunesmith.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES, TRACKERS
 from tunesmith.schema import Strict
 from tunesmith.schema import unknown_value as _unknown
@@ -76,8 +77,7 @@ class ModelOptions(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ModelOptions:
-        dtypes = ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")
-        if self.dtype.strip().lower() not in dtypes:
+        if self.dtype.strip().lower() not in (dtypes := ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")):
             raise ValueError(_unknown("model_options.dtype", self.dtype, dtypes))
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(_unknown("model_options.attn_implementation", self.attn_implementation,
@@ -307,12 +307,6 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
             return Recipe.model_validate(raw)
     except ValidationError as err:
         raise UserError(explain_validation_error(err, Recipe, source)) from None
-
-
-def load_yaml(path: Path) -> Any:
-    from tunesmith.recipe_yaml import load_yaml as read
-
-    return read(path)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -10,6 +10,7 @@ the rename, so the new version also survives a power cut.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -60,7 +61,8 @@ def build_folder(target: str | Path, fill: Callable[[Path], object], *, durable:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}-", dir=target.parent))
     try:
-        fill(tmp)
+        with disk_full_as_oserror(tmp):
+            fill(tmp)
         if durable:
             for file in tmp.rglob("*"):
                 fsync_path(file)
@@ -75,6 +77,35 @@ def build_folder(target: str | Path, fill: Callable[[Path], object], *, durable:
     if old is not None:
         remove_path(old)
     return target
+
+
+_DISK_FULL_SIGNS = ("no space left", "storagefull", "code: 28", "iostream error", "unexpected pos", "disk quota")
+
+
+@contextlib.contextmanager
+def disk_full_as_oserror(where: Path) -> Iterator[None]:
+    """Report a full disk as OSError(ENOSPC) whichever library hit it.
+
+    torch.save says `RuntimeError: basic_ios::clear: iostream error` or `unexpected pos`, safetensors a
+    `SafetensorError ... StorageFull`: neither is an OSError, so without this a full disk looked like a
+    bug. Checked here, before the partial folder is removed, while the disk really is full.
+    """
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as err:
+        message = str(err).lower()
+        if any(sign in message for sign in _DISK_FULL_SIGNS) or _nearly_full(where):
+            raise OSError(errno.ENOSPC, "No space left on device", str(where)) from err
+        raise
+
+
+def _nearly_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path).free < 1024 * 1024
+    except OSError:
+        return False
 
 
 def discard(path: str | Path) -> None:

@@ -2,8 +2,11 @@
 
 A checkpoint holds the trainable weights and the optimizer state; rotation writes the new one before it
 deletes the oldest, so the folder needs room for keep+1 of them at once (one more when the best
-checkpoint is protected), plus the final weights. The estimate is computed from the trainable parameter
-and optimizer bytes, with a 10% margin for the small files.
+checkpoint is protected), plus the final weights and the tokenizer saved beside them. The estimate is
+computed from the trainable parameter and optimizer bytes, plus 1 MiB per checkpoint for its small files
+(RNG states, scheduler, trainer state; measured about 40 KiB, filesystem blocks included) and a 10% margin.
+A 3 MiB filesystem showed why the small files count: without them a tiny run passed the check and then
+filled the disk at its third checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from tunesmith.errors import UserError
 
 GB = 1024**3
 MARGIN = 1.10
+CHECKPOINT_OVERHEAD = 1024**2
+UNKNOWN_TOKENIZER = 32 * 1024**2
 
 
 def checkpoint_bytes(model: torch.nn.Module, optimizer_states_per_param: int = 2) -> int:
@@ -32,19 +37,34 @@ def final_bytes(model: torch.nn.Module, full: bool) -> int:
     return sum(p.numel() * p.element_size() for p in params)
 
 
+def tokenizer_bytes(model: str) -> int:
+    """Bytes of the tokenizer files saved with the weights: measured in a local model folder, else a guess."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return UNKNOWN_TOKENIZER
+    names = ("tokenizer", "vocab", "merges", "special_tokens", "chat_template", "added_tokens")
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file() and f.name.startswith(names))
+
+
 def require_free_disk(run_dir: Path, *, checkpoint: int, checkpoints: int, final: int) -> int:
     """Raise a UserError when the disk under `run_dir` lacks room for `checkpoints` checkpoints of
     `checkpoint` bytes plus `final` bytes; return the bytes needed."""
-    need = int((checkpoint * checkpoints + final) * MARGIN)
+    need = int(((checkpoint + CHECKPOINT_OVERHEAD) * checkpoints + final) * MARGIN)
     probe = Path(run_dir)
     while not probe.exists():
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if free < need:
         raise UserError(
-            f"not enough free disk for this run in {run_dir}: it needs about {need / GB:.2f} GB "
-            f"({checkpoints} checkpoint(s) of {checkpoint / GB:.2f} GB while rotating, plus {final / GB:.2f} GB "
-            f"of final weights) and {free / GB:.2f} GB is free. Free space, lower train.keep_checkpoints, save "
+            f"not enough free disk for this run in {run_dir}: it needs about {size(need)} "
+            f"({checkpoints} checkpoint(s) of {size(checkpoint + CHECKPOINT_OVERHEAD)} while rotating, plus "
+            f"{size(final)} of final weights and tokenizer) and {size(free)} is free. Free space, lower "
+            "train.keep_checkpoints, save "
             "less often (train.save_every), or point output= to a larger disk"
         )
     return need
+
+
+def size(n: float) -> str:
+    """Bytes for a reader: 3.2 MB, 1.50 GB."""
+    return f"{n / GB:.2f} GB" if n >= GB else f"{n / 1024**2:.1f} MB"

@@ -28,7 +28,7 @@ from tunesmith.methods import build_objective
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.plan.checkpointing import decide_checkpointing
 from tunesmith.recipe import Recipe
-from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk
+from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk, tokenizer_bytes
 from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
@@ -180,7 +180,7 @@ def _check_disk(recipe: Recipe, folder: RunFolder, model: torch.nn.Module) -> No
     t = recipe.train
     saves = (t.keep_checkpoints + 1 + (1 if t.patience else 0)) if t.save_every else 0
     require_free_disk(folder.path, checkpoint=checkpoint_bytes(model), checkpoints=saves,
-                      final=final_bytes(model, full=recipe.adapter == "full"))
+                      final=final_bytes(model, full=recipe.adapter == "full") + tokenizer_bytes(recipe.model))
 
 
 def _resume(trainer: Trainer) -> None:
