@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from tunesmith.commands.common import console, friendly
 
@@ -49,6 +51,28 @@ def eval_(
         dtype=dtype, batch_size=batch_size, max_new_tokens=max_new_tokens, judge_url=judge_url,
         judge_model=judge_model, judge_key_env=judge_key_env, judge_questions=judge_questions,
     ))
+    print_table(outcome.record)
+    console.print(f"wrote {outcome.path} and {outcome.report}")
     if outcome.failures:
         console.print(f"[bold red]forgetting gate failed[/]: {len(outcome.failures)} general score(s) fell too far")
         raise typer.Exit(3)
+
+
+def print_table(record: dict[str, Any]) -> None:
+    """The results (and base, change) as a rich table on stdout; gate failures below it on stderr."""
+    from tunesmith.report import eval_rows
+
+    with_base = record.get("base_results") is not None
+    table = Table(title=f"eval: {record['target']['name']}")
+    for column in ("suite", "metric", "n", "score", *(("base", "change") if with_base else ()), "note"):
+        table.add_column(column, justify="left" if column in ("suite", "metric", "note") else "right")
+    for row in eval_rows(record):
+        cells = [row["suite"], row["metric"], row["n"], row["score"]]
+        color = {"good": "green", "bad": "red"}.get(row["trend"])
+        cells += [row["base"], f"[{color}]{row['change']}[/]" if color else row["change"]] if with_base else []
+        table.add_row(*cells, row["note"])
+    Console().print(table)
+    for failure in record["gate"]["failures"]:
+        console.print(f"[bold red]gate:[/] {failure}")
+    for note in record["gate"].get("notes", []):
+        console.print(f"[yellow]gate:[/] {note}")

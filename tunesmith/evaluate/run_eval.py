@@ -19,7 +19,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
@@ -41,7 +40,7 @@ from tunesmith.evaluate.samples import write_samples
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import EvalSpec
 from tunesmith.registry import BENCHMARKS, EVAL_SUITES
-from tunesmith.report import eval_rows, write_report
+from tunesmith.report import write_report
 from tunesmith.runs.load import LoadedTarget, load_target
 from tunesmith.runs.targets import Target, resolve_target
 
@@ -96,6 +95,7 @@ class EvalOutcome:
     record: dict[str, Any]
     deltas: list[Delta]
     failures: list[str]
+    report: Path | None = None
 
 
 def run_eval(options: EvalOptions) -> EvalOutcome:
@@ -140,9 +140,7 @@ def run_eval(options: EvalOptions) -> EvalOutcome:
     if samples:
         write_samples(out, _records(samples), _records(base_samples))
     report = write_report(out)
-    print_table(record)
-    console.print(f"wrote {path} and {report}")
-    return EvalOutcome(path, record, deltas, failures)
+    return EvalOutcome(path, record, deltas, failures, report)
 
 
 def _with_recipe_defaults(options: EvalOptions, target: Target) -> EvalOptions:
@@ -293,21 +291,3 @@ def answer_questions(loaded: LoadedTarget, questions: list[JudgeQuestion], optio
 def _describe(target: Target) -> dict[str, Any]:
     return {"name": target.name, "model": target.model, "adapter": str(target.adapter) if target.adapter else None,
             "template": target.template, "run_dir": str(target.run_dir) if target.run_dir else None}
-
-
-def print_table(record: dict[str, Any]) -> None:
-    """The results (and base, change) as a rich table on stdout; gate failures below it on stderr."""
-    with_base = record.get("base_results") is not None
-    table = Table(title=f"eval: {record['target']['name']}")
-    for column in ("suite", "metric", "n", "score", *(("base", "change") if with_base else ()), "note"):
-        table.add_column(column, justify="left" if column in ("suite", "metric", "note") else "right")
-    for row in eval_rows(record):
-        cells = [row["suite"], row["metric"], row["n"], row["score"]]
-        color = {"good": "green", "bad": "red"}.get(row["trend"])
-        cells += [row["base"], f"[{color}]{row['change']}[/]" if color else row["change"]] if with_base else []
-        table.add_row(*cells, row["note"])
-    Console().print(table)
-    for failure in record["gate"]["failures"]:
-        console.print(f"[bold red]gate:[/] {failure}")
-    for note in record["gate"].get("notes", []):
-        console.print(f"[yellow]gate:[/] {note}")
