@@ -112,7 +112,7 @@ def test_plan_cli_prints_the_breakdown_and_fixes(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: p\nmodel: {model}\nadapter: full\ndata: {{train: {data}, template: plain}}\n"
                       "train: {batch_size: 64, max_seq_len: 4096}\n")
-    result = CliRunner().invoke(app, ["plan", str(recipe), "--memory", "64MiB"])
+    result = CliRunner().invoke(app, ["plan", str(recipe), "--memory", "1GiB"])
     assert result.exit_code == 0, result.output
     assert "optimizer states" in result.output and "does not fit" in result.output
     assert "to fit, change one of" in result.output

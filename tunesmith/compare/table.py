@@ -21,7 +21,7 @@ from tunesmith.evaluate.benchmarks import gated_metrics
 Z95 = 1.96
 COLUMNS = ("strategy", "task_loss", "task_rouge_l", "general", "general_change_pts", "general_ci95_pts",
            "ppl", "ppl_change", "peak_rss_mib", "train_wall_s", "tokens_per_s", "trainable_params",
-           "train_tokens", "trained_tokens", "replay_tokens")
+           "tokens_seen", "train_tokens", "trained_tokens", "replay_tokens")
 
 
 def proportion_change(base: float, tuned: float, n: int) -> tuple[float, float]:
@@ -46,6 +46,7 @@ def strategy_row(name: str, run_dir: Path, evaluation: dict[str, Any], base: dic
         "peak_rss_mib": measure.get("peak_rss_mib"), "train_wall_s": measure.get("wall_seconds"),
         "tokens_per_s": train_tokens_per_second(read_metrics(run_dir)),
         "trainable_params": run.get("state", {}).get("trainable_params"),
+        "tokens_seen": run.get("state", {}).get("tokens"),
         "train_tokens": data.get("train_tokens"), "trained_tokens": data.get("trained_tokens"),
         "replay_tokens": (data.get("replay") or {}).get("replay_tokens", 0),
     }
@@ -94,7 +95,8 @@ def write_markdown(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     lines += ["", "general_change_pts: tuned minus base, in points, with a 95% normal interval for two "
               "proportions (independent samples: errs wide). ppl_change: perplexity minus the base's (lower is "
               "better). peak_rss_mib: the training process's peak resident memory. tokens_per_s: real tokens "
-              "over the summed step times.", ""]
+              "over the summed step times. tokens_seen: tokens the budget trained on; train_tokens / "
+              "trained_tokens / replay_tokens: the prepared data set (all tokens / loss-carrying / from replay).", ""]
     path.write_text("\n".join(lines))
     return path
 
