@@ -33,6 +33,8 @@ class ServeEngine:
         body = reply.json()
         if reply.status_code != 200:
             raise UserError(str(body.get("error", {}).get("message", body)))
+        for choice in body["choices"]:  # the pane shows the answer as a bubble: no leading or trailing blanks
+            choice["message"]["content"] = choice["message"]["content"].strip()
         return body
 
     def _client(self, run_dir: Path) -> tuple[Any, dict[str, str], dict[str, str]]:
