@@ -183,7 +183,7 @@ class ModelStore:
             model, tokenizer = targets.load_base(base_spec, self.dtype)
             self.bases[key] = Base(base_spec, model, tokenizer, max_context(model))
         base = self.bases[key]
-        tokenizer, stop = targets.load_chat_tokenizer(spec, base.tokenizer)
+        tokenizer, stop = targets.load_chat_tokenizer(spec)
         entry = Entry(spec, base, tokenizer, stop, resident=spec.kind == "model")
         self.entries[spec.name] = entry
         return entry

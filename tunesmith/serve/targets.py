@@ -19,7 +19,6 @@ from tunesmith.adapters import load_adapter
 from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
-from tunesmith.gguf_export import load_gguf
 from tunesmith.models import load_model, load_tokenizer
 from tunesmith.runs.targets import resolve_target
 
@@ -114,21 +113,17 @@ def _require_safetensors(folder: Path, what: str) -> None:
 
 
 def load_base(spec: ServeSpec, dtype: str = "fp32") -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) of a base or merged model, a GGUF file de-quantized."""
-    if spec.base.endswith(".gguf"):
-        return load_gguf(Path(spec.base))
+    """(model in eval mode, tokenizer) of a base or merged model; a GGUF file goes through models.py like a
+    recipe's `model:` (de-quantized once into a cached folder, not at every start)."""
     _require_safetensors(Path(spec.base), "model")
     tokenizer = load_tokenizer(spec.base)
     model = load_model(spec.base, dtype=dtype, tokenizer=tokenizer, quantization=spec.quantization)
     return model.eval(), tokenizer
 
 
-def load_chat_tokenizer(spec: ServeSpec, base_tokenizer: Any) -> tuple[Any, str]:
+def load_chat_tokenizer(spec: ServeSpec) -> tuple[Any, str]:
     """(tokenizer with the served id's chat template, its end-of-turn text): the run's own template."""
-    if spec.adapter is None and spec.base.endswith(".gguf"):
-        tokenizer = base_tokenizer
-    else:
-        tokenizer = load_tokenizer(spec.tokenizer_source)
+    tokenizer = load_tokenizer(spec.tokenizer_source)
     apply_template(tokenizer, spec.template)
     return tokenizer, end_of_turn(tokenizer, spec.template)
 
