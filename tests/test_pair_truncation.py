@@ -88,3 +88,26 @@ def test_hh_pairs_keep_their_answers_at_256_tokens(stories260k: Path, shared_dat
     })
     report = build_report(prepare_data(recipe, load_tokenizer(str(stories260k))))
     assert report.train_examples == 499 and report.no_trained == 0 and report.unusable == 0
+
+
+@pytest.mark.parametrize("max_prompt_len", [None, 48])
+def test_kto_baseline_pairs_always_score_a_token(stories260k: Path, shared_data: Path, tmp_path: Path,
+                                                 max_prompt_len: int | None) -> None:
+    """KTO's KL baseline puts answer i-1 after prompt i: on the real HH pairs cut to 64 tokens, every such
+    mismatched sequence still scores answer tokens, so the baseline is never a silent zero."""
+    from tunesmith.data.pairs import as_unpaired, mismatched_answers
+
+    recipe = recipe_from_dict({
+        "name": "hh", "model": str(stories260k), "method": "kto", "output": str(tmp_path),
+        "data": {"train": str(shared_data / "preference_hh_harmless_base_test_500.jsonl"), "eval": 0.0,
+                 "template": "plain", "on_bad_row": "skip", "max_prompt_len": max_prompt_len, "cache": False},
+        "train": {"max_seq_len": 64},
+    })
+    tokenizer = load_tokenizer(str(stories260k))
+    rows = as_unpaired(prepare_data(recipe, tokenizer).train_examples)
+    shuffled = rows[1::2] + rows[::2]  # desirable and undesirable answers of different prompts side by side
+    for start in range(0, len(shuffled), 8):
+        batch = shuffled[start:start + 8]
+        samples = mismatched_answers(batch, tokenizer, 64, max_prompt_len)
+        assert len(samples) == len(batch) and min(s.trained_tokens for s in samples) >= 1
+        assert all(len(s) <= 64 for s in samples)

@@ -61,8 +61,8 @@ def converted_folder(gguf_file: Path, cache_root: Path | None = None) -> Path:
     target = root / f"{gguf_file.stem}-{_file_digest(gguf_file.resolve(), *_identity(gguf_file))[:16]}"
     if target not in _WARNED:  # once per process and file, though config, tokenizer and weights each resolve it
         _WARNED.add(target)
-        logger.warning("%s is a quantized GGUF file: training starts from its de-quantized weights "
-                       "(a Hugging Face copy, made once: %s)", gguf_file.name, target)
+        logger.warning("%s is a quantized GGUF file: it is used through its de-quantized weights (what "
+                       "training starts from and what is served; a Hugging Face copy, made once: %s)", gguf_file.name, target)
     if (target / _DONE).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)

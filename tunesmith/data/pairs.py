@@ -96,6 +96,21 @@ def tokenize_pairs(examples: list[Example], tokenizer: Any, max_len: int,
     return pairs
 
 
+def mismatched_answers(rows: list[Unpaired], tokenizer: Any, max_len: int,
+                       max_prompt_len: int | None = None) -> list[Sample]:
+    """KTO's KL baseline sequences: prompt i with answer i-1 (cyclically), fitted as the answers are.
+
+    Each scores at least one token whenever the rows are usable: prompt i is fitted to the same length as in
+    its own row (the prompt's tokens do not depend on the answer), which left its own answer room, and every
+    usable answer has content. A baseline term with no token would silently pull the KL estimate to 0."""
+    samples = [tokenize_answer(tokenizer, r.prompt, rows[i - 1].completion, max_len, max_prompt_len)
+               for i, r in enumerate(rows)]
+    if any(s.trained_tokens == 0 for s in samples):
+        raise UserError("a KTO micro-batch has a mismatched (prompt, answer) pair with no token to score after "
+                        "truncation; raise train.max_seq_len or lower data.max_prompt_len")
+    return samples
+
+
 def as_unpaired(examples: list[Example]) -> list[Unpaired]:
     """KTO rows as they are; each preference row becomes one desirable and one undesirable answer."""
     out: list[Unpaired] = []

@@ -8,7 +8,7 @@ import torch
 from accelerate import Accelerator
 
 from tunesmith.data.packing import collate_padded
-from tunesmith.data.pairs import as_unpaired, tokenize_answer
+from tunesmith.data.pairs import as_unpaired, mismatched_answers, tokenize_answer
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.data.types import Unpaired
 from tunesmith.methods.kto import KtoSpec
@@ -40,8 +40,7 @@ class Kto:
     def collate(self, rows: list[Unpaired]) -> Batch:
         fit = (self.tokenizer, self.max_len, self.max_prompt_len)
         answers = [tokenize_answer(fit[0], r.prompt, r.completion, *fit[1:]) for r in rows]
-        mismatched = [tokenize_answer(fit[0], r.prompt, rows[i - 1].completion, *fit[1:]) for i, r in enumerate(rows)]
-        kl = collate_padded(mismatched, self.pad_id)
+        kl = collate_padded(mismatched_answers(rows, *fit), self.pad_id)
         return {**collate_padded(answers, self.pad_id), **{f"kl_{k}": v for k, v in kl.items()},
                 "desirable": torch.tensor([r.desirable for r in rows])}
 
