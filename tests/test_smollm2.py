@@ -109,10 +109,11 @@ def test_lora_sft_from_the_gguf_lowers_held_out_loss_and_still_ends_its_turn(
     print(f"\nSmolLM2 LoRA SFT (alpaca 200 train / 40 held out, 12 steps x 4 x 256): "
           f"held-out loss {before:.4f} -> {after:.4f} in {seconds:.0f} s")
     assert after < before - 0.02
-    _assert_generation_ends_its_turn(run.path)
+    answer = _assert_generation_ends_its_turn(run.path)
+    _assert_merge_and_export_ship_it(run.path, answer, tmp_path)
 
 
-def _assert_generation_ends_its_turn(run_dir: Path) -> None:
+def _assert_generation_ends_its_turn(run_dir: Path) -> list[int]:
     """Greedy generation with the tuned model stops on <|im_end|> well before the token limit."""
     from tunesmith.runs.load import load_target
     from tunesmith.runs.targets import resolve_target
@@ -124,3 +125,25 @@ def _assert_generation_ends_its_turn(run_dir: Path) -> None:
     assert loaded.end_of_turn == IM_END
     assert new[-1] == loaded.tokenizer.eos_token_id and len(new) < 60, loaded.tokenizer.decode(new)
     assert "Paris" in loaded.tokenizer.decode(new)
+    return new
+
+
+def _assert_merge_and_export_ship_it(run_dir: Path, answer: list[int], tmp_path: Path) -> None:
+    """The run on a GGUF base merges into a plain safetensors model (stored dtype of the de-quantized base)
+    that answers as base + adapter did, and exports as a PEFT folder that names its base."""
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.merge import export_run, merge_run
+
+    merged = merge_run(run_dir, tmp_path / "merged")
+    print(f"merge: max |logit diff| {merged.max_abs_diff:.2e} (fp32), saved {merged.dtype}: {merged.saved_max_abs_diff:.2e}")
+    assert merged.max_abs_diff <= 1e-4 and list(merged.out.glob("*.safetensors"))
+    assert "quantization_config" not in json.loads((merged.out / "config.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(merged.out, dtype=torch.float32)
+    tokenizer = load_tokenizer(str(merged.out))
+    ids = tokenize_prompt(tokenizer, (Message("user", "What is the capital of France?"),))
+    out = model.generate(torch.tensor([ids]), max_new_tokens=60, do_sample=False)
+    assert out[0, len(ids):].tolist() == answer, "the merged model answers as base + adapter did"
+    exported = export_run(run_dir, tmp_path / "exported")
+    config = json.loads((exported / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] and (exported / "adapter_model.safetensors").stat().st_size > 0

@@ -84,6 +84,36 @@ class Planned:
             self.refs[split] = refs
 
 
+class PlannedObjective:
+    """The loop-facing half of an objective whose batches are fixed up front in `self.planned`: DPO, ORPO,
+    KTO and the reward model differ only in how they collate and score a batch (`loss_sum`).
+
+    `sequences_per_unit` is 2 for pairs (a batch holds the chosen then the rejected answers), 1 for KTO's
+    single judged answers: the loss unit the loop divides by."""
+
+    planned: Planned
+    sequences_per_unit = 2
+
+    def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    @property
+    def steps(self) -> int:
+        return self.planned.steps
+
+    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
+        return self.planned.train_batches(step)
+
+    def units(self, batch: Batch) -> int:
+        return batch["input_ids"].shape[0] // self.sequences_per_unit
+
+    def real_tokens(self, step: int) -> int:
+        return self.planned.real_tokens(step)
+
+    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
+        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())
+
+
 def accelerator_device() -> torch.device:
     """The accelerator's device (the loop creates the Accelerator before the objective)."""
     return PartialState().device

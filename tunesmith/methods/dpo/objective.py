@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.dpo import DpoSpec
@@ -13,11 +12,11 @@ from tunesmith.methods.dpo.losses import dpo_loss
 from tunesmith.recipe import Recipe
 from tunesmith.train.logprobs import scored_tokens
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import evaluate_batches, pair_metrics, plan_pairs, sequence_logps
+from tunesmith.train.preference import PlannedObjective, pair_metrics, plan_pairs, sequence_logps
 from tunesmith.train.reference import Reference, forward
 
 
-class Dpo:
+class Dpo(PlannedObjective):
     """`method: dpo`: -log sigma(beta (log-ratio chosen - log-ratio rejected)) and its variants (losses.py)."""
 
     def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
@@ -48,19 +47,3 @@ class Dpo:
             label_smoothing=s.label_smoothing, simpo_gamma=s.simpo_gamma,
         )
         return losses.sum(), pair_metrics(chosen_rewards, rejected_rewards)
-
-    @property
-    def steps(self) -> int:
-        return self.planned.steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.planned.train_batches(step)
-
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0] // 2  # pairs
-
-    def real_tokens(self, step: int) -> int:
-        return self.planned.real_tokens(step)
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 
 from tunesmith.data.packing import collate_padded
 from tunesmith.data.pairs import as_unpaired, mismatched_answers, tokenize_answer
@@ -15,11 +14,11 @@ from tunesmith.methods.kto import KtoSpec
 from tunesmith.methods.kto.losses import kto_kl, kto_loss
 from tunesmith.recipe import Recipe
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import Planned, evaluate_batches, per_batch, sequence_logps
+from tunesmith.train.preference import Planned, PlannedObjective, per_batch, sequence_logps
 from tunesmith.train.reference import Reference, forward
 
 
-class Kto:
+class Kto(PlannedObjective):
     """`method: kto`: each answer judged alone against a KL baseline (KTO paper, as TRL computes it).
 
     Rows in `kto` format are used as they are; a preference row gives one desirable and one undesirable
@@ -27,6 +26,8 @@ class Kto:
     KTO needs micro-batches of two or more. Its `accuracy` is the share of answers whose implicit reward
     has the sign of their label; `rewards/chosen` and `rewards/rejected` are the desirable and undesirable means.
     """
+
+    sequences_per_unit = 1  # the unit is one judged answer
 
     def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
         self.spec = recipe.kto or KtoSpec()
@@ -67,19 +68,3 @@ class Kto:
             if rows.any():  # the class mean of this micro-batch (a micro-batch without the class adds 0)
                 metrics[name] = per_batch(rewards[rows].mean(), n)
         return losses.sum(), metrics
-
-    @property
-    def steps(self) -> int:
-        return self.planned.steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.planned.train_batches(step)
-
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0]  # answers
-
-    def real_tokens(self, step: int) -> int:
-        return self.planned.real_tokens(step)
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())

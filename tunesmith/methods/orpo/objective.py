@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.orpo import OrpoSpec
@@ -13,11 +12,11 @@ from tunesmith.methods.orpo.losses import orpo_loss
 from tunesmith.recipe import Recipe
 from tunesmith.train.logprobs import scored_tokens
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import evaluate_batches, pair_metrics, plan_pairs, sequence_logps
+from tunesmith.train.preference import PlannedObjective, pair_metrics, plan_pairs, sequence_logps
 from tunesmith.train.reference import forward
 
 
-class Orpo:
+class Orpo(PlannedObjective):
     """`method: orpo`: NLL of the chosen answer minus beta log sigma(log odds ratio); no reference model.
 
     Rewards are beta x the mean answer log-prob, as TRL logs them. The NLL covers the answer tokens (the
@@ -36,19 +35,3 @@ class Orpo:
         metrics = pair_metrics(self.beta * chosen.detach(), self.beta * rejected.detach())
         metrics.update(nll=float(-chosen.detach().sum()), log_odds=float(log_odds.sum()))
         return losses.sum(), metrics
-
-    @property
-    def steps(self) -> int:
-        return self.planned.steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.planned.train_batches(step)
-
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0] // 2  # pairs
-
-    def real_tokens(self, step: int) -> int:
-        return self.planned.real_tokens(step)
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from tunesmith.data.packing import collate_padded
@@ -31,37 +30,21 @@ from tunesmith.recipe import Recipe
 from tunesmith.runs.load import load_target
 from tunesmith.runs.targets import resolve_target
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import accelerator_device, evaluate_batches, pair_metrics, plan_pairs
+from tunesmith.train.preference import PlannedObjective, accelerator_device, pair_metrics, plan_pairs
 from tunesmith.train.reference import forward
 
 
-class RewardTraining:
+class RewardTraining(PlannedObjective):
     """The objective of `method: reward`: pairs as in DPO, scored by the reward head; units are pairs."""
 
     def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
         self.planned = plan_pairs(recipe, data, tokenizer)
         self.head = attach_head(model, REWARD_HEAD)
 
-    @property
-    def steps(self) -> int:
-        return self.planned.steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.planned.train_batches(step)
-
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0] // 2  # pairs
-
-    def real_tokens(self, step: int) -> int:
-        return self.planned.real_tokens(step)
-
     def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         _, states = forward(model, batch, hidden=True)
         chosen, rejected = last_token_scores(self.head, states, batch["attention_mask"]).chunk(2)
         return pairwise_reward_loss(chosen, rejected).sum(), pair_metrics(chosen.detach(), rejected.detach())
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_batches(self, model, accelerator, self.planned.eval_batches())
 
 
 class RewardModel:
