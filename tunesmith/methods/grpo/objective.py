@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.grpo import GrpoSpec
@@ -28,39 +27,20 @@ from tunesmith.recipe import Recipe
 from tunesmith.train.objective import Batch
 from tunesmith.train.policy_losses import masked_row_mean
 from tunesmith.train.reference import Reference, forward
-from tunesmith.train.rewards import check_answer_field, load_rewards, score, total
-from tunesmith.train.rollout import (
-    RolloutSchedule,
-    completion_logps,
-    evaluate_rewards,
-    plan_prompts,
-    prompt_items,
-    reward_metrics,
-    sample,
-)
+from tunesmith.train.rewards import score, total
+from tunesmith.train.rollout import completion_logps, reward_metrics, sample
+from tunesmith.train.rollout_objective import RolloutObjective
 
 
-class Grpo:
+class Grpo(RolloutObjective):
     """The objective of `method: grpo` (see the module docstring); units are completions."""
 
     def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
         assert recipe.grpo is not None  # the recipe requires the block for method: grpo
         self.spec: GrpoSpec = recipe.grpo
-        self.tokenizer, self.batch_size = tokenizer, recipe.train.batch_size
-        self.terms = load_rewards(self.spec.rewards, self.spec.reward_field)
-        check_answer_field(self.terms, data.train_examples + data.eval_examples, self.spec.reward_field)
-        self.train_items = prompt_items(data.train_examples, tokenizer, recipe, self.spec)
-        self.eval_items = prompt_items(data.eval_examples, tokenizer, recipe, self.spec)
-        self.plan, self._steps = plan_prompts(recipe, self.spec, self.train_items)
-        self.reference = Reference(model, recipe.train.mixed_precision) if self.spec.beta > 0 else None
-        self.schedule = RolloutSchedule(self.plan, self.spec.iterations, self._rollout)
-
-    @property
-    def steps(self) -> int:
-        return self._steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.schedule.batches(step, model)
+        self.eval_batch_size = recipe.train.batch_size * recipe.grpo.group_size
+        self.reference = Reference(model, recipe.train.mixed_precision) if recipe.grpo.beta > 0 else None
+        self._plan(recipe, data, tokenizer, recipe.grpo)
 
     def _rollout(self, model: torch.nn.Module, items: list) -> Batch:
         s = self.spec
@@ -82,12 +62,6 @@ class Grpo:
                 batch["ref_logps"] = completion_logps(logits, inputs, s.temperature).cpu()
         return batch
 
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0]
-
-    def real_tokens(self, step: int) -> int:
-        return self.schedule.real_tokens()
-
     def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         s, mask = self.spec, batch["completion_mask"]
         logits, _ = forward(model, batch)
@@ -100,7 +74,3 @@ class Grpo:
         if kl is not None:
             metrics["kl"] = float(masked_row_mean(kl.detach(), mask).sum())
         return masked_row_mean(per_token, mask).sum(), metrics
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_rewards(model, accelerator, self.tokenizer, self.eval_items, self.terms, self.spec,
-                                self.batch_size * self.spec.group_size)

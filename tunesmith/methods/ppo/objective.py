@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.heads import VALUE_HEAD, attach_head, head_scores
@@ -31,43 +30,23 @@ from tunesmith.recipe import Recipe
 from tunesmith.train.objective import Batch
 from tunesmith.train.policy_losses import clipped_policy_loss, masked_row_mean
 from tunesmith.train.reference import Reference, forward
-from tunesmith.train.rewards import RewardTerm, check_answer_field, load_rewards, score, total
-from tunesmith.train.rollout import (
-    RolloutSchedule,
-    completion_logps,
-    completion_positions,
-    evaluate_rewards,
-    plan_prompts,
-    prompt_items,
-    reward_metrics,
-    sample,
-)
+from tunesmith.train.rewards import RewardTerm, score, total
+from tunesmith.train.rollout import completion_logps, completion_positions, reward_metrics, sample
+from tunesmith.train.rollout_objective import RolloutObjective
 
 
-class Ppo:
+class Ppo(RolloutObjective):
     """The objective of `method: ppo` (see the module docstring); units are completions."""
 
     def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
         assert recipe.ppo is not None  # the recipe requires the block for method: ppo
         self.spec: PpoSpec = recipe.ppo
-        self.tokenizer, self.batch_size = tokenizer, recipe.train.batch_size
-        self.terms = load_rewards(self.spec.rewards, self.spec.reward_field)
-        check_answer_field(self.terms, data.train_examples + data.eval_examples, self.spec.reward_field)
-        if self.spec.reward_model is not None:
-            self.terms.append(RewardTerm("reward_model", 1.0, RewardModel.load(self.spec.reward_model).score))
-        self.train_items = prompt_items(data.train_examples, tokenizer, recipe, self.spec)
-        self.eval_items = prompt_items(data.eval_examples, tokenizer, recipe, self.spec)
-        self.plan, self._steps = plan_prompts(recipe, self.spec, self.train_items)
+        self.eval_batch_size = recipe.train.batch_size
+        scorer = recipe.ppo.reward_model
+        self._plan(recipe, data, tokenizer, recipe.ppo,
+                   [RewardTerm("reward_model", 1.0, RewardModel.load(scorer).score)] if scorer is not None else [])
         self.value_head = attach_head(model, VALUE_HEAD)
-        self.reference = Reference(model, recipe.train.mixed_precision) if self.spec.kl_coef > 0 else None
-        self.schedule = RolloutSchedule(self.plan, self.spec.iterations, self._rollout)
-
-    @property
-    def steps(self) -> int:
-        return self._steps
-
-    def step_batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
-        return self.schedule.batches(step, model)
+        self.reference = Reference(model, recipe.train.mixed_precision) if recipe.ppo.kl_coef > 0 else None
 
     @torch.no_grad()
     def _rollout(self, model: torch.nn.Module, items: list) -> Batch:
@@ -97,12 +76,6 @@ class Ppo:
                      returns=returns.cpu(), kl=kl.sum(-1).cpu())
         return batch
 
-    def units(self, batch: Batch) -> int:
-        return batch["input_ids"].shape[0]
-
-    def real_tokens(self, step: int) -> int:
-        return self.schedule.real_tokens()
-
     def loss_sum(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         s, mask = self.spec, batch["completion_mask"]
         logits, states = forward(model, batch, hidden=True)
@@ -118,6 +91,3 @@ class Ppo:
             completion_length=float(mask.sum()),
         )
         return (policy_loss + s.vf_coef * value_loss).sum(), metrics
-
-    def evaluate(self, model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        return evaluate_rewards(model, accelerator, self.tokenizer, self.eval_items, self.terms, self.spec, self.batch_size)
