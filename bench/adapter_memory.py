@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM
 
-from bench.common import SHARED_DATA, emit_result, machine_summary, peak_rss_mib, run_child
+from bench.common import SHARED_DATA, child_or_parent, machine_summary, peak_rss_mib, run_child
 from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.errors import UserError
@@ -156,11 +156,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.child:
-        emit_result(child_main(json.loads(args.child)))
-        return
-    run_all(args)
+    child_or_parent(parse_args(sys.argv[1:] if argv is None else argv), child_main, run_all)
 
 
 if __name__ == "__main__":

@@ -165,6 +165,16 @@ def child_main(run: Callable[[dict[str, Any]], dict[str, Any]], description: str
     emit_result(run(json.loads(parser.parse_args().child)))
 
 
+def child_or_parent(args: argparse.Namespace, child: Callable[[dict[str, Any]], dict[str, Any]],
+                    parent: Callable[[argparse.Namespace], Any]) -> Any:
+    """A bench module is both the parent that prints the table and the child (`--child JSON`) that measures
+    one configuration in a fresh process: run the side `args` asks for (the child emits its result)."""
+    if args.child:
+        emit_result(child(json.loads(args.child)))
+        return None
+    return parent(args)
+
+
 def emit_result(result: dict[str, Any]) -> None:
     """Child side of `run_child`: print the result as the marked last line of stdout."""
     print(RESULT_MARK + json.dumps(result), flush=True)

@@ -41,7 +41,7 @@ import torch
 from bench.common import (
     SHARED_DATA,
     StepCpuClock,
-    emit_result,
+    child_or_parent,
     machine_summary,
     matmul_gflops,
     peak_rss_mib,
@@ -328,13 +328,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.child:
-        emit_result(child_main(json.loads(args.child)))
-        return
-    started = time.perf_counter()
-    run_all(args)
-    print(f"total {time.perf_counter() - started:.0f} s")
+    args, started = parse_args(sys.argv[1:] if argv is None else argv), time.perf_counter()
+    child_or_parent(args, child_main, run_all)
+    if not args.child:
+        print(f"total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

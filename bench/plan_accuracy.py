@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import SHARED_DATA, emit_result, machine_summary, peak_rss_mib, run_child
+from bench.common import SHARED_DATA, child_or_parent, machine_summary, peak_rss_mib, run_child
 from tunesmith.errors import UserError
 
 SIZES: dict[str, dict[str, int]] = {
@@ -122,11 +122,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.child:
-        emit_result(child_main(json.loads(args.child)))
-        return
-    raise SystemExit(run_all(args))
+    raise SystemExit(child_or_parent(parse_args(sys.argv[1:] if argv is None else argv), child_main, run_all))
 
 
 if __name__ == "__main__":
