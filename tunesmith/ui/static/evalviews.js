@@ -5,17 +5,21 @@ function short(text, n = 80) {
   return s.length <= n ? s : s.slice(0, n - 1) + "…";
 }
 
+function fixed(value, digits) {
+  return typeof value === "number" ? value.toFixed(digits) : "—";
+}
+
 function judgeSection(v) {
   const parts = [el("h2", {}, "Judge verdicts")];
   if (!v || (!v.judge && !v.mtbench && !v.mtbench_rows.length)) {
     return el("div", { class: "card", id: "verdicts" }, parts,
       el("p", { class: "muted" }, "No judge verdicts: tunesmith eval RUN --suite mtbench --judge URL [--base]."));
   }
-  const pair = (p) => p ? `; against the base: ${p.wins} won / ${p.losses} lost / ${p.ties} tied (win rate ${fmt(p.win_rate, 3)})` : "";
-  if (v.judge) parts.push(el("p", { id: "judge-summary" }, `judge suite: mean rating ${fmt(v.judge.score, 2)} over `
+  const pair = (p) => p ? `; against the base: ${p.wins} won / ${p.losses} lost / ${p.ties} tied (win rate ${fixed(p.win_rate, 3)})` : "";
+  if (v.judge) parts.push(el("p", { id: "judge-summary" }, `judge suite: mean rating ${fixed(v.judge.score, 2)} over `
     + `${v.judge.rated} of ${v.judge.n} answers`, pair(v.judge_pairwise)));
-  if (v.mtbench) parts.push(el("p", { id: "mtbench-summary" }, `MT-Bench: score ${fmt(v.mtbench.score, 2)} (turn 1 `
-    + `${fmt(v.mtbench.turn1, 2)}, turn 2 ${fmt(v.mtbench.turn2, 2)}) over ${v.mtbench.n} questions`,
+  if (v.mtbench) parts.push(el("p", { id: "mtbench-summary" }, `MT-Bench: score ${fixed(v.mtbench.score, 2)} (turn 1 `
+    + `${fixed(v.mtbench.turn1, 2)}, turn 2 ${fixed(v.mtbench.turn2, 2)}) over ${v.mtbench.n} questions`,
     v.mtbench.win_rate === null || v.mtbench.win_rate === undefined ? "" : pair(v.mtbench)));
   if (v.mtbench_rows.length) {
     const columns = ["id", "category", "turn", "rating", "base_rating", "pairwise", "question", "answer"];

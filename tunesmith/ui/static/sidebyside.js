@@ -21,13 +21,13 @@ async function renderCompare(main, a, b) {
   const suites = [...new Set([...Object.keys(ea), ...Object.keys(eb)])];
   const series = [[a, ca.curves], [b, cb.curves]].flatMap(([n, c]) => [
     { name: `${n} loss`, points: c.loss || [] }, { name: `${n} eval`, points: c.eval_loss || [], dashed: true }]);
-  const row = (key, x, y, cls) => el("tr", { "data-field": key, class: cls }, el("th", {}, key), el("td", {}, x), el("td", {}, y));
+  const row = (key, x, y, cls, field) => el("tr", { "data-field": field || key, class: cls }, el("th", {}, key), el("td", {}, x), el("td", {}, y));
   main.replaceChildren(el("h1", {}, `${a}  vs  ${b}`),
     el("table", { id: "compare-table" }, el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, a), el("th", {}, b))),
       el("tbody", {},
         SIDE_FIELDS.map(([f, show]) => row(f, show ? show(pa.row, pa) : fmt(pa.row[f]), show ? show(pb.row, pb) : fmt(pb.row[f]))),
         suites.map((k) => row("eval " + k, ea[k] ?? "—", eb[k] ?? "—", "eval-row")),
-        differ.map((k) => row(k, ra[k] ?? "—", rb[k] ?? "—", "recipe-diff")))),
+        differ.map((k) => row(k, ra[k] ?? "—", rb[k] ?? "—", "recipe-diff", "recipe." + k)))),
     el("div", { class: "card chart" }, el("h2", {}, "Loss"), lineChart(series.filter((s) => s.points.length), { id: "compare-svg" })));
   return () => {};
 }
