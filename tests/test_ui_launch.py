@@ -4,6 +4,7 @@ checkpoint on stop (SIGINT), finishes on resume, and is found again by a freshly
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -59,3 +60,43 @@ def test_launch_stop_keeps_a_checkpoint_and_resume_finishes(tmp_path: Path, monk
     assert f"resumed from {runs.resolve() / 'stoppable' / 'checkpoints' / f'step-{step}'}" in log.replace("\n", "")
     steps = [r["step"] for r in read_metrics(metrics) if "loss" in r]
     assert steps == list(range(1, 401))  # no step lost or repeated across stop and resume
+
+
+def _group(pid: int) -> list[bytes]:
+    """Command lines of the live processes in the process group `pid` leads (a detached launch's session)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.getpgid(int(proc.name)) == pid:
+                found.append((proc / "cmdline").read_bytes())
+        except (OSError, ProcessLookupError):
+            continue
+    return found
+
+
+@pytest.mark.slow  # torchrun and two ranks start twice (~20 s of imports each on 2 busy cores)
+def test_a_two_process_launch_runs_ranks_stops_as_a_group_and_resumes_with_them(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    model, data = tiny_model_and_data(tmp_path)
+    runs = tmp_path / "runs"
+    client = TestClient(create_app(runs, workdir=REPO))
+    recipe = tiny_recipe("pair", model, data, Path("elsewhere"), max_steps=300, eval_every=150, grad_accum=2,
+                         save_every=2)
+    started = client.post("/api/launch", json={"recipe": recipe, "nproc": 2}).json()
+    assert started["nproc"] == 2 and started["command"][-2:] == ["--nproc", "2"]
+    metrics = runs / "pair" / "metrics.jsonl"
+
+    def ranks_training() -> bool:
+        """two ranks running and a few steps logged"""
+        ranks = [c for c in _group(started["pid"]) if b"torch.distributed.run" not in c and b"--nproc" not in c]
+        return len(ranks) == 2 and metrics.is_file() and sum("loss" in r for r in read_metrics(metrics)) >= 3
+    _until(ranks_training)
+    assert client.post("/api/runs/pair/stop").json()["signal"] == "SIGINT"
+    _until(lambda: client.get("/api/launches/pair").json()["process"] != "running")
+    _until(lambda: not _group(started["pid"]), timeout=60)  # every rank ended with the launcher
+    assert json.loads((runs / "pair" / "run.json").read_text())["status"] != "done"
+    resumed = client.post("/api/runs/pair/resume").json()
+    assert resumed["command"][-3:] == ["--resume", "--nproc", "2"]
+    _until(lambda: json.loads((runs / "pair" / "run.json").read_text())["status"] == "done", timeout=600)
+    assert [r["step"] for r in read_metrics(metrics) if "loss" in r][-1] == 300

@@ -1,8 +1,8 @@
 """Run folders as the rows and pages the dashboard shows; everything is read through `tunesmith.runs`.
 
-A row is what the runs table sorts and filters on; a page adds the curves (metrics.jsonl), the data health
-summary and recipe (run.json), and the eval and forgetting tables (eval.json, as `tunesmith report` lays
-them out). Runs still training are read while they write: a half-written last metrics line is skipped.
+A row is what the runs table sorts and filters on (peak memory as train records it in run.json); a page adds
+the curves (metrics.jsonl), the data health summary and recipe (run.json), the eval and forgetting tables
+(eval.json, as `tunesmith report` lays them out), and the judge verdicts and regressions (eval_views.py). Runs still training are read while they write: a half-written last metrics line is skipped.
 """
 
 from __future__ import annotations
