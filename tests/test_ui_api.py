@@ -72,7 +72,7 @@ def test_run_page_shows_eval_forgetting_and_task_score(client: TestClient, runs:
 
 def test_comparison_folders_are_found_and_unfinished_strategies_show_empty_cells(client: TestClient, runs: Path) -> None:
     folder = runs / "cmp-1"
-    folder.mkdir()
+    (folder / "logs").mkdir(parents=True)
     (folder / "spec.yaml").write_text("name: cmp-1\nrecipe: {model: m}\nstrategies: {lora: {}, full: {adapter: full}}\n")
     try:
         (found,) = client.get("/api/runs").json()["comparisons"]
@@ -84,6 +84,7 @@ def test_comparison_folders_are_found_and_unfinished_strategies_show_empty_cells
         assert "no comparison named 'nope'" in client.get("/api/comparisons/nope").json()["error"]
     finally:
         (folder / "spec.yaml").unlink()
+        (folder / "logs").rmdir()
         folder.rmdir()
 
 

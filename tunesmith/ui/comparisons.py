@@ -3,7 +3,7 @@
 The rows are `compare`'s own (`compare.rows.comparison_rows`, what comparison.md and .csv hold), each cell
 formatted as comparison.md formats it, and the chart panels are `compare.charts.PANELS` (what
 comparison.png draws); the page draws those bars itself. A comparison folder is one holding `spec.yaml`
-(the spec `compare` copies in): inside the runs folder, the runs folder's own parent (`--runs
+and `logs/` (what `compare` writes first): inside the runs folder, the runs folder's own parent (`--runs
 comparisons/NAME/runs` shows a comparison's strategies as runs), or in `comparisons/` beside the runs folder
 (where `compare` writes by default). The page only names folders found here: no path comes from a request.
 """
@@ -20,7 +20,7 @@ from tunesmith.compare.table import COLUMNS, cell
 from tunesmith.errors import UserError
 from tunesmith.runs.record import is_run_folder
 
-SPEC_FILE = "spec.yaml"
+SPEC_FILE, LOGS = "spec.yaml", "logs"
 DEFAULT_OUT = "comparisons"
 
 
@@ -33,7 +33,8 @@ def find_comparisons(runs_dir: Path) -> dict[str, Path]:
             candidates += sorted(p for p in parent.iterdir() if p.is_dir())
     found: dict[str, Path] = {}
     for folder in candidates:
-        if (folder / SPEC_FILE).is_file() and not is_run_folder(folder) and folder.name not in found:
+        marked = (folder / SPEC_FILE).is_file() and (folder / LOGS).is_dir()
+        if marked and not is_run_folder(folder) and folder.name not in found:
             found[folder.name] = folder
     return found
 
@@ -57,7 +58,7 @@ def comparison_page(runs_dir: Path, name: str) -> dict[str, Any]:
     folder = find_comparisons(runs_dir).get(name)
     if folder is None:
         raise UserError(f"no comparison named '{name}' beside or inside {runs_dir} (a folder `tunesmith compare` "
-                        "wrote, holding spec.yaml)")
+                        "wrote, holding spec.yaml and logs/)")
     spec = load_spec(folder / SPEC_FILE)
     rows = comparison_rows(folder, list(spec.strategies))
     runs_dir = runs_dir.resolve()
