@@ -3,8 +3,11 @@
     python scripts/screenshots.py --runs runs/ --out shots/        # serves that runs folder itself
     python scripts/screenshots.py --url http://127.0.0.1:7860/ --out shots/
 
-Pages: the runs table, the first two runs' pages, their side by side, the launch page (a recipe with a
-typo, validated), written as PNG files into --out. Not test assets: regenerate them when the UI changes.
+Pages: the runs table (peak memory column), a run's page (the first run with judge verdicts or
+regressions, else the first run: curves, eval tables, verdicts, regressions), two runs side by side, each
+comparison `tunesmith compare` wrote (its table and charts), and the launch page twice (a recipe with a typo,
+validated; a two-process launch whose grad_accum cannot split, validated). PNG files in --out. Not test
+assets: regenerate them when the UI changes.
 """
 
 from __future__ import annotations
@@ -25,34 +28,58 @@ def shoot(url: str, out: Path) -> list[Path]:
     wait = WebDriverWait(driver, 60)
     shots = []
 
-    def take(name: str, hash_: str, ready: str) -> None:
-        driver.get(url + hash_)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ready))
+    def save(name: str) -> None:
         time.sleep(0.5)
-        height = driver.execute_script("return document.body.scrollHeight")
-        driver.set_window_size(1400, min(max(height + 40, 600), 2400))
+        driver.set_window_size(1400, 600)  # the page's own height, not the last window's
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1400, min(height + 140, 4000))
         path = out / f"{name}.png"
         driver.save_screenshot(str(path))
         shots.append(path)
 
+    def take(name: str, hash_: str, ready: str) -> None:
+        driver.get("about:blank")
+        driver.get(url + hash_)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ready))
+        save(name)
+
+    def launch(name: str, recipe: str, nproc: str, expect: str) -> None:
+        driver.get("about:blank")
+        driver.get(url + "#/launch")
+        wait.until(lambda d: d.find_elements(By.ID, "recipe-text"))
+        driver.find_element(By.ID, "recipe-text").send_keys(recipe)
+        driver.find_element(By.ID, "launch-nproc").clear()
+        driver.find_element(By.ID, "launch-nproc").send_keys(nproc)
+        driver.find_element(By.ID, "validate-button").click()
+        wait.until(lambda d: expect in d.find_element(By.ID, "recipe-result").text)
+        save(name)
+
     try:
         take("runs", "#/", "#runs-table")
         names = [e.get_attribute("data-run") for e in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
+        comparisons = [e.get_attribute("data-comparison") for e in driver.find_elements(By.CSS_SELECTOR, "a[data-comparison]")]
         if names:
-            take("run", f"#/run/{names[0]}", "#loss-chart-svg")
+            take("run", f"#/run/{_evaluated(url, names)}", "#loss-chart-svg")
         if len(names) >= 2:
             take("compare", f"#/compare/{names[0]}/{names[1]}", "#compare-svg")
-        driver.get(url + "#/launch")
-        wait.until(lambda d: d.find_elements(By.ID, "recipe-text"))
-        driver.find_element(By.ID, "recipe-text").send_keys("name: typo\nmodel: m\ndata: {train: d}\ntrain: {lerning_rate: 1}\n")
-        driver.find_element(By.ID, "validate-button").click()
-        wait.until(lambda d: "did you mean" in d.find_element(By.ID, "recipe-result").text)
-        take_current = out / "launch.png"
-        driver.save_screenshot(str(take_current))
-        shots.append(take_current)
+        for name in comparisons:
+            take(f"comparison-{name}", f"#/comparison/{name}", "#comparison-table")
+        launch("launch", "name: typo\nmodel: m\ndata: {train: d}\ntrain: {lerning_rate: 1}\n", "1", "did you mean")
+        launch("launch-nproc", "name: two\nmodel: m\ndata: {train: d}\n", "2", "cannot be split")
     finally:
         driver.quit()
     return shots
+
+
+def _evaluated(url: str, names: list[str]) -> str:
+    """The first run whose page has judge verdicts or regressions to show (else the first run)."""
+    import httpx
+
+    for name in names:
+        page = httpx.get(f"{url}api/runs/{name}", timeout=30).json()
+        if (page.get("regressions") or {}).get("with_base") or (page.get("verdicts") or {}).get("mtbench_rows"):
+            return name
+    return names[0]
 
 
 def main() -> None:

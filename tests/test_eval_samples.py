@@ -25,3 +25,12 @@ def test_worst_regressions_are_lost_items_furthest_from_gold_first(tmp_path):
     assert worst[0]["base_prediction"] == 0 and worst[0]["prediction"] == 1 and worst[0]["gold"] == 0
     assert worst_regressions(rows, {"mmlu": "acc"}, limit=1) == worst[:1]
     assert worst_regressions(rows, {}) == []  # a suite the gate does not watch
+
+
+def test_acc_norm_regressions_show_the_normalised_prediction(tmp_path):
+    base = {"hellaswag": [{"id": "0", "scores": [-1.0, -2.0, -9.0], "prediction": 0, "prediction_norm": 1, "gold": 1,
+                           "correct": {"acc": False, "acc_norm": True}}]}
+    tuned = {"hellaswag": [{"id": "0", "scores": [-1.0, -4.0, -2.0], "prediction": 0, "prediction_norm": 2, "gold": 1,
+                            "correct": {"acc": False, "acc_norm": False}}]}
+    (worst,) = worst_regressions(read_samples(write_samples(tmp_path, tuned, base)), {"hellaswag": "acc_norm"})
+    assert (worst["base_prediction"], worst["prediction"], worst["margin"]) == (1, 2, -4.0 - -2.0)

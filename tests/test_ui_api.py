@@ -70,18 +70,37 @@ def test_run_page_shows_eval_forgetting_and_task_score(client: TestClient, runs:
         (runs / "beta" / "eval.json").unlink()
 
 
-def test_comparison_folder_csv_is_listed(client: TestClient, runs: Path) -> None:
+def test_comparison_folders_are_found_and_unfinished_strategies_show_empty_cells(client: TestClient, runs: Path) -> None:
     folder = runs / "cmp-1"
-    folder.mkdir()
-    (folder / "table.csv").write_text("run,task score,forgetting\nalpha,0.5,-1.2\nbeta,0.6,-2.0\n")
-    (folder / "table.md").write_text("| run |\n")
+    (folder / "logs").mkdir(parents=True)
+    (folder / "spec.yaml").write_text("name: cmp-1\nrecipe: {model: m}\nstrategies: {lora: {}, full: {adapter: full}}\n")
     try:
         (found,) = client.get("/api/runs").json()["comparisons"]
-        assert found["header"] == ["run", "task score", "forgetting"] and found["rows"][1] == ["beta", "0.6", "-2.0"]
+        assert (found["name"], found["strategies"], found["finished"]) == ("cmp-1", ["lora", "full"], False)
+        page = client.get("/api/comparisons/cmp-1").json()
+        assert [r["strategy"] for r in page["rows"]] == ["base (untrained)", "lora", "full"]
+        assert page["cells"][1][page["columns"].index("task_loss")] == "-" and page["rows"][1]["run"] is None
+        assert [p["key"] for p in page["panels"]][:2] == ["task_loss", "general_change_pts"]
+        assert "no comparison named 'nope'" in client.get("/api/comparisons/nope").json()["error"]
     finally:
-        for f in folder.iterdir():
-            f.unlink()
+        (folder / "spec.yaml").unlink()
+        (folder / "logs").rmdir()
         folder.rmdir()
+
+
+def test_nproc_is_validated_with_the_clis_messages(client: TestClient) -> None:
+    from tunesmith.ui.launch import MAX_NPROC, train_command
+
+    recipe = {"name": "x", "model": "m", "data": {"train": "d"}}
+    for bad in (0, -1, MAX_NPROC + 1, "2x", 1.5, True):
+        answer = client.post("/api/validate", json={"recipe": recipe, "nproc": bad})
+        assert answer.status_code == 400 and answer.json()["error"].startswith("--nproc: give a whole number")
+    split = client.post("/api/validate", json={"recipe": recipe, "nproc": 2}).json()["error"]
+    assert split.startswith("train.grad_accum=1 cannot be split over 2 processes")
+    answer = client.post("/api/validate", json={"recipe": {**recipe, "train": {"grad_accum": 2}}, "nproc": "2"})
+    assert answer.json()["nproc"] == 2
+    assert train_command(Path("r.yaml"), ["--resume"], 2)[-4:] == ["r.yaml", "--resume", "--nproc", "2"]
+    assert "--nproc" not in train_command(Path("r.yaml"), [], 1)
 
 
 def test_validation_errors_are_the_clis_with_did_you_mean(client: TestClient) -> None:

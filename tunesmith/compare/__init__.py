@@ -21,9 +21,10 @@ from rich.console import Console
 from tunesmith.compare.charts import write_charts
 from tunesmith.compare.evaluation import evaluate_base, evaluate_run
 from tunesmith.compare.execute import load_measure, save_measure, train_child
+from tunesmith.compare.rows import comparison_rows
 from tunesmith.compare.run_files import read_eval, run_finished
 from tunesmith.compare.spec import load_spec, strategy_recipes, write_recipe
-from tunesmith.compare.table import base_row, strategy_row, write_csv, write_markdown
+from tunesmith.compare.table import write_csv, write_markdown
 
 console = Console(stderr=True)
 
@@ -37,7 +38,6 @@ def run_comparison(spec_path: Path, fresh: bool = False) -> Path:
         shutil.rmtree(folder)
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(spec_path, folder / "spec.yaml")
-    evaluations, measures = {}, {}
     for name, recipe in recipes.items():
         run_dir = recipe.run_dir
         measure = load_measure(folder, name)
@@ -50,12 +50,9 @@ def run_comparison(spec_path: Path, fresh: bool = False) -> Path:
                 measure = train_child(recipe_file, run_dir, folder / "logs" / f"{name}.log")
                 save_measure(folder, name, measure)
             console.print(f"[bold]{name}[/]: evaluating")
-        evaluations[name] = evaluate_run(run_dir, spec.eval)
-        measures[name] = measure
-    first = next(iter(recipes.values())).run_dir
-    base = evaluate_base(first, spec.eval, folder)
-    rows = [base_row(base)] + [strategy_row(name, recipes[name].run_dir, evaluations[name], base, measures[name])
-                               for name in recipes]
+        evaluate_run(run_dir, spec.eval)  # into the run folder, where comparison_rows reads it
+    evaluate_base(next(iter(recipes.values())).run_dir, spec.eval, folder)
+    rows = comparison_rows(folder, list(recipes))
     title = f"comparison {spec.name}: {', '.join(recipes)} on the same data, budget and evaluation"
     write_markdown(rows, folder / "comparison.md", title)
     write_csv(rows, folder / "comparison.csv")

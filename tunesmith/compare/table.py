@@ -73,7 +73,8 @@ def base_row(base: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _cell(value: Any, key: str) -> str:
+def cell(value: Any, key: str) -> str:
+    """One value as comparison.md shows it (signed changes, ± intervals, thousands separators)."""
     if value is None:
         return "-"
     if key == "general_change_pts":
@@ -91,7 +92,7 @@ def _cell(value: Any, key: str) -> str:
 
 def write_markdown(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(row.get(key), key) for key in COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(row.get(key), key) for key in COLUMNS) + " |" for row in rows]
     lines += ["", "general_change_pts: tuned minus base, in points, with a 95% normal interval for two "
               "proportions (independent samples: errs wide). ppl_change: perplexity minus the base's (lower is "
               "better). peak_rss_mib: the training process's peak resident memory. tokens_per_s: real tokens "

@@ -34,8 +34,9 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
 
 
 def worst_regressions(rows: list[dict[str, Any]], metric_by_suite: dict[str, str],
-                      limit: int = 10) -> list[dict[str, Any]]:
-    """Items right before and wrong after on each suite's primary metric, worst first (see module doc)."""
+                      limit: int | None = 10) -> list[dict[str, Any]]:
+    """Items right before and wrong after on each suite's primary metric, worst first (see module doc);
+    `limit=None` keeps them all."""
     base = {(r["suite"], r["id"]): r for r in rows if r["model"] == "base"}
     found = []
     for row in rows:
@@ -44,16 +45,23 @@ def worst_regressions(rows: list[dict[str, Any]], metric_by_suite: dict[str, str
         if row["model"] != "tuned" or before is None or metric is None or metric not in row.get("correct", {}):
             continue
         if before["correct"][metric] and not row["correct"][metric]:
-            found.append({"suite": row["suite"], "id": row["id"], "metric": metric, "margin": _margin(row),
-                          "base_prediction": before.get("prediction"), "prediction": row.get("prediction"),
+            key = _prediction_key(row, metric)
+            found.append({"suite": row["suite"], "id": row["id"], "metric": metric, "margin": _margin(row, key),
+                          "base_prediction": before.get(key), "prediction": row.get(key),
                           "gold": row.get("gold", row.get("reference"))})
     found.sort(key=lambda r: (r["margin"] if r["margin"] is not None else 0.0, r["suite"], r["id"]))
     return found[:limit]
 
 
-def _margin(row: dict[str, Any]) -> float | None:
-    """log P(gold) - log P(prediction) for a scored choice item (negative: the model now prefers a wrong one)."""
-    scores, gold, pred = row.get("scores"), row.get("gold"), row.get("prediction")
+def _prediction_key(row: dict[str, Any], metric: str) -> str:
+    """The prediction the metric judged: the length-normalised choice for acc_norm, else the plain one."""
+    return "prediction_norm" if metric == "acc_norm" and "prediction_norm" in row else "prediction"
+
+
+def _margin(row: dict[str, Any], key: str = "prediction") -> float | None:
+    """log P(gold) - log P(prediction) for a scored choice item (negative: the model now prefers a wrong one);
+    unnormalised log-likelihoods, also for acc_norm's length-normalised prediction."""
+    scores, gold, pred = row.get("scores"), row.get("gold"), row.get(key)
     if not isinstance(scores, list) or not isinstance(gold, int) or not isinstance(pred, int):
         return None
     return scores[gold] - scores[pred]

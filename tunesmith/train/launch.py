@@ -48,4 +48,8 @@ def strip_nproc(argv: list[str]) -> list[str]:
 def relaunch(nproc: int, argv: list[str]) -> int:
     """Run the command in `nproc` processes and return the launcher's exit status (the worst rank's)."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    return subprocess.call(launch_command(nproc, strip_nproc(argv)), env=env)
+    child = subprocess.Popen(launch_command(nproc, strip_nproc(argv)), env=env)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the ranks too: let them record the stop, then end as they do
+        return child.wait()

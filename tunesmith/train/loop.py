@@ -39,6 +39,7 @@ from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoi
 from tunesmith.train.monitor import detect_overfitting, plot_losses
 from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler
+from tunesmith.train.peak_memory import peak_memory
 from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
 from tunesmith.train.progress import TrainProgress
@@ -374,6 +375,7 @@ def _finish(trainer: Trainer) -> None:
     best_step = state.get("best_step")
     saved = dict(list_checkpoints(trainer.folder.path))
     best_checkpoint = output if best_step == state["step"] else saved.get(best_step)
+    state.update(peak_memory(trainer.accelerator))  # every rank takes part; run.json shows the largest
     state["final"] = {
         "train_loss": trainer.metrics.trains[-1][1] if trainer.metrics.trains else None,
         "eval_loss_before": evals[0][1] if evals and evals[0][0] == 0 else None,

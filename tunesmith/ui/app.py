@@ -18,8 +18,9 @@ from tunesmith.errors import UserError
 from tunesmith.runs.record import is_run_folder, read_run
 from tunesmith.ui import views
 from tunesmith.ui.chat import ChatEngine
+from tunesmith.ui.comparisons import comparison_list, comparison_page
 from tunesmith.ui.guard import TOKEN_HEADER, run_path, token_matches
-from tunesmith.ui.launch import Launcher, parse_recipe_text, validate
+from tunesmith.ui.launch import Launcher, parse_nproc, parse_recipe_text, validate
 from tunesmith.ui.serve_chat import ServeEngine
 
 STATIC = Path(__file__).parent / "static"
@@ -84,7 +85,11 @@ def _add_read_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, recipes_d
     @app.get("/api/runs")
     def runs() -> dict[str, Any]:
         return {"runs_dir": str(runs_dir), "runs": views.list_runs(runs_dir, launcher.statuses()),
-                "comparisons": views.comparisons(runs_dir)}
+                "comparisons": comparison_list(runs_dir)}
+
+    @app.get("/api/comparisons/{name}")
+    def comparison(name: str) -> dict[str, Any]:
+        return comparison_page(runs_dir, name)
 
     @app.get("/api/runs/{name}")
     def run(name: str) -> dict[str, Any]:
@@ -99,7 +104,8 @@ def _add_read_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, recipes_d
     def launch_state(name: str) -> dict[str, Any]:
         path = run_path(runs_dir, name)
         record = read_run(path) if is_run_folder(path) else None
-        return {"name": name, "process": launcher.status(name), "log": launcher.log_tail(name),
+        return {"name": name, "process": launcher.status(name), "nproc": launcher.nproc(name),
+                "log": launcher.log_tail(name),
                 "run": views.run_row(record, launcher.status(name)) if record else None}
 
     @app.get("/api/recipes")
@@ -119,13 +125,15 @@ def _add_action_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, engine:
 
     @app.post("/api/validate")
     def check(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        recipe = validate(_raw_recipe(body), runs_dir)
-        return {"ok": True, "name": recipe.name, "advice": recipe.advice(),
+        nproc = parse_nproc(body.get("nproc", 1))
+        recipe = validate(_raw_recipe(body), runs_dir, nproc)
+        return {"ok": True, "name": recipe.name, "advice": recipe.advice(), "nproc": nproc,
                 "exists": is_run_folder(runs_dir / recipe.name)}
 
     @app.post("/api/launch")
     def launch(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return launcher.start(_raw_recipe(body), overwrite=bool(body.get("overwrite")))
+        return launcher.start(_raw_recipe(body), overwrite=bool(body.get("overwrite")),
+                              nproc=parse_nproc(body.get("nproc", 1)))
 
     @app.post("/api/runs/{name}/stop")
     def stop(name: str) -> dict[str, Any]:

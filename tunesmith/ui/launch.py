@@ -6,7 +6,9 @@ its output into the runs folder, writes it to `RUNS/.launches/<name>/recipe.yaml
 survives closing the page and restarting the UI. Its console output goes to `train.log` and its pid to
 `process.json` beside the recipe. These live outside `RUNS/<name>/` because `train` refuses to start a
 fresh run in a folder that already holds files. Stop sends SIGINT: the loop saves a checkpoint and marks
-the run interrupted; resume starts the same recipe with --resume.
+the run interrupted; resume starts the same recipe with --resume. A launch with `nproc` > 1 runs
+`tunesmith train ... --nproc N` (torchrun on this machine, train/launch.py); its stop goes to the whole
+process group, so every rank sees the Ctrl-C, and resume uses the same number of processes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ from tunesmith.ui.guard import run_path
 
 LAUNCH_DIR = ".launches"
 RECIPE_FILE, LOG_FILE, PROCESS_FILE = "recipe.yaml", "train.log", "process.json"
+MAX_NPROC = 8
+"""The most training processes the page starts on this machine; more belong on torchrun's own command line."""
+
+
+def parse_nproc(value: Any) -> int:
+    """The page's --nproc field as a whole number from 1 to MAX_NPROC, else a UserError saying so."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_NPROC:
+        raise UserError(f"--nproc: give a whole number of training processes from 1 to {MAX_NPROC}, got {value!r} "
+                        "(more processes: run torchrun or accelerate launch on the command line)")
+    return int(text)
 
 
 def parse_recipe_text(text: str) -> dict[str, Any]:
@@ -40,10 +53,14 @@ def parse_recipe_text(text: str) -> dict[str, Any]:
     return raw
 
 
-def validate(raw: dict[str, Any], runs_dir: Path) -> Recipe:
-    """The recipe as `tunesmith train` would see it, its output forced into the runs folder."""
+def validate(raw: dict[str, Any], runs_dir: Path, nproc: int = 1) -> Recipe:
+    """The recipe as `tunesmith train --nproc N` would see it, its output forced into the runs folder."""
     recipe = recipe_from_dict({**raw, "output": str(runs_dir)}, source="recipe")
     run_path(runs_dir, recipe.name)
+    if nproc > 1:
+        from tunesmith.train.distributed import check_layout
+
+        check_layout(recipe.train.grad_accum, nproc)  # what each rank would refuse at its start, said once here
     return recipe
 
 
@@ -55,9 +72,9 @@ class Launcher:
         self.workdir = (workdir or Path.cwd()).resolve()  # relative model/data paths resolve as on the CLI
         self.children: dict[int, subprocess.Popen[bytes]] = {}
 
-    def start(self, raw: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
-        """Validate `raw` and start training it; refuses while the same run is still going."""
-        recipe = validate(raw, self.runs_dir)
+    def start(self, raw: dict[str, Any], overwrite: bool = False, nproc: int = 1) -> dict[str, Any]:
+        """Validate `raw` and start training it in `nproc` processes; refuses while the same run is still going."""
+        recipe = validate(raw, self.runs_dir, nproc)
         if self.status(recipe.name) == "running":
             raise UserError(f"run {recipe.name} is already training; stop it first")
         existing = self.runs_dir / recipe.name
@@ -67,7 +84,7 @@ class Launcher:
         folder = self.launch_dir(recipe.name)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / RECIPE_FILE).write_text(yaml.safe_dump({**raw, "output": str(self.runs_dir)}, sort_keys=False))
-        return self._spawn(recipe.name, ["--overwrite"] if overwrite else [])
+        return self._spawn(recipe.name, ["--overwrite"] if overwrite else [], nproc)
 
     def resume(self, name: str) -> dict[str, Any]:
         """Continue a stopped run from its newest checkpoint (train --resume with the launched recipe)."""
@@ -75,14 +92,17 @@ class Launcher:
             raise UserError(f"run {name} is already training")
         if not (self.launch_dir(name) / RECIPE_FILE).is_file():
             raise UserError(f"run {name} was not launched from this page; resume it with tunesmith train RECIPE --resume")
-        return self._spawn(name, ["--resume"])
+        return self._spawn(name, ["--resume"], (self._process(name) or {}).get("nproc", 1))
 
     def stop(self, name: str) -> dict[str, Any]:
         """SIGINT, as Ctrl-C: the loop saves a checkpoint, marks the run interrupted and exits."""
         info = self._process(name)
         if info is None or self.status(name) != "running":
             raise UserError(f"run {name} is not training")
-        os.kill(info["pid"], signal.SIGINT)
+        if info.get("nproc", 1) > 1:
+            os.killpg(info["pid"], signal.SIGINT)  # its own session's group: launcher and every rank
+        else:
+            os.kill(info["pid"], signal.SIGINT)
         return {"name": name, "signal": "SIGINT", "pid": info["pid"]}
 
     def status(self, name: str) -> str | None:
@@ -111,20 +131,31 @@ class Launcher:
         run_path(self.runs_dir, name)  # the name check
         return self.runs_dir / LAUNCH_DIR / name
 
-    def _spawn(self, name: str, flags: list[str]) -> dict[str, Any]:
+    def _spawn(self, name: str, flags: list[str], nproc: int) -> dict[str, Any]:
         folder = self.launch_dir(name)
-        command = [sys.executable, "-m", "tunesmith", "train", str(folder / RECIPE_FILE), *flags]
+        command = train_command(folder / RECIPE_FILE, flags, nproc)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(folder / LOG_FILE, "ab") as log:
             child = subprocess.Popen(command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         self.children[child.pid] = child
-        (folder / PROCESS_FILE).write_text(json.dumps({"pid": child.pid, "command": command}))
-        return {"name": name, "pid": child.pid, "command": command}
+        (folder / PROCESS_FILE).write_text(json.dumps({"pid": child.pid, "command": command, "nproc": nproc}))
+        return {"name": name, "pid": child.pid, "command": command, "nproc": nproc}
+
+    def nproc(self, name: str) -> int | None:
+        """How many training processes the last launch or resume of `name` asked for (None: never launched)."""
+        info = self._process(name)
+        return info.get("nproc", 1) if info else None
 
     def _process(self, name: str) -> dict[str, Any] | None:
         path = self.launch_dir(name) / PROCESS_FILE
         return json.loads(path.read_text()) if path.is_file() else None
+
+
+def train_command(recipe_file: Path, flags: list[str], nproc: int) -> list[str]:
+    """The argument list (no shell) of a launch: `python -m tunesmith train RECIPE [flags] [--nproc N]`."""
+    command = [sys.executable, "-m", "tunesmith", "train", str(recipe_file), *flags]
+    return command + (["--nproc", str(nproc)] if nproc > 1 else [])
 
 
 def _alive(pid: int) -> bool:

@@ -1,13 +1,12 @@
 """Run folders as the rows and pages the dashboard shows; everything is read through `tunesmith.runs`.
 
-A row is what the runs table sorts and filters on; a page adds the curves (metrics.jsonl), the data health
-summary and recipe (run.json), and the eval and forgetting tables (eval.json, as `tunesmith report` lays
-them out). Runs still training are read while they write: a half-written last metrics line is skipped.
+A row is what the runs table sorts and filters on (peak memory as train records it in run.json); a page adds
+the curves (metrics.jsonl), the data health summary and recipe (run.json), the eval and forgetting tables
+(eval.json, as `tunesmith report` lays them out), and the judge verdicts and regressions (eval_views.py). Runs still training are read while they write: a half-written last metrics line is skipped.
 """
 
 from __future__ import annotations
 
-import csv
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,6 @@ from tunesmith.errors import UserError
 from tunesmith.evaluate.forgetting import COMPARED
 from tunesmith.runs.metrics import METRICS_FILE, read_metrics
 from tunesmith.runs.record import RunRecord, is_run_folder, read_run
-
-PEAK_MEMORY_KEYS = ("peak_memory_gb", "peak_memory_mb", "peak_memory")
-"""Where a run may record its peak memory (state or final); the table shows the first present."""
 
 
 def list_runs(runs_dir: Path, live: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -42,7 +38,7 @@ def run_row(run: RunRecord, launcher: str | None = None) -> dict[str, Any]:
         "name": run.name, "folder": run.path.name, "method": run.method, "adapter": run.adapter,
         "base": run.base_model, "status": _status(run.status, launcher), "steps": state.get("step", 0),
         "best_eval_loss": best, "task_score": task_score(evaluation), "forgetting": forgetting(evaluation),
-        "peak_memory": next((v for k in PEAK_MEMORY_KEYS for v in (final.get(k), state.get(k)) if v is not None), None),
+        "peak_memory_mib": state.get("peak_memory_mib"), "peak_memory_source": state.get("peak_memory_source"),
         "wall_time_s": wall_time(run.started, run.ended, running=run.status == "running"),
         "started": run.started,
     }
@@ -51,6 +47,7 @@ def run_row(run: RunRecord, launcher: str | None = None) -> dict[str, Any]:
 def run_page(run: RunRecord, launcher: str | None = None) -> dict[str, Any]:
     """Everything the run page shows, but the curves (fetched and refreshed on their own)."""
     from tunesmith.report import eval_rows
+    from tunesmith.ui.eval_views import regressions, verdicts
 
     evaluation = _eval(run)
     return {
@@ -58,6 +55,7 @@ def run_page(run: RunRecord, launcher: str | None = None) -> dict[str, Any]:
         "final": run.final, "versions": run.versions,
         "eval_rows": eval_rows(evaluation) if evaluation else [],
         "deltas": (evaluation or {}).get("deltas", []), "gate": (evaluation or {}).get("gate"),
+        "verdicts": verdicts(evaluation, run.path), "regressions": regressions(run.path),
     }
 
 
@@ -99,19 +97,6 @@ def wall_time(started: str | None, ended: str | None, running: bool) -> float | 
     begin = datetime.fromisoformat(started)
     end = datetime.fromisoformat(ended) if ended else (datetime.now(timezone.utc) if running else None)
     return (end - begin).total_seconds() if end else None
-
-
-def comparisons(runs_dir: Path) -> list[dict[str, Any]]:
-    """Comparison folders (`tunesmith compare` output: a CSV table beside its markdown) under `runs_dir`."""
-    found = []
-    for table in sorted(runs_dir.glob("*/*.csv")):
-        if is_run_folder(table.parent):
-            continue
-        with open(table, newline="") as handle:
-            rows = list(csv.reader(handle))
-        found.append({"folder": table.parent.name, "file": table.name, "header": rows[0] if rows else [],
-                      "rows": rows[1:]})
-    return found
 
 
 def _eval(run: RunRecord) -> dict[str, Any] | None:

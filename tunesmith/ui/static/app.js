@@ -1,4 +1,4 @@
-// The router: #/ runs, #/run/NAME, #/compare/A/B, #/launch. Each page returns a cleanup (stops polling).
+// The router: #/ runs, #/run/NAME, #/compare/A/B, #/comparison/NAME, #/launch. Each page returns a cleanup (stops polling).
 let cleanup = () => {};
 
 async function route() {
@@ -10,6 +10,7 @@ async function route() {
   try {
     if (parts[0] === "run" && parts[1]) cleanup = await renderRun(main, parts[1]);
     else if (parts[0] === "compare" && parts[2]) cleanup = await renderCompare(main, parts[1], parts[2]);
+    else if (parts[0] === "comparison" && parts[1]) cleanup = await renderComparison(main, parts[1]);
     else if (parts[0] === "launch") cleanup = await renderLaunch(main);
     else cleanup = await renderRuns(main);
   } catch (err) {

@@ -72,3 +72,45 @@ function lineChart(series, options = {}) {
   root.append(legend);
   return root;
 }
+
+// A bar chart as inline SVG: bars [{name, value, error}] (value null: no bar), options {width, height, id}.
+// Each <rect class="bar"> keeps its data-name/data-value/data-error and the <svg> its scale, as lineChart does.
+function barChart(bars, options = {}) {
+  const width = options.width || 420, height = options.height || 240;
+  const pad = { left: 64, right: 12, top: 12, bottom: 56 };
+  const plotW = width - pad.left - pad.right, plotH = height - pad.top - pad.bottom;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", id: options.id || "" });
+  const known = bars.filter((b) => typeof b.value === "number");
+  if (!known.length) {
+    root.append(svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", fill: "#667085" },
+      document.createTextNode("not measured")));
+    return root;
+  }
+  const ends = known.flatMap((b) => [b.value - (b.error || 0), b.value + (b.error || 0)]);
+  let ymin = Math.min(0, ...ends), ymax = Math.max(0, ...ends);
+  if (ymin === ymax) ymax = ymin + 1;
+  const margin = (ymax - ymin) * 0.05; ymax += margin; if (ymin < 0) ymin -= margin;
+  const sy = (y) => pad.top + (1 - (y - ymin) / (ymax - ymin)) * plotH;
+  Object.entries({ ymin, ymax, "plot-top": pad.top, "plot-height": plotH }).forEach(([k, v]) => root.setAttribute("data-" + k, v));
+  const axis = svg("g", { class: "axis" });
+  for (const t of niceTicks(ymin, ymax, 4)) {
+    axis.append(svg("line", { class: "gridline", x1: pad.left, x2: pad.left + plotW, y1: sy(t), y2: sy(t) }));
+    axis.append(svg("text", { x: pad.left - 6, y: sy(t) + 4, "text-anchor": "end" }, document.createTextNode(+t.toPrecision(4))));
+  }
+  axis.append(svg("line", { x1: pad.left, x2: pad.left + plotW, y1: sy(0), y2: sy(0), stroke: "#1d2330" }));
+  root.append(axis);
+  const slot = plotW / bars.length;
+  bars.forEach((b, i) => {
+    const x = pad.left + i * slot + slot * 0.15, w = slot * 0.7;
+    root.append(svg("text", { x: x + w / 2, y: pad.top + plotH + 14, "text-anchor": "middle", class: "bar-label" },
+      document.createTextNode(b.name.length > 14 ? b.name.slice(0, 13) + "…" : b.name)));
+    if (typeof b.value !== "number") return;
+    const rect = svg("rect", { class: "bar", x, width: w, y: Math.min(sy(0), sy(b.value)), height: Math.abs(sy(0) - sy(b.value)),
+      fill: COLORS[0], "data-name": b.name, "data-value": b.value, "data-error": b.error || 0 });
+    rect.append(svg("title", {}, document.createTextNode(`${b.name}: ${b.value}` + (b.error ? ` ± ${b.error}` : ""))));
+    root.append(rect);
+    if (b.error) root.append(svg("line", { class: "error-bar", x1: x + w / 2, x2: x + w / 2, y1: sy(b.value - b.error),
+      y2: sy(b.value + b.error), stroke: "#1d2330" }));
+  });
+  return root;
+}

@@ -1,6 +1,6 @@
 // Launch a run: a shipped recipe in a YAML editor, or a form generated from the recipe's JSON schema.
 // Validation is the server's (the CLI's own messages, did-you-mean included); launching starts a
-// detached `python -m tunesmith train` and opens the run's page.
+// detached `python -m tunesmith train [--nproc N]` and opens the run's page.
 async function renderLaunch(main) {
   const [{ recipes }, schema] = await Promise.all([api("/api/recipes"), api("/api/schema")]);
   const editor = el("textarea", { id: "recipe-text", rows: 18, spellcheck: "false" });
@@ -14,12 +14,14 @@ async function renderLaunch(main) {
   const yamlBox = el("div", {}, el("div", { class: "toolbar" }, pick), editor);
   mode.addEventListener("change", () => { yamlBox.hidden = mode.value !== "yaml"; form.hidden = mode.value !== "form"; });
   form.hidden = true;
-  const body = () => (mode.value === "yaml" ? { text: editor.value } : { recipe: formValue(form) });
+  const nproc = el("input", { type: "text", id: "launch-nproc", value: "1", size: 3, inputmode: "numeric",
+    title: "training processes on this machine (tunesmith train --nproc N: torchrun, gloo on CPU)" });
+  const body = () => ({ ...(mode.value === "yaml" ? { text: editor.value } : { recipe: formValue(form) }), nproc: nproc.value });
   const show = (ok, text) => { result.className = ok ? "ok" : "error"; result.textContent = text; };
   const validateButton = el("button", { id: "validate-button", class: "secondary", onclick: async () => {
     try {
       const r = await api("/api/validate", body());
-      show(true, `valid: run ${r.name}` + (r.exists ? " (a run of this name exists: tick overwrite, or rename)" : "")
+      show(true, `valid: run ${r.name}` + (r.nproc > 1 ? ` on ${r.nproc} processes` : "") + (r.exists ? " (a run of this name exists: tick overwrite, or rename)" : "")
         + r.advice.map((a) => "\nwarning: " + a).join(""));
     } catch (err) { show(false, err.message); }
   } }, "Validate");
@@ -32,7 +34,8 @@ async function renderLaunch(main) {
   main.replaceChildren(el("h1", {}, "Launch a run"),
     el("p", { class: "muted" }, "The run goes into the runs folder and keeps training if you close this page."),
     el("div", { class: "toolbar" }, "edit as ", mode), yamlBox, form,
-    el("div", { class: "toolbar" }, validateButton, launchButton, el("label", {}, overwrite, " overwrite an existing run")), result);
+    el("div", { class: "toolbar" }, validateButton, launchButton, el("label", {}, "processes (--nproc) ", nproc),
+      el("label", {}, overwrite, " overwrite an existing run")), result);
   return () => {};
 }
 

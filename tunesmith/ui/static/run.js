@@ -1,4 +1,4 @@
-// One run's page (live curves, data health, eval and forgetting tables, recipe, chat) and two runs side by side.
+// One run's page: live curves, data health, eval and forgetting tables, judge verdicts, regressions, recipe, chat.
 const POLL_MS = 1500;
 let chosenMetric = null;  // the second chart's metric, kept while the page redraws with new points
 
@@ -47,13 +47,15 @@ function drawRun(main, name, page, curves, launch) {
   main.replaceChildren(
     el("h1", {}, row.name, " ", statusBadge(row.status)),
     el("p", { class: "muted" }, `${row.method} / ${row.adapter} on ${row.base} — step ${fmt(row.steps)}, `,
-      `best eval loss ${fmt(row.best_eval_loss)}, wall time ${duration(row.wall_time_s)}`),
+      `best eval loss ${fmt(row.best_eval_loss)}, peak memory ${row.peak_memory_mib === null || row.peak_memory_mib === undefined ? "—"
+        : row.peak_memory_mib.toFixed(1) + " MiB"}, wall time ${duration(row.wall_time_s)}`),
     launchPanel(name, launch, page),
     curveCharts(curves, "loss-chart"),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("h2", {}, "Data health"), keyValueTable(page.data, "data-health")),
       el("div", { class: "card" }, el("h2", {}, "Evaluation"), evalTable(page.eval_rows),
         el("h2", {}, "Forgetting (tuned − base)"), deltaTable(page.deltas))),
+    el("div", { class: "grid" }, judgeSection(page.verdicts), regressionSection(page.regressions)),
     row.status === "done" ? (keep || chatPane(name)) : el("p", { class: "muted" }, "Chat opens when the run is done."),
     el("div", { class: "card" }, el("h2", {}, "Recipe (resolved)"), el("pre", { id: "recipe" }, JSON.stringify(page.recipe, null, 2))),
   );
@@ -68,6 +70,7 @@ function launchPanel(name, launch, page) {
   };
   return el("div", { class: "card", id: "launch-panel" },
     el("div", { class: "toolbar" }, el("strong", {}, "process: "), el("span", { id: "process-state" }, launch.process || "—"),
+      el("span", { id: "process-nproc", class: "muted" }, launch.nproc > 1 ? `(${launch.nproc} processes)` : ""),
       el("button", { id: "stop-button", disabled: !running, onclick: act("stop") }, "Stop (keeps a checkpoint)"),
       el("button", { id: "resume-button", class: "secondary", disabled: running || !page || page.row.status === "done",
         onclick: act("resume") }, "Resume")),
@@ -89,22 +92,4 @@ function deltaTable(deltas) {
     el("tbody", {}, general.map((d) => el("tr", {}, el("td", {}, d.suite), el("td", {}, d.metric), el("td", { class: "num" }, fmt(d.base)),
       el("td", { class: "num" }, fmt(d.tuned)), el("td", { class: "num " + (d.improved ? "good" : d.improved === false ? "bad" : "") },
         `${d.change >= 0 ? "+" : ""}${d.change.toFixed(2)} ${d.unit}`)))));
-}
-
-async function renderCompare(main, a, b) {
-  const [pa, pb] = await Promise.all([a, b].map((n) => api("/api/runs/" + encodeURIComponent(n))));
-  const [ca, cb] = await Promise.all([a, b].map((n) => api(`/api/runs/${encodeURIComponent(n)}/metrics`)));
-  const fields = ["method", "adapter", "base", "status", "steps", "best_eval_loss", "wall_time_s"];
-  const flat = (o, prefix = "") => Object.entries(o || {}).flatMap(([k, v]) =>
-    v && typeof v === "object" && !Array.isArray(v) ? flat(v, prefix + k + ".") : [[prefix + k, JSON.stringify(v)]]);
-  const ra = Object.fromEntries(flat(pa.recipe)), rb = Object.fromEntries(flat(pb.recipe));
-  const differ = [...new Set([...Object.keys(ra), ...Object.keys(rb)])].filter((k) => ra[k] !== rb[k] && k !== "name").sort();
-  const series = [[a, ca.curves], [b, cb.curves]].flatMap(([n, c]) => [
-    { name: `${n} loss`, points: c.loss || [] }, { name: `${n} eval`, points: c.eval_loss || [], dashed: true }]);
-  main.replaceChildren(el("h1", {}, `${a}  vs  ${b}`),
-    el("table", { id: "compare-table" }, el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, a), el("th", {}, b))),
-      el("tbody", {}, fields.map((f) => el("tr", {}, el("th", {}, f), el("td", {}, fmt(pa.row[f])), el("td", {}, fmt(pb.row[f])))),
-        differ.map((k) => el("tr", { class: "recipe-diff" }, el("th", {}, k), el("td", {}, ra[k] ?? "—"), el("td", {}, rb[k] ?? "—"))))),
-    el("div", { class: "card chart" }, el("h2", {}, "Loss"), lineChart(series.filter((s) => s.points.length), { id: "compare-svg" })));
-  return () => {};
 }

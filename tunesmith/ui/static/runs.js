@@ -12,7 +12,8 @@ const RUN_COLUMNS = [
   { key: "forgetting", label: "forgetting change", num: true, value: (r) => r.forgetting && r.forgetting.change,
     show: (r) => r.forgetting ? el("span", { class: r.forgetting.change < 0 ? "bad" : "good" },
       `${r.forgetting.change >= 0 ? "+" : ""}${r.forgetting.change.toFixed(2)} pts [${r.forgetting.min.toFixed(2)}, ${r.forgetting.max.toFixed(2)}]`) : "—" },
-  { key: "peak_memory", label: "peak memory", num: true },
+  { key: "peak_memory_mib", label: "peak memory", num: true, show: (r) => r.peak_memory_mib === null || r.peak_memory_mib === undefined
+    ? "—" : el("span", { title: r.peak_memory_source || "" }, `${r.peak_memory_mib.toFixed(1)} MiB`) },
   { key: "wall_time_s", label: "wall time", num: true, show: (r) => duration(r.wall_time_s) },
 ];
 const runsView = { sortKey: "started", sortDir: -1, filter: "", selected: new Set() };
@@ -66,8 +67,8 @@ function runsTable(runs, onSelect) {
 
 function comparisonTables(comparisons) {
   if (!comparisons || !comparisons.length) return el("div", {});
-  return el("div", { id: "comparisons" }, el("h2", {}, "Comparisons"), comparisons.map((c) => el("div", { class: "card" },
-    el("h3", {}, `${c.folder}/${c.file}`),
-    el("table", { class: "comparison" }, el("thead", {}, el("tr", {}, c.header.map((h) => el("th", {}, h)))),
-      el("tbody", {}, c.rows.map((row) => el("tr", {}, row.map((cell) => el("td", {}, cell)))))))));
+  return el("div", { id: "comparisons" }, el("h2", {}, "Comparisons"), el("ul", {}, comparisons.map((c) => el("li", {},
+    c.error ? el("span", { class: "bad" }, `${c.name}: ${c.error}`)
+      : [el("a", { href: "#/comparison/" + encodeURIComponent(c.name), "data-comparison": c.name }, c.name),
+        ` — ${c.strategies.join(", ")}`, c.finished ? "" : " (not finished)"]))));
 }
