@@ -55,15 +55,20 @@ def test_curves_equal_metrics_jsonl(client: TestClient, runs: Path) -> None:
 def test_run_page_shows_eval_forgetting_and_task_score(client: TestClient, runs: Path, tmp_path: Path) -> None:
     tuned = {"heldout": {"exact_match": 0.5, "n": 10}, "mmlu": {"acc": 0.30, "n": 40}, "gsm8k": {"exact_match": 0.2, "n": 20}}
     base = {"heldout": {"exact_match": 0.1, "n": 10}, "mmlu": {"acc": 0.32, "n": 40}, "gsm8k": {"exact_match": 0.25, "n": 20}}
+    items = [{"id": str(i), "correct": {"exact_match": i < 5}} for i in range(20)]  # base: 5 of 20 right
+    lost = [{"id": str(i), "correct": {"exact_match": i < 4}} for i in range(20)]  # tuned: lost item 4
+    deltas = compare(tuned, base, {"gsm8k": lost}, {"gsm8k": items})
     record = {"target": {"name": "beta"}, "results": tuned, "base_results": base,
-              "deltas": [d.as_dict() for d in compare(tuned, base)], "gate": {"max_drop": None, "failures": []}}
+              "deltas": [d.as_dict() for d in deltas], "gate": {"max_drop": None, "failures": []}}
     (runs / "beta" / "eval.json").write_text(json.dumps(record))
     try:
         page = client.get("/api/runs/beta").json()
         row = page["row"]
         assert row["task_score"] == {"metric": "exact_match", "value": 0.5}
-        assert row["forgetting"]["change"] == pytest.approx((-2.0 + -5.0) / 2)  # points, general suites only
-        assert row["forgetting"]["min"] == pytest.approx(-5.0) and row["forgetting"]["suites"] == ["mmlu", "gsm8k"]
+        worst = row["forgetting"]  # the general benchmark that lost most, with its paired interval
+        assert (worst["suite"], worst["change"]) == ("gsm8k", pytest.approx(-5.0))
+        assert worst["ci95"] == pytest.approx(list(deltas[2].interval)) and worst["ci95"][0] < -5.0 < worst["ci95"][1]
+        assert worst["suites"] == ["mmlu", "gsm8k"]
         assert {(r["suite"], r["metric"]) for r in page["eval_rows"]} >= {("mmlu", "acc"), ("heldout", "exact_match")}
         assert page["data"]["train_examples"] > 0 and page["recipe"]["train"]["lr"] == 3e-3
     finally:

@@ -81,13 +81,15 @@ def task_score(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def forgetting(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Mean change of the general benchmarks' primary scores, tuned minus base, in points (None without base)."""
+    """The general benchmark that lost most, tuned minus base in points, with its paired 95% interval when
+    both models were scored item by item (None without a base). The worst, not the mean: one benchmark
+    forgotten is not made up for by another gained, and the gate judges each on its own."""
     general = [d for d in (evaluation or {}).get("deltas", []) if d.get("general")]
     if not general:
         return None
-    changes = [d["change"] for d in general]
-    return {"change": sum(changes) / len(changes), "min": min(changes), "max": max(changes),
-            "suites": [d["suite"] for d in general]}
+    worst = min(general, key=lambda d: d["change"])
+    return {"change": worst["change"], "suite": worst["suite"], "metric": worst["metric"],
+            "ci95": worst.get("ci95"), "suites": [d["suite"] for d in general]}
 
 
 def wall_time(started: str | None, ended: str | None, running: bool) -> float | None:

@@ -53,3 +53,10 @@ function keyValueTable(object, id) {
       v !== null && typeof v === "object" ? JSON.stringify(v) : fmt(v))));
   return el("table", { id }, el("tbody", {}, rows));
 }
+
+// "mmlu -4.0 pts (95% CI -10.1…+2.1)": the benchmark that lost most, and its paired interval when known.
+function forgettingText(f) {
+  const signed = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(1)}`;
+  const ci = f.ci95 ? ` (95% CI ${signed(f.ci95[0])}…${signed(f.ci95[1])})` : "";
+  return `${f.suite} ${signed(f.change)} pts${ci}`;
+}

@@ -11,7 +11,7 @@ const RUN_COLUMNS = [
     show: (r) => r.task_score ? `${fmt(r.task_score.value)} (${r.task_score.metric})` : "—" },
   { key: "forgetting", label: "forgetting change", num: true, value: (r) => r.forgetting && r.forgetting.change,
     show: (r) => r.forgetting ? el("span", { class: r.forgetting.change < 0 ? "bad" : "good" },
-      `${r.forgetting.change >= 0 ? "+" : ""}${r.forgetting.change.toFixed(2)} pts [${r.forgetting.min.toFixed(2)}, ${r.forgetting.max.toFixed(2)}]`) : "—" },
+      forgettingText(r.forgetting)) : "—" },
   { key: "peak_memory_mib", label: "peak memory", num: true, show: (r) => r.peak_memory_mib === null || r.peak_memory_mib === undefined
     ? "—" : el("span", { title: r.peak_memory_source || "" }, `${r.peak_memory_mib.toFixed(1)} MiB`) },
   { key: "wall_time_s", label: "wall time", num: true, show: (r) => duration(r.wall_time_s) },

@@ -3,7 +3,7 @@
 const SIDE_FIELDS = [
   ["method"], ["adapter"], ["base"], ["status"], ["steps"], ["best_eval_loss"],
   ["task_score", (r) => r.task_score ? `${fmt(r.task_score.value)} (${r.task_score.metric})` : "—"],
-  ["forgetting", (r) => r.forgetting ? `${r.forgetting.change >= 0 ? "+" : ""}${r.forgetting.change.toFixed(2)} pts` : "—"],
+  ["forgetting", (r) => r.forgetting ? forgettingText(r.forgetting) : "—"],
   ["regressions", (r, p) => p.regressions && p.regressions.with_base ? fmt(p.regressions.total) : "—"],
   ["peak_memory_mib", (r) => r.peak_memory_mib === null || r.peak_memory_mib === undefined ? "—" : r.peak_memory_mib.toFixed(1) + " MiB"],
   ["wall_time_s", (r) => duration(r.wall_time_s)],
