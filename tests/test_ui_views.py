@@ -89,11 +89,22 @@ def test_runs_table_shows_the_peak_memory_run_json_records(site) -> None:
 
     driver = _open(site, "#/", "#runs-table tbody tr")
     peak_now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the runs trained in this process
+    checked_forgetting = False
     for row in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr"):
         state = json.loads((site["runs"] / row.get_attribute("data-run") / "run.json").read_text())["state"]
         assert state["peak_memory_source"] == "process peak resident set"
         assert 50 < state["peak_memory_mib"] <= peak_now
         assert _cells(row)["peak_memory_mib"] == f"{state['peak_memory_mib']:.1f} MiB"
+        evaluation = site["runs"] / row.get_attribute("data-run") / "eval.json"
+        general = [d for d in json.loads(evaluation.read_text()).get("deltas", []) if d["general"]] \
+            if evaluation.is_file() else []
+        if general:  # the benchmark that lost most, with its paired interval from eval.json
+            worst = min(general, key=lambda d: d["change"])
+            low, high = worst["ci95"]
+            assert _cells(row)["forgetting"] == (f"{worst['suite']} {worst['change']:+.1f} pts "
+                                                 f"(95% CI {low:+.1f}…{high:+.1f})")
+            checked_forgetting = True
+    assert checked_forgetting, "the fixture's evaluated run has a base to compare with"
 
 
 def test_judge_verdicts_equal_eval_json_and_samples(site) -> None:
