@@ -87,9 +87,17 @@ def test_merge_refuses_methods_that_cannot_fold(runs: dict[str, Path], tmp_path:
 def test_merge_writes_nothing_when_parity_fails(runs: dict[str, Path], tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(merge_module, "TOLERANCE", 0.0)  # any rounding at all now counts as a mismatch
+    monkeypatch.setattr(merge_module, "RELATIVE_TOLERANCE", 0.0)
     with pytest.raises(MergeParityError, match="nothing was written"):
         merge_run(runs["lora"], tmp_path / "merged", dtype="fp32")
     assert not (tmp_path / "merged").exists()
+
+
+def test_parity_tolerance_grows_with_the_logits_scale_only_past_its_floor() -> None:
+    """A correct fp32 merge of SmolLM2 (logits up to ~20) differed by 1.1e-4: the floor alone refused it."""
+    assert merge_module.parity_tolerance(3.0) == merge_module.TOLERANCE
+    assert merge_module.parity_tolerance(40.0) == pytest.approx(4e-4)
+    assert merge_module.parity_tolerance(40.0) < 1e-2, "a wrong merge is still caught"
 
 
 def test_merge_and_export_refuse_bad_inputs(runs: dict[str, Path], tmp_path: Path) -> None:

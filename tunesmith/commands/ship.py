@@ -19,11 +19,11 @@ def merge(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
 ) -> None:
     """Fold the run's adapter into its base weights: one standard model folder; logit parity is checked first."""
-    from tunesmith.merge import TOLERANCE, merge_run
+    from tunesmith.merge import merge_run
 
     result = merge_run(run_dir, out, dtype, overwrite)
     console.print(f"merged (in fp32): max |logit diff| vs base + adapter = {result.max_abs_diff:.2e} "
-                  f"(tolerance {TOLERANCE:g}); saved as {result.dtype}: max |logit diff| "
+                  f"(tolerance {result.tolerance:.2g}); saved as {result.dtype}: max |logit diff| "
                   f"{result.saved_max_abs_diff:.2e}")
     if result.quantized_gap is not None:
         console.print(f"QLoRA: merged into the unquantized base weights, not their 4-bit NF4 rounding the adapter "
