@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.test_distributed import ENV, REPO, TOLERANCE, max_difference, trained, write_recipe
@@ -64,10 +65,12 @@ def test_dpo_two_processes_train_like_one(tmp_path) -> None:
         "adapter": "lora", "output": str(tmp_path / "runs"),
         "data": {"train": str(pairs), "eval": 0.25, "template": "plain"},
         "train": {"lr": 1e-2, "max_steps": 4, "batch_size": 2, "grad_accum": 2, "max_seq_len": 64,
-                  "mixed_precision": "no", "seed": 0, "threads": 1},
+                  "mixed_precision": "no", "seed": 0, "threads": 1, "save_every": 2},
         "model_options": {"dtype": "fp32"}, "adapter_args": {"r": 4, "alpha": 8, "dropout": 0.0},
     }))
     one, two = trained(recipe, "one"), trained(recipe, "two", "--nproc", "2")
     loss_gap, weight_gap = max_difference(one, two)
     print(f"dpo: 2 processes vs 1: max |loss diff| {loss_gap:.2e}, max |weight diff| {weight_gap:.2e}")
     assert loss_gap <= TOLERANCE and weight_gap <= TOLERANCE
+    rng = torch.load(latest_checkpoint(two) / "rng.pt", weights_only=True)
+    assert len(rng["per_rank"]) == 2, "the run really had two ranks (each saved its generators)"
