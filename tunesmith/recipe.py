@@ -164,7 +164,7 @@ class EvalSpec(Strict):
 class DistributedSpec(Strict):
     """How several processes share the work (tunesmith train --nproc N, torchrun, accelerate launch)."""
 
-    strategy: Literal["ddp", "fsdp2"] = Field("ddp", description="ddp: every process holds the whole model; fsdp2: parameters, gradients and optimizer state sharded over the processes (torch fully_shard)")
+    strategy: Literal["ddp", "fsdp2", "zero2", "zero3"] = Field("ddp", description="ddp: every process holds the whole model; fsdp2: parameters, gradients and optimizer state sharded over the processes (torch fully_shard); zero2: DeepSpeed ZeRO-2, gradients and optimizer state sharded; zero3: DeepSpeed ZeRO-3, parameters too (zero2/zero3: pip install deepspeed; sft/cpt with lora or full, no train.save_every)")
 
 
 class _RecipeCore(Strict):
