@@ -10,6 +10,7 @@ machine compiles a small op (minutes, then cached). The unsupported-combination 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,16 @@ def zero_recipe(tiny_setup, folder: Path, adapter: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def one_process(tiny_setup, tmp_path_factory) -> dict[str, Path]:
-    """The 1-process reference run of each adapter."""
-    out = {}
-    for adapter in ("lora", "full"):
-        out[adapter] = trained(zero_recipe(tiny_setup, tmp_path_factory.mktemp(adapter), adapter), "one")
-    return out
+def one_process(tiny_setup, tmp_path_factory) -> Callable[[str], Path]:
+    """The 1-process reference run of an adapter, trained once when first asked for."""
+    runs: dict[str, Path] = {}
+
+    def reference(adapter: str) -> Path:
+        if adapter not in runs:
+            runs[adapter] = trained(zero_recipe(tiny_setup, tmp_path_factory.mktemp(adapter), adapter), "one")
+        return runs[adapter]
+
+    return reference
 
 
 def logits(run: Path) -> torch.Tensor:
@@ -59,7 +64,7 @@ def logits(run: Path) -> torch.Tensor:
 @pytest.mark.parametrize("strategy", ["zero2", "zero3"])
 @pytest.mark.parametrize("adapter", ["lora", "full"])
 def test_zero_trains_like_one_process(strategy, adapter, one_process) -> None:
-    one = one_process[adapter]
+    one = one_process(adapter)
     recipe = one.parent.parent / f"{adapter}.yaml"
     sharded = trained(recipe, strategy, f"distributed.strategy={strategy}", "--nproc", "2")
     log = (sharded / "train.log").read_text()
