@@ -51,7 +51,8 @@ def check_supported(recipe: Any) -> None:
 
 def deepspeed_config(recipe: Any, world_size: int) -> dict[str, Any]:
     """The DeepSpeed config of the recipe: its micro-batch, its step's micro-batches split over the ranks,
-    its clipping, the ZeRO stage; mixed precision is filled in by accelerate from train.mixed_precision."""
+    its clipping, the ZeRO stage and `distributed.zero_options`; mixed precision is filled in by accelerate
+    from train.mixed_precision."""
     t = recipe.train
     per_rank = max(t.grad_accum // world_size, 1)
     return {
@@ -59,8 +60,8 @@ def deepspeed_config(recipe: Any, world_size: int) -> dict[str, Any]:
         "gradient_accumulation_steps": per_rank,
         "train_batch_size": t.batch_size * per_rank * world_size,
         "gradient_clipping": t.max_grad_norm,
-        "zero_optimization": {"stage": STAGES[recipe.distributed.strategy],
-                              "stage3_gather_16bit_weights_on_model_save": True},
+        "zero_optimization": {"stage3_gather_16bit_weights_on_model_save": True, **recipe.distributed.zero_options,
+                              "stage": STAGES[recipe.distributed.strategy]},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
