@@ -119,6 +119,16 @@ def step(engine: Any) -> float:
 
 
 def full_state(accelerator: Any, engine: Any) -> dict[str, torch.Tensor]:
-    """The whole model's tensors (ZeRO-3: gathered from every rank; a collective all ranks call), on CPU."""
+    """The whole model's tensors on the main process, {} on the others (collectives: all ranks call it).
+
+    ZeRO-3's partitions are gathered; trained weights come from the optimizer's fp32 master copy, so that
+    under bf16 the saved weights are the fp32 ones a single process saves, not the engine's bf16 copy."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
     state = accelerator.get_state_dict(engine) or {}  # ZeRO-3 hands the gathered tensors to the main process only
+    master = {name: safe_get_full_fp32_param(param) for name, param in engine.module.named_parameters()
+              if param.requires_grad}
+    if not accelerator.is_main_process:
+        return {}
+    state.update({name: value for name, value in master.items() if value is not None})
     return {name: value.detach().cpu().contiguous() for name, value in state.items()}
