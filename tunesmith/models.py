@@ -188,6 +188,8 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def _true_numel(param: torch.nn.Parameter) -> int:
+    if hasattr(param, "ds_numel"):  # partitioned by DeepSpeed ZeRO-3: this rank holds a slice (or nothing)
+        return int(param.ds_numel)
     if type(param).__name__ != "Params4bit":
         return param.numel()
     state = getattr(param, "quant_state", None)

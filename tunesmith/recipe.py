@@ -164,7 +164,16 @@ class EvalSpec(Strict):
 class DistributedSpec(Strict):
     """How several processes share the work (tunesmith train --nproc N, torchrun, accelerate launch)."""
 
-    strategy: Literal["ddp", "fsdp2"] = Field("ddp", description="ddp: every process holds the whole model; fsdp2: parameters, gradients and optimizer state sharded over the processes (torch fully_shard)")
+    strategy: Literal["ddp", "fsdp2", "zero2", "zero3"] = Field("ddp", description="ddp: every process holds the whole model; fsdp2: parameters, gradients and optimizer state sharded over the processes (torch fully_shard); zero2: DeepSpeed ZeRO-2, gradients and optimizer state sharded; zero3: DeepSpeed ZeRO-3, parameters too (zero2/zero3: pip install deepspeed; sft/cpt with lora or full, no train.save_every)")
+    zero_options: dict[str, Any] = Field(default_factory=dict, description="zero2/zero3 only: extra keys of DeepSpeed's zero_optimization block, passed as they are, e.g. {stage3_param_persistence_threshold: 0} (ZeRO-3 keeps parameters smaller than this, default 1e5 elements, whole on every process); the stage comes from strategy")
+
+    @model_validator(mode="after")
+    def _check_zero_options(self) -> DistributedSpec:
+        if self.zero_options and self.strategy not in ("zero2", "zero3"):
+            raise ValueError(f"distributed.zero_options applies to strategy zero2/zero3 only, not {self.strategy}")
+        if "stage" in self.zero_options:
+            raise ValueError("distributed.zero_options cannot set stage: choose strategy zero2 or zero3")
+        return self
 
 
 class _RecipeCore(Strict):

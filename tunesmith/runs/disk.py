@@ -27,14 +27,19 @@ UNKNOWN_TOKENIZER = 32 * 1024**2
 def checkpoint_bytes(model: torch.nn.Module, optimizer_states_per_param: int = 2) -> int:
     """Bytes of one checkpoint: trainable weights plus fp32 optimizer states (AdamW keeps two per weight)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    weights = sum(p.numel() * p.element_size() for p in trainable)
-    return weights + sum(p.numel() * 4 * optimizer_states_per_param for p in trainable)
+    weights = sum(_numel(p) * p.element_size() for p in trainable)
+    return weights + sum(_numel(p) * 4 * optimizer_states_per_param for p in trainable)
 
 
 def final_bytes(model: torch.nn.Module, full: bool) -> int:
     """Bytes of the saved result: every weight for full fine-tuning, the trainable ones for an adapter."""
     params = [p for p in model.parameters() if full or p.requires_grad]
-    return sum(p.numel() * p.element_size() for p in params)
+    return sum(_numel(p) * p.element_size() for p in params)
+
+
+def _numel(param: torch.nn.Parameter) -> int:
+    """Elements of the whole weight, also when DeepSpeed ZeRO-3 left this process only a slice of it."""
+    return int(getattr(param, "ds_numel", param.numel()))
 
 
 def tokenizer_bytes(model: str) -> int:

@@ -12,6 +12,9 @@ Started by `tunesmith train RECIPE --nproc N` (launch.py), `torchrun ... -m tune
   numbers, so divergence and early-stopping decisions agree.
 - Only the main process writes (run.json, metrics.jsonl, checkpoints, weights); every rank's RNG state is
   gathered into the checkpoint, and each rank restores its own on resume.
+- The strategy (recipe `distributed.strategy`) decides how the model is held: ddp (accelerate's DDP),
+  fsdp2 (fsdp2.py) or DeepSpeed ZeRO-2/3 (zero.py); backward, the optimizer step and the gathering of the
+  weights before saving go through the helpers below, which pick the strategy's way.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate.utils import DistributedType, gather_object
 
 from tunesmith.errors import UserError
+from tunesmith.train import fsdp2, zero
 
 
 def cpu_processes() -> bool:
@@ -31,6 +35,59 @@ def cpu_processes() -> bool:
     import os
 
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def accelerator_options(recipe: Any) -> dict[str, Any]:
+    """`Accelerator(...)` arguments for the recipe's strategy in this launch (one process: none of them)."""
+    import os
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and zero.is_zero(recipe.distributed.strategy):
+        return zero.accelerator_options(recipe, world_size)
+    return {"cpu": cpu_processes()}
+
+
+def uses_deepspeed(accelerator: Accelerator) -> bool:
+    return accelerator.distributed_type == DistributedType.DEEPSPEED
+
+
+def check_sharded(accelerator: Accelerator, model: torch.nn.Module, strategy: str) -> None:
+    """For ZeRO, prove the engine shards as the strategy says (zero.check_sharded) and say so once."""
+    if uses_deepspeed(accelerator):
+        report = zero.check_sharded(model, strategy, accelerator.num_processes)
+        if accelerator.is_main_process:
+            import sys
+
+            print(report, file=sys.stderr)
+
+
+def backward(accelerator: Accelerator, model: torch.nn.Module, loss: torch.Tensor, last: bool) -> None:
+    """Backward of one micro-batch of a step (`last`: the step's final one)."""
+    if uses_deepspeed(accelerator):
+        zero.backward(model, loss, last)
+    else:
+        accelerator.backward(loss)
+
+
+def optimizer_step(accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, max_norm: float) -> float:
+    """Clip the gradients at `max_norm`, update, zero the gradients; returns the norm before clipping."""
+    if uses_deepspeed(accelerator):
+        return zero.step(model)
+    norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def gathered_weights(accelerator: Accelerator, model: torch.nn.Module, adapter: str) -> dict[str, Any] | None:
+    """The full tensors to save when the model is sharded (a collective: every rank calls it); None when
+    the model in memory already holds them."""
+    inner = accelerator.unwrap_model(model)
+    if fsdp2.is_sharded(inner):
+        return fsdp2.full_state(inner, trainable_only=adapter != "full")
+    if uses_deepspeed(accelerator):
+        return zero.full_state(accelerator, model)
+    return None
 
 
 def check_layout(grad_accum: int, num_processes: int) -> None:

@@ -89,7 +89,7 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     """Build every piece of the run; the run folder is locked first, and an old run it holds is replaced
     (--overwrite) only once recipe, model and data have loaded."""
     accelerator = fresh_accelerator(resolve_mixed_precision(recipe.train.mixed_precision),
-                                    cpu=distributed.cpu_processes(), **accelerator_kwargs(recipe))
+                                    **distributed.accelerator_options(recipe), **accelerator_kwargs(recipe))
     distributed.check_layout(recipe.train.grad_accum, accelerator.num_processes)
     console.quiet = not accelerator.is_main_process  # one process speaks for all
     folder = RunFolder(recipe.run_dir, main=accelerator.is_main_process)
@@ -158,7 +158,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
 
 
 def _optimize(recipe: Recipe, accelerator: Accelerator, model: torch.nn.Module, steps: int) -> tuple[Any, Any, Any]:
-    """Model (DDP-wrapped, or sharded for fsdp2), optimizer and schedule, ready for the loop."""
+    """Model (DDP-wrapped, sharded for fsdp2, a DeepSpeed engine for zero2/3), optimizer and schedule."""
     t = recipe.train
     sharded = recipe.distributed.strategy == "fsdp2" and accelerator.num_processes > 1
     if sharded:  # before the optimizer: it must hold the sharded parameters
@@ -169,6 +169,7 @@ def _optimize(recipe: Recipe, accelerator: Accelerator, model: torch.nn.Module, 
     if sharded:
         return model, accelerator.prepare(optimizer), scheduler
     model, optimizer = accelerator.prepare(model, optimizer)
+    distributed.check_sharded(accelerator, model, recipe.distributed.strategy)
     return model, optimizer, scheduler
 
 
@@ -253,12 +254,13 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     total_units = int(accelerator.reduce(torch.tensor(local_units, device=accelerator.device), "sum").item())
     loss_total = 0.0
     extras: dict[str, float] = {}
-    for batch in batches:
+    for index, batch in enumerate(batches):
         with profiler.phase("forward"):
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             loss_sum, metrics = objective.loss_sum(model, batch)
         with profiler.phase("backward"):
-            accelerator.backward(loss_sum / max(total_units, 1) * accelerator.num_processes)
+            distributed.backward(accelerator, model, loss_sum / max(total_units, 1) * accelerator.num_processes,
+                                 last=index == len(batches) - 1)
         loss_total += loss_sum.item()
         for key, value in metrics.items():
             extras[key] = extras.get(key, 0.0) + value
@@ -270,10 +272,8 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
         _diverged(trainer, step, loss)
     lr = trainer.scheduler.get_last_lr()[0]
     with profiler.phase("optimizer"):
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), trainer.recipe.train.max_grad_norm)
-        trainer.optimizer.step()
+        grad_norm = distributed.optimizer_step(accelerator, model, trainer.optimizer, trainer.recipe.train.max_grad_norm)
         trainer.scheduler.step()
-        trainer.optimizer.zero_grad(set_to_none=True)
     elapsed = time.perf_counter() - started
     state["step"] = step + 1
     real_tokens = objective.real_tokens(step)
@@ -366,7 +366,7 @@ def _finish(trainer: Trainer) -> None:
     already = evals and evals[-1][0] == state["step"]  # early stop right after an evaluation at this step
     final_eval = evals[-1][1] if already else _evaluate(trainer, state["step"])
     model = trainer.accelerator.unwrap_model(trainer.model)
-    full = fsdp2.full_state(model, trainable_only=trainer.recipe.adapter != "full") if fsdp2.is_sharded(model) else None
+    full = distributed.gathered_weights(trainer.accelerator, trainer.model, trainer.recipe.adapter)
     output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter, state_dict=full)
     plot = None
     if trainer.folder.main:

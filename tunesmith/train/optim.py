@@ -15,7 +15,8 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (decay if param.ndim >= 2 and "norm" not in name.lower() else no_decay).append(param)
+        ndim = len(getattr(param, "ds_shape", param.shape))  # ZeRO-3 partitions hold the full shape aside
+        (decay if ndim >= 2 and "norm" not in name.lower() else no_decay).append(param)
     if not decay and not no_decay:
         raise ValueError("the model has no trainable parameters")
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
