@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     payload = tunesmith_payload(inputs, "lora", settings)
     print(f"machine: {json.dumps(machine_summary())}")
     speeds: dict[str, list[float]] = {"old": [], "new": []}
+    per_cpu: dict[str, list[float]] = {"old": [], "new": []}
     losses: dict[str, set[float]] = {"old": set(), "new": set()}
     for r in range(args.rounds):
         for side, tree in (("old", args.old), ("new", args.new)):
@@ -59,11 +60,14 @@ def main(argv: list[str] | None = None) -> None:
             result = summarize(run_in(tree.resolve(), own, args.workdir / f"{side}-{r}.log"), settings.warmup,
                                inputs["shape"], "lora")
             speeds[side].append(result["real_tps"])
+            per_cpu[side].append(result["real_cpu"])
             losses[side].add(round(result["loss"], 6))
-            print(f"  round {r} {side}: {result['real_tps']:.0f} real tok/s, peak RSS {result['rss_peak']:.0f} MiB, "
+            print(f"  round {r} {side}: {result['real_tps']:.0f} real tok/s, {result['real_cpu']:.0f} per CPU-s, peak RSS {result['rss_peak']:.0f} MiB, "
                   f"loss {result['loss']:.6f}", flush=True)
     old, new = statistics.median(speeds["old"]), statistics.median(speeds["new"])
-    print(f"new / old real tok/s (medians of {args.rounds}): {new / old:.3f}x; "
+    cpu_ratio = statistics.median(per_cpu["new"]) / statistics.median(per_cpu["old"])
+    print(f"new / old (medians of {args.rounds}): real tok/s {new / old:.3f}x, real tok per CPU-s {cpu_ratio:.3f}x "
+          "(less sensitive to other jobs on the machine); "
           f"final losses old {sorted(losses['old'])}, new {sorted(losses['new'])}")
 
 
