@@ -19,6 +19,8 @@ Started by `tunesmith train RECIPE --nproc N` (launch.py), `torchrun ... -m tune
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import torch
@@ -32,18 +34,19 @@ from tunesmith.train import fsdp2, zero
 def cpu_processes() -> bool:
     """Several processes and no GPU: accelerate only sets up gloo between CPU processes when told `cpu=True`
     (otherwise each rank silently trains alone, as if it were the only one)."""
-    import os
+    return world_size() > 1 and not torch.cuda.is_available()
 
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+def world_size() -> int:
+    """Processes in this launch, as the launcher (torchrun, accelerate) tells every one of them."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def accelerator_options(recipe: Any) -> dict[str, Any]:
     """`Accelerator(...)` arguments for the recipe's strategy in this launch (one process: none of them)."""
-    import os
-
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 and zero.is_zero(recipe.distributed.strategy):
-        return zero.accelerator_options(recipe, world_size)
+    processes = world_size()
+    if processes > 1 and zero.is_zero(recipe.distributed.strategy):
+        return zero.accelerator_options(recipe, processes)
     return {"cpu": cpu_processes()}
 
 
@@ -56,8 +59,6 @@ def check_sharded(accelerator: Accelerator, model: torch.nn.Module, strategy: st
     if uses_deepspeed(accelerator):
         report = zero.check_sharded(model, strategy, accelerator.num_processes)
         if accelerator.is_main_process:
-            import sys
-
             print(report, file=sys.stderr)
 
 
