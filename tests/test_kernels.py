@@ -244,8 +244,13 @@ def test_a_tiny_llama_trains_with_auto_kernels_and_records_what_ran(tiny_llama: 
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "done" and info["recipe"]["model_options"]["kernels"] == "auto"
     assert (info["state"]["attn_implementation"], info["state"]["kernels"]) == ("sdpa", "none")
-    err = capsys.readouterr().err
-    assert "attention sdpa, kernels none" in err and "liger" not in err
+    assert info["state"]["fused_lora_layers"] == 14  # q, k, v, o, gate, up, down of 2 layers (lora_fused.py)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "attention sdpa, kernels none, 14 LoRA layers fused" in err and "liger" not in err
+
+    run = train(_recipe(tiny_llama, tmp_path, "none")).path
+    assert json.loads((run / "run.json").read_text())["state"]["fused_lora_layers"] == 0
+    capsys.readouterr()
 
     run = train(_recipe(tiny_llama, tmp_path, "liger")).path
     assert json.loads((run / "run.json").read_text())["state"]["kernels"] == "none"

@@ -71,7 +71,8 @@ class ModelOptions(Strict):
     attn_implementation: str = Field("auto", description="auto (flash_attention_2 on a CUDA GPU with flash-attn in "
                                      "bf16/fp16, else sdpa, or eager for models without sdpa) | sdpa | eager | "
                                      "flash_attention_2")
-    kernels: str = Field("auto", description="auto (liger where it can run, else none) | none | liger (fused Triton "
+    kernels: str = Field("auto", description="auto (liger where it can run, else none; LoRA layers fused to keep "
+                         "less for backward, lora_fused.py) | none (plain PyTorch and PEFT) | liger (fused Triton "
                          "kernels: needs CUDA and `pip install liger-kernel`, else warns and runs without)")
     trust_remote_code: bool = Field(False, description="run code shipped with the model; off unless you trust it")
 

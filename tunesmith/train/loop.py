@@ -24,6 +24,7 @@ from tunesmith.adapters import apply_adapter
 from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.errors import UserError
 from tunesmith.kernels import apply_kernels, attention_dtype
+from tunesmith.lora_fused import fuse_for_run
 from tunesmith.methods import build_objective
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.plan.checkpointing import decide_checkpointing
@@ -73,8 +74,8 @@ class Trainer:
 
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, profile: bool = False,
           advice: bool = True) -> RunFolder:
-    """Run `recipe` end to end and return its run folder; `profile` prints where step time went; `advice=False`
-    leaves out the recipe's advice (a caller that explains its deviation itself, as the demo does)."""
+    """Run `recipe` end to end, return its run folder; `profile` prints where step time went; `advice=False` omits
+    the recipe's advice (for a caller that explains its deviation itself, as the demo does)."""
     trainer = build_trainer(recipe, resume=resume, overwrite=overwrite, advice=advice)
     try:
         trainer.profiler = StepProfiler(enabled=profile)
@@ -117,7 +118,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         compute_dtype=attention_dtype(resolve_dtype(dtype), accelerator.mixed_precision),
     )
     kernels = apply_kernels(model, recipe.model_options.kernels)  # on the bare model, before the adapter wraps it
-    speed = {"attn_implementation": model.config._attn_implementation, "kernels": kernels.used}
+    speed: dict[str, Any] = {"attn_implementation": model.config._attn_implementation, "kernels": kernels.used}
     checkpointing, checkpoint_note = decide_checkpointing(
         recipe.train.gradient_checkpointing, model.config, tokens=recipe.train.batch_size * recipe.train.max_seq_len,
         half_precision=accelerator.mixed_precision != "no" or resolve_dtype(dtype) != torch.float32,
@@ -127,6 +128,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = apply_adapter(model, recipe.adapter, recipe.adapter_args)
+    speed["fused_lora_layers"] = fuse_for_run(model, recipe.model_options.kernels, recipe.distributed.strategy)
     objective = build_objective(recipe, data, tokenizer, model)
     if objective.steps == 0:
         raise UserError(
@@ -145,9 +147,8 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         f"[bold]{recipe.name}[/]: {recipe.method} / {recipe.adapter} on {recipe.model} — "
         f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%), "
         f"{objective.steps} steps, lr {recipe.lr:g}, attention {speed['attn_implementation']}, "
-        f"kernels {speed['kernels']}"
-    )
-    for note in [*(recipe.advice() if advice else []), *([kernels.note] if kernels.note else [])]:
+        f"kernels {speed['kernels']}, {speed['fused_lora_layers']} LoRA layers fused")
+    for note in [*(recipe.advice() if advice else []), *filter(None, [kernels.note])]:
         console.print(f"[yellow]warning:[/] {note}")
     if checkpoint_note and checkpointing:
         console.print(checkpoint_note)
