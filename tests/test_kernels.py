@@ -243,10 +243,11 @@ def test_a_tiny_llama_trains_with_auto_kernels_and_records_what_ran(tiny_llama: 
     run = train(_recipe(tiny_llama, tmp_path, "auto")).path
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "done" and info["recipe"]["model_options"]["kernels"] == "auto"
-    assert (info["state"]["attn_implementation"], info["state"]["kernels"]) == ("sdpa", "none")
+    # auto attention on CPU: sdpa, one packed sample at a time (packed_attention.py)
+    assert (info["state"]["attn_implementation"], info["state"]["kernels"]) == ("sdpa_per_sample", "none")
     assert info["state"]["fused_lora_layers"] == 14  # q, k, v, o, gate, up, down of 2 layers (lora_fused.py)
     err = " ".join(capsys.readouterr().err.split())
-    assert "attention sdpa, kernels none, 14 LoRA layers fused" in err and "liger" not in err
+    assert "attention sdpa_per_sample, kernels none, 14 LoRA layers fused" in err and "liger" not in err
 
     run = train(_recipe(tiny_llama, tmp_path, "none")).path
     assert json.loads((run / "run.json").read_text())["state"]["fused_lora_layers"] == 0

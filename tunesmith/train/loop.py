@@ -24,7 +24,6 @@ from tunesmith.adapters import apply_adapter
 from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.errors import UserError
 from tunesmith.kernels import apply_kernels, attention_dtype
-from tunesmith.lora_fused import fuse_for_run
 from tunesmith.methods import build_objective
 from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
 from tunesmith.plan.checkpointing import decide_checkpointing
@@ -45,6 +44,7 @@ from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
 from tunesmith.train.progress import TrainProgress
 from tunesmith.train.schedule_change import apply_schedule_change, schedule_settings
+from tunesmith.train.speedups import apply_speedups
 from tunesmith.train.trackers import accelerator_kwargs, end_trackers, log_to_trackers, start_trackers
 
 console = Console(stderr=True)
@@ -128,7 +128,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = apply_adapter(model, recipe.adapter, recipe.adapter_args)
-    speed["fused_lora_layers"] = fuse_for_run(model, recipe.model_options.kernels, recipe.distributed.strategy)
+    speed.update(apply_speedups(model, recipe, accelerator.device))
     objective = build_objective(recipe, data, tokenizer, model)
     if objective.steps == 0:
         raise UserError(
