@@ -13,8 +13,9 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from tunesmith.lora_fused import LoraLinearFunction, dropout_noise, fuse_for_run, fuse_lora_layers
+from tunesmith.lora_fused import LoraCall, LoraLinearFunction, dropout_noise, fuse_lora_layers
 from tunesmith.testing.tiny import tiny_model
+from tunesmith.train.speedups import fuse_for_run
 
 
 def lora_pair(dropout: float = 0.0, use_dora: bool = False) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -54,7 +55,7 @@ def test_fused_forward_is_peft_formula_under_the_same_mask() -> None:
     torch.manual_seed(2)
     x, w, b = torch.randn(3, 5, 12), torch.randn(10, 12), torch.randn(10)
     a, bb = torch.randn(4, 12), torch.randn(10, 4)
-    out = LoraLinearFunction.apply(x, w, b, a, bb, 0.5, 0.3, 1234)
+    out = LoraLinearFunction.apply(x, a, bb, LoraCall(w, b, a, bb, 0.5, 0.3, 1234))
     expected = x @ w.t() + b + ((x * dropout_noise(x, 0.3, 1234)) @ a.t()) @ bb.t() * 0.5
     torch.testing.assert_close(out, expected)
 
@@ -66,7 +67,8 @@ def test_fused_backward_matches_finite_differences(p: float) -> None:
     w = torch.randn(5, 6, dtype=torch.float64)
     a = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
     b = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, a, b: LoraLinearFunction.apply(x, w, None, a, b, 2.0, p, 99), (x, a, b))
+    assert torch.autograd.gradcheck(lambda x, a, b: LoraLinearFunction.apply(x, a, b, LoraCall(w, None, a, b, 2.0, p, 99)),
+                                    (x, a, b))
 
 
 def test_dropout_noise_keeps_one_minus_p_and_is_unbiased() -> None:
@@ -149,6 +151,6 @@ def test_layers_outside_the_fused_path_run_peft() -> None:
 
 def test_fusion_is_off_for_kernels_none_and_zero() -> None:
     plain, _ = lora_pair()
-    assert fuse_for_run(copy.deepcopy(plain), "none", "ddp") == 0
-    assert fuse_for_run(copy.deepcopy(plain), "auto", "zero3") == 0
-    assert fuse_for_run(copy.deepcopy(plain), "auto", "fsdp2") == 14
+    assert fuse_for_run(copy.deepcopy(plain), "none", "ddp") == {"fused_lora_layers": 0, "fused_mlps": 0}
+    assert fuse_for_run(copy.deepcopy(plain), "auto", "zero3") == {"fused_lora_layers": 0, "fused_mlps": 0}
+    assert fuse_for_run(copy.deepcopy(plain), "auto", "fsdp2") == {"fused_lora_layers": 14, "fused_mlps": 2}

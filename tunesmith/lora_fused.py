@@ -19,6 +19,7 @@ arguments, and anything run without gradients.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import MethodType
 from typing import Any
 
@@ -50,43 +51,63 @@ def dropout_noise(like: torch.Tensor, p: float, seed: int) -> torch.Tensor:
     return keep.to(like.dtype).mul_(LANE_VALUES / (LANE_VALUES - dropped))
 
 
+@dataclass(frozen=True)
+class LoraCall:
+    """One LoRA layer's call: frozen base weight and bias, adapter weights, scaling, dropout rate and mask seed."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    lora_a: torch.Tensor
+    lora_b: torch.Tensor
+    scaling: float
+    p: float
+    seed: int
+
+
+def lora_forward(x: torch.Tensor, call: LoraCall) -> tuple[torch.Tensor, torch.Tensor]:
+    """PEFT's `base(x) + B(A(dropout(x))) * scaling`, and the rank-r product `A(dropout(x))` backward needs."""
+    base = F.linear(x, call.weight, call.bias)
+    lora_in = x.to(call.lora_a.dtype)  # PEFT casts the input to the adapter's dtype, after the base has seen it
+    dropped = lora_in * dropout_noise(lora_in, call.p, call.seed) if call.p > 0 else lora_in
+    low_rank = F.linear(dropped, call.lora_a)
+    return (base + F.linear(low_rank, call.lora_b) * call.scaling).to(base.dtype), low_rank
+
+
+def lora_backward(grad_out: torch.Tensor, x: torch.Tensor, low_rank: torch.Tensor, call: LoraCall,
+                  need_x: bool = True) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Gradients of `lora_forward` for x (None unless `need_x`), A and B, the dropout mask drawn again from its seed."""
+    dtype = low_rank.dtype  # what the adapter computed in (the autocast dtype under autocast)
+    grad = grad_out.to(dtype)
+    lora_in = x.to(call.lora_a.dtype)
+    noise = dropout_noise(lora_in, call.p, call.seed).to(dtype) if call.p > 0 else None
+    dropped = lora_in.to(dtype) * noise if noise is not None else lora_in.to(dtype)
+    grad_low_rank = (grad @ call.lora_b.to(dtype)) * call.scaling
+    grad_a = (_flat(grad_low_rank).t() @ _flat(dropped)).to(call.lora_a.dtype)
+    grad_b = ((_flat(grad) * call.scaling).t() @ _flat(low_rank)).to(call.lora_b.dtype)
+    if not need_x:
+        return None, grad_a, grad_b
+    through_lora = grad_low_rank @ call.lora_a.to(dtype)
+    if noise is not None:
+        through_lora = through_lora * noise
+    base_dtype = grad_out.dtype  # the forward returned the base's dtype
+    grad_x = (grad_out @ call.weight.to(base_dtype)).to(x.dtype) + through_lora.to(x.dtype)
+    return grad_x, grad_a, grad_b
+
+
 class LoraLinearFunction(torch.autograd.Function):
-    """`x W^T + b + (dropout(x) A^T) B^T * scaling`, saving `x`, the rank-r product and the mask's seed."""
+    """`lora_forward` as one autograd node, saving `x`, the rank-r product and the mask's seed."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_a: torch.Tensor,
-                lora_b: torch.Tensor, scaling: float, p: float, seed: int) -> torch.Tensor:
-        base = F.linear(x, weight, bias)
-        lora_in = x.to(lora_a.dtype)  # PEFT casts the input to the adapter's dtype, after the base has seen it
-        dropped = lora_in * dropout_noise(lora_in, p, seed) if p > 0 else lora_in
-        low_rank = F.linear(dropped, lora_a)
-        out = (base + F.linear(low_rank, lora_b) * scaling).to(base.dtype)
-        ctx.save_for_backward(x, low_rank, weight, lora_a, lora_b)
-        ctx.scaling, ctx.p, ctx.seed, ctx.base_dtype = scaling, p, seed, base.dtype
+    def forward(ctx: Any, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, call: LoraCall) -> torch.Tensor:
+        out, low_rank = lora_forward(x, call)
+        ctx.save_for_backward(x, low_rank)
+        ctx.call = call
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, low_rank, weight, lora_a, lora_b = ctx.saved_tensors
-        dtype = low_rank.dtype  # what the adapter computed in (the autocast dtype under autocast)
-        grad = grad_out.to(dtype)
-        lora_in = x.to(lora_a.dtype).to(dtype)
-        noise = dropout_noise(x.to(lora_a.dtype), ctx.p, ctx.seed).to(dtype) if ctx.p > 0 else None
-        grad_low_rank = (grad @ lora_b.to(dtype)) * ctx.scaling
-        grad_a = grad_b = grad_x = None
-        if ctx.needs_input_grad[3]:
-            dropped = lora_in * noise if noise is not None else lora_in
-            grad_a = _flat(grad_low_rank).t() @ _flat(dropped)
-        if ctx.needs_input_grad[4]:
-            grad_b = (_flat(grad) * ctx.scaling).t() @ _flat(low_rank)
-        if ctx.needs_input_grad[0]:
-            through_lora = grad_low_rank @ lora_a.to(dtype)
-            if noise is not None:
-                through_lora = through_lora * noise
-            through_base = grad_out.to(ctx.base_dtype) @ weight.to(ctx.base_dtype)
-            grad_x = through_base.to(x.dtype) + through_lora.to(x.dtype)
-        return (grad_x, None, None, None if grad_a is None else grad_a.to(lora_a.dtype),
-                None if grad_b is None else grad_b.to(lora_b.dtype), None, None, None)
+        x, low_rank = ctx.saved_tensors
+        return (*lora_backward(grad_out, x, low_rank, ctx.call, need_x=ctx.needs_input_grad[0]), None)
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -94,20 +115,29 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1])
 
 
-def _fused_forward(self: PeftLoraLinear, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """PEFT's `Linear.forward` through `LoraLinearFunction` where it applies, else PEFT's own forward."""
-    names = self.active_adapters
+def lora_call(layer: PeftLoraLinear, args: tuple = (), kwargs: dict | None = None) -> LoraCall | None:
+    """The call a fused path makes for `layer` now, or None where PEFT's own forward must run: extra forward
+    arguments, no gradients, disabled or merged adapters, several active adapters, a variant (DoRA), a trained
+    base weight, or input casting switched off."""
+    names = layer.active_adapters
     name = names[0] if len(names) == 1 else None
-    if (args or kwargs or not torch.is_grad_enabled() or self.disable_adapters or self.merged or name is None
-            or name not in self.lora_A or name in self.lora_variant or self.base_layer.weight.requires_grad
-            or not getattr(self, "cast_input_dtype_enabled", True)):
-        return PeftLoraLinear.forward(self, x, *args, **kwargs)
-    dropout = self.lora_dropout[name]
+    if (args or kwargs or not torch.is_grad_enabled() or layer.disable_adapters or layer.merged or name is None
+            or name not in layer.lora_A or name in layer.lora_variant or layer.base_layer.weight.requires_grad
+            or not getattr(layer, "cast_input_dtype_enabled", True)):
+        return None
+    dropout = layer.lora_dropout[name]
     p = dropout.p if isinstance(dropout, torch.nn.Dropout) and dropout.training else 0.0
     seed = int(torch.randint(SEED_RANGE, (1,)).item()) if p > 0 else 0
-    base = self.base_layer
-    return LoraLinearFunction.apply(x, base.weight, base.bias, self.lora_A[name].weight, self.lora_B[name].weight,
-                                    self.scaling[name], p, seed)
+    return LoraCall(layer.base_layer.weight, layer.base_layer.bias, layer.lora_A[name].weight,
+                    layer.lora_B[name].weight, layer.scaling[name], p, seed)
+
+
+def _fused_forward(self: PeftLoraLinear, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """PEFT's `Linear.forward` through `LoraLinearFunction` where it applies, else PEFT's own forward."""
+    call = lora_call(self, args, kwargs)
+    if call is None:
+        return PeftLoraLinear.forward(self, x, *args, **kwargs)
+    return LoraLinearFunction.apply(x, call.lora_a, call.lora_b, call)
 
 
 def fusable(module: torch.nn.Module) -> bool:
@@ -126,11 +156,3 @@ def fuse_lora_layers(model: torch.nn.Module) -> int:
             count += 1
     return count
 
-
-def fuse_for_run(model: torch.nn.Module, kernels: str, strategy: str) -> int:
-    """Fuse the run's LoRA layers unless `model_options.kernels: none` asks for plain PEFT, or DeepSpeed shards
-    the parameters (ZeRO gathers a module's weights in hooks around that module's own forward, which the
-    fused layer does not call); returns how many layers were fused."""
-    if kernels == "none" or strategy in ("zero2", "zero3"):
-        return 0
-    return fuse_lora_layers(model)
