@@ -32,8 +32,8 @@ LANE_VALUES = 2**16
 LANE_MIN = -(2**15)
 
 
-def dropout_noise(like: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    """The scaled keep-mask dropout multiplies by, `keep / (1 - p)`, drawn from `seed`, shaped and typed like `like`.
+def dropout_keep(like: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor, float]:
+    """Dropout's keep-mask (bool, shaped like `like`) drawn from `seed`, and the scale kept values get, 1/(1 - p).
 
     Each element keeps with probability 1 - p, to 16 bits: the draws are 64-bit integers read as four 16-bit
     lanes. That is 2.5x faster on a CPU than `bernoulli_` (one generator call per element): a 4 x 512 x 384
@@ -48,7 +48,13 @@ def dropout_noise(like: torch.Tensor, p: float, seed: int) -> torch.Tensor:
                           generator=generator)
     dropped = round(p * LANE_VALUES)
     keep = draws.view(torch.int16)[:count].reshape(like.shape) >= LANE_MIN + dropped
-    return keep.to(like.dtype).mul_(LANE_VALUES / (LANE_VALUES - dropped))
+    return keep, LANE_VALUES / (LANE_VALUES - dropped)
+
+
+def dropout_noise(like: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+    """The scaled keep-mask `keep / (1 - p)` that torch's dropout multiplies by, typed like `like`."""
+    keep, scale = dropout_keep(like, p, seed)
+    return keep.to(like.dtype).mul_(scale)
 
 
 @dataclass(frozen=True)
@@ -65,12 +71,23 @@ class LoraCall:
 
 
 def lora_forward(x: torch.Tensor, call: LoraCall) -> tuple[torch.Tensor, torch.Tensor]:
-    """PEFT's `base(x) + B(A(dropout(x))) * scaling`, and the rank-r product `A(dropout(x))` backward needs."""
+    """PEFT's `base(x) + B(A(dropout(x))) * scaling`, and the rank-r product `A(dropout(x))` backward needs.
+
+    Dropout's 1/(1 - p) is applied to the rank-r product, not the wide input, and the low-rank term is added
+    inside the GEMM (`addmm`), so no float mask and no scaled copy of the input is ever made.
+    """
     base = F.linear(x, call.weight, call.bias)
     lora_in = x.to(call.lora_a.dtype)  # PEFT casts the input to the adapter's dtype, after the base has seen it
-    dropped = lora_in * dropout_noise(lora_in, call.p, call.seed) if call.p > 0 else lora_in
-    low_rank = F.linear(dropped, call.lora_a)
-    return (base + F.linear(low_rank, call.lora_b) * call.scaling).to(base.dtype), low_rank
+    if call.p > 0:
+        keep, scale = dropout_keep(lora_in, call.p, call.seed)
+        low_rank = F.linear(lora_in * keep, call.lora_a) * scale
+    else:
+        low_rank = F.linear(lora_in, call.lora_a)
+    if torch.is_autocast_enabled(x.device.type) or base.dtype == low_rank.dtype == call.lora_b.dtype:
+        out = torch.addmm(_flat(base), _flat(low_rank), call.lora_b.t(), alpha=call.scaling).view(base.shape)
+    else:  # e.g. a bf16 base under an fp32 adapter without autocast: PEFT's mixed-dtype sum
+        out = base + F.linear(low_rank, call.lora_b) * call.scaling
+    return out.to(base.dtype), low_rank
 
 
 def lora_backward(grad_out: torch.Tensor, x: torch.Tensor, low_rank: torch.Tensor, call: LoraCall,
@@ -78,20 +95,20 @@ def lora_backward(grad_out: torch.Tensor, x: torch.Tensor, low_rank: torch.Tenso
     """Gradients of `lora_forward` for x (None unless `need_x`), A and B, the dropout mask drawn again from its seed."""
     dtype = low_rank.dtype  # what the adapter computed in (the autocast dtype under autocast)
     grad = grad_out.to(dtype)
-    lora_in = x.to(call.lora_a.dtype)
-    noise = dropout_noise(lora_in, call.p, call.seed).to(dtype) if call.p > 0 else None
-    dropped = lora_in.to(dtype) * noise if noise is not None else lora_in.to(dtype)
-    grad_low_rank = (grad @ call.lora_b.to(dtype)) * call.scaling
+    lora_in = x.to(call.lora_a.dtype).to(dtype)
+    keep, scale = dropout_keep(lora_in, call.p, call.seed) if call.p > 0 else (None, 1.0)
+    grad_low_rank = (grad @ call.lora_b.to(dtype)) * (call.scaling * scale)  # dropout's scale, on r columns
+    dropped = lora_in * keep if keep is not None else lora_in
     grad_a = (_flat(grad_low_rank).t() @ _flat(dropped)).to(call.lora_a.dtype)
     grad_b = ((_flat(grad) * call.scaling).t() @ _flat(low_rank)).to(call.lora_b.dtype)
     if not need_x:
         return None, grad_a, grad_b
     through_lora = grad_low_rank @ call.lora_a.to(dtype)
-    if noise is not None:
-        through_lora = through_lora * noise
+    if keep is not None:
+        through_lora = through_lora * keep
     base_dtype = grad_out.dtype  # the forward returned the base's dtype
-    grad_x = (grad_out @ call.weight.to(base_dtype)).to(x.dtype) + through_lora.to(x.dtype)
-    return grad_x, grad_a, grad_b
+    grad_x = torch.addmm(_flat(through_lora.to(base_dtype)), _flat(grad_out), call.weight.to(base_dtype))
+    return grad_x.view(x.shape).to(x.dtype), grad_a, grad_b
 
 
 class LoraLinearFunction(torch.autograd.Function):
