@@ -107,8 +107,10 @@ def test_fused_lora_keeps_far_less_for_backward_with_dropout() -> None:
     hidden, mlp = config.hidden_size, config.intermediate_size
     # per token and layer PEFT keeps a float mask and a dropped copy of each of the 7 inputs (6 of width hidden,
     # down's of width mlp); the fused layers keep the 4 distinct inputs themselves (q/k/v share one, gate/up one)
-    freed = (2 * (6 * hidden + mlp) - (3 * hidden + mlp)) * 4 * ids.numel() * config.num_hidden_layers
-    assert saved_bytes(plain, ids) - saved_bytes(fused, ids) >= 0.95 * freed
+    # and a bool mask (1 byte a value) per input
+    inputs = 6 * hidden + mlp
+    freed = ((2 * inputs - (3 * hidden + mlp)) * 4 - inputs) * ids.numel() * config.num_hidden_layers
+    assert saved_bytes(plain, ids) - saved_bytes(fused, ids) >= 0.9 * freed
 
 
 def test_checkpointing_recomputes_the_same_masks() -> None:
