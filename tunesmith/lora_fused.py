@@ -20,6 +20,7 @@ arguments, and anything run without gradients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MethodType
 from typing import Any
@@ -47,9 +48,13 @@ def dropout_keep(like: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor,
     count = like.numel()
     draws = torch.randint(-2**63, 2**63 - 1, ((count + 3) // 4,), dtype=torch.int64, device=like.device,
                           generator=generator)
-    dropped = round(p * LANE_VALUES)
-    keep = draws.view(torch.int16)[:count].reshape(like.shape) >= LANE_MIN + dropped
-    return keep, LANE_VALUES / (LANE_VALUES - dropped)
+    keep = draws.view(torch.int16)[:count].reshape(like.shape) >= LANE_MIN + round(p * LANE_VALUES)
+    return keep, keep_scale(p)
+
+
+def keep_scale(p: float) -> float:
+    """1 / (1 - p) for `p` rounded to the 1/65536 steps `dropout_keep` draws in."""
+    return LANE_VALUES / (LANE_VALUES - round(p * LANE_VALUES))
 
 
 def dropout_noise(like: torch.Tensor, p: float, seed: int) -> torch.Tensor:
@@ -99,7 +104,7 @@ def lora_backward(grad_out: torch.Tensor, x: torch.Tensor, low_rank: torch.Tenso
     dtype = low_rank.dtype  # what the adapter computed in (the autocast dtype under autocast)
     grad = grad_out.to(dtype)
     lora_in = x.to(call.lora_a.dtype).to(dtype)
-    scale = LANE_VALUES / (LANE_VALUES - round(call.p * LANE_VALUES)) if keep is not None else 1.0
+    scale = keep_scale(call.p) if keep is not None else 1.0
     grad_low_rank = (grad @ call.lora_b.to(dtype)) * (call.scaling * scale)  # dropout's scale, on r columns
     dropped = lora_in * keep if keep is not None else lora_in
     grad_a = (_flat(grad_low_rank).t() @ _flat(dropped)).to(call.lora_a.dtype)
@@ -167,12 +172,16 @@ def fusable(module: torch.nn.Module) -> bool:
     return all(a.bias is None for a in module.lora_A.values()) and all(b.bias is None for b in module.lora_B.values())
 
 
+def route_forward(model: torch.nn.Module, matches: Callable[[torch.nn.Module], bool],
+                  forward: Callable[..., torch.Tensor]) -> int:
+    """Bind `forward` as the forward of every module of `model` that `matches`; returns how many."""
+    chosen = [module for module in model.modules() if matches(module)]
+    for module in chosen:
+        module.forward = MethodType(forward, module)
+    return len(chosen)
+
+
 def fuse_lora_layers(model: torch.nn.Module) -> int:
     """Route every fusable LoRA layer of `model` through `LoraLinearFunction`; returns how many."""
-    count = 0
-    for module in model.modules():
-        if fusable(module):
-            module.forward = MethodType(_fused_forward, module)
-            count += 1
-    return count
+    return route_forward(model, fusable, _fused_forward)
 

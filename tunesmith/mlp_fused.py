@@ -13,14 +13,13 @@ checks, else the MLP runs its own forward.
 
 from __future__ import annotations
 
-from types import MethodType
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers.activations import SiLUActivation
 
-from tunesmith.lora_fused import fusable, lora_backward, lora_call, lora_forward
+from tunesmith.lora_fused import fusable, lora_backward, lora_call, lora_forward, route_forward
 
 SILU_TYPES = (torch.nn.SiLU, SiLUActivation)
 
@@ -72,9 +71,4 @@ def fusable_mlp(module: torch.nn.Module) -> bool:
 
 def fuse_mlps(model: torch.nn.Module) -> int:
     """Route every fusable MLP of `model` through `SwiGluLoraFunction`; returns how many."""
-    count = 0
-    for module in model.modules():
-        if fusable_mlp(module):
-            module.forward = MethodType(_fused_mlp_forward, module)
-            count += 1
-    return count
+    return route_forward(model, fusable_mlp, _fused_mlp_forward)
