@@ -88,11 +88,12 @@ def lora_forward(x: torch.Tensor, call: LoraCall) -> tuple[torch.Tensor, torch.T
     keep = None
     if call.p > 0:
         keep, scale = dropout_keep(lora_in, call.p, call.seed)
-        low_rank = F.linear(lora_in * keep, call.lora_a) * scale
+        low_rank = F.linear(_dropped(lora_in, keep), call.lora_a).mul_(scale)
     else:
         low_rank = F.linear(lora_in, call.lora_a)
-    if torch.is_autocast_enabled(x.device.type) or base.dtype == low_rank.dtype == call.lora_b.dtype:
-        out = torch.addmm(_flat(base), _flat(low_rank), call.lora_b.t(), alpha=call.scaling).view(base.shape)
+    if base.dtype == low_rank.dtype and (torch.is_autocast_enabled(x.device.type) or call.lora_b.dtype == base.dtype):
+        # in place on the fresh base output: no second output-sized tensor
+        out = _flat(base).addmm_(_flat(low_rank), call.lora_b.to(base.dtype).t(), alpha=call.scaling).view(base.shape)
     else:  # e.g. a bf16 base under an fp32 adapter without autocast: PEFT's mixed-dtype sum
         out = base + F.linear(low_rank, call.lora_b) * call.scaling
     return out.to(base.dtype), low_rank, keep
@@ -105,17 +106,14 @@ def lora_backward(grad_out: torch.Tensor, x: torch.Tensor, low_rank: torch.Tenso
     grad = grad_out.to(dtype)
     lora_in = x.to(call.lora_a.dtype).to(dtype)
     scale = keep_scale(call.p) if keep is not None else 1.0
-    grad_low_rank = (grad @ call.lora_b.to(dtype)) * (call.scaling * scale)  # dropout's scale, on r columns
-    dropped = lora_in * keep if keep is not None else lora_in
-    grad_a = (_flat(grad_low_rank).t() @ _flat(dropped)).to(call.lora_a.dtype)
-    grad_b = ((_flat(grad) * call.scaling).t() @ _flat(low_rank)).to(call.lora_b.dtype)
+    grad_low_rank = (grad @ call.lora_b.to(dtype)).mul_(call.scaling * scale)  # dropout's scale, on r columns
+    grad_a = (_flat(grad_low_rank).t() @ _flat(_dropped(lora_in, keep))).to(call.lora_a.dtype)
+    grad_b = (_flat(grad).t() @ _flat(low_rank * call.scaling)).to(call.lora_b.dtype)  # scaled on r columns
     if not need_x:
         return None, grad_a, grad_b
-    through_lora = grad_low_rank @ call.lora_a.to(dtype)
-    if keep is not None:
-        through_lora = through_lora * keep
     base_dtype = grad_out.dtype  # the forward returned the base's dtype
-    grad_x = torch.addmm(_flat(through_lora.to(base_dtype)), _flat(grad_out), call.weight.to(base_dtype))
+    through_lora = _dropped(grad_low_rank @ call.lora_a.to(dtype), keep).to(base_dtype)
+    grad_x = _flat(through_lora).addmm_(_flat(grad_out), call.weight.to(base_dtype))  # in place on a fresh tensor
     return grad_x.view(x.shape).to(x.dtype), grad_a, grad_b
 
 
@@ -133,6 +131,12 @@ class LoraLinearFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, low_rank, keep = ctx.saved_tensors
         return (*lora_backward(grad_out, x, low_rank, keep, ctx.call, need_x=ctx.needs_input_grad[0]), None)
+
+
+def _dropped(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """`t` with dropout's zeros where `keep` is False (unscaled). `where` reads the bool mask as it is; `t * keep`
+    would first make a float copy of the mask (1.4x slower at a 60M Llama's MLP width on 2 cores)."""
+    return t if keep is None else torch.where(keep, t, 0.0)
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:

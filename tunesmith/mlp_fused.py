@@ -32,7 +32,7 @@ class SwiGluLoraFunction(torch.autograd.Function):
         gate_call, up_call, down_call = adapters_and_calls[6:]
         gate, gate_low, gate_keep = lora_forward(x, gate_call)
         up, up_low, up_keep = lora_forward(x, up_call)
-        out, down_low, down_keep = lora_forward(F.silu(gate) * up, down_call)
+        out, down_low, down_keep = lora_forward(F.silu(gate).mul_(up), down_call)
         ctx.save_for_backward(x, gate, up, gate_low, up_low, down_low, gate_keep, up_keep, down_keep)
         ctx.calls = (gate_call, up_call, down_call)
         return out
@@ -41,15 +41,14 @@ class SwiGluLoraFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, gate, up, gate_low, up_low, down_low, gate_keep, up_keep, down_keep = ctx.saved_tensors
         gate_call, up_call, down_call = ctx.calls
-        sigmoid = torch.sigmoid(gate)
-        activated = gate * sigmoid
+        activated = F.silu(gate)
         grad_product, down_a, down_b = lora_backward(grad_out, activated * up, down_low, down_keep, down_call)
-        grad_gate = grad_product * up * (sigmoid * (1 + gate * (1 - sigmoid)))
-        grad_up = grad_product * activated
+        grad_gate = torch.ops.aten.silu_backward(grad_product * up, gate)  # one pass for SiLU's derivative
+        grad_up = grad_product.mul_(activated)  # grad_product is ours and no longer needed
         need_x = ctx.needs_input_grad[0]
         grad_x_gate, gate_a, gate_b = lora_backward(grad_gate, x, gate_low, gate_keep, gate_call, need_x)
         grad_x_up, up_a, up_b = lora_backward(grad_up, x, up_low, up_keep, up_call, need_x)
-        grad_x = grad_x_gate + grad_x_up if need_x else None
+        grad_x = grad_x_gate.add_(grad_x_up) if need_x else None
         return grad_x, gate_a, gate_b, up_a, up_b, down_a, down_b, None, None, None
 
 
