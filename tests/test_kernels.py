@@ -4,6 +4,7 @@ that packed batches stay isolated under transformers' flash-attention dispatch o
 from __future__ import annotations
 
 import json
+import platform
 import sys
 import types
 from pathlib import Path
@@ -246,11 +247,13 @@ def test_a_tiny_llama_trains_with_auto_kernels_and_records_what_ran(tiny_llama: 
     # auto attention on CPU: sdpa, one packed sample at a time (packed_attention.py)
     assert (info["state"]["attn_implementation"], info["state"]["kernels"]) == ("sdpa_per_sample", "none")
     assert info["state"]["fused_lora_layers"] == 14  # q, k, v, o, gate, up, down of 2 layers (lora_fused.py)
+    assert info["state"]["host_memory_kept"] is (platform.libc_ver()[0] == "glibc")  # host_memory.py
     err = " ".join(capsys.readouterr().err.split())
     assert "attention sdpa_per_sample, kernels none, 14 LoRA layers fused" in err and "liger" not in err
 
     run = train(_recipe(tiny_llama, tmp_path, "none")).path
-    assert json.loads((run / "run.json").read_text())["state"]["fused_lora_layers"] == 0
+    state = json.loads((run / "run.json").read_text())["state"]
+    assert state["fused_lora_layers"] == 0 and "host_memory_kept" not in state
     capsys.readouterr()
 
     run = train(_recipe(tiny_llama, tmp_path, "liger")).path

@@ -72,8 +72,9 @@ class ModelOptions(Strict):
                                      "bf16/fp16, else sdpa, or eager for models without sdpa) | sdpa | eager | "
                                      "flash_attention_2")
     kernels: str = Field("auto", description="auto (liger where it can run, else none; LoRA layers fused to keep "
-                         "less for backward, lora_fused.py) | none (plain PyTorch and PEFT) | liger (fused Triton "
-                         "kernels: needs CUDA and `pip install liger-kernel`, else warns and runs without)")
+                         "less for backward, lora_fused.py; on CPU, freed host memory kept for reuse, "
+                         "host_memory.py) | none (plain PyTorch and PEFT) | liger (fused Triton kernels: needs CUDA "
+                         "and `pip install liger-kernel`, else warns and runs without)")
     trust_remote_code: bool = Field(False, description="run code shipped with the model; off unless you trust it")
 
     @model_validator(mode="after")

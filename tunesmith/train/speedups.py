@@ -5,9 +5,11 @@
   the parameters (ZeRO gathers a module's weights in hooks around that module's own forward, which a fused
   layer does not call);
 * per-sample attention for packed rows on CPU (`packed_attention.py`), when `model_options.attn_implementation`
-  is `auto` and the model would run sdpa there.
+  is `auto` and the model would run sdpa there;
+* on CPU, freed host memory kept for the next step rather than faulted in again (`host_memory.py`), unless
+  `model_options.kernels: none`.
 
-Neither changes what is learned: the fused layers are PEFT's math (tests/test_lora_fused.py), per-sample
+None changes what is learned: the fused layers are PEFT's math (tests/test_lora_fused.py), per-sample
 attention is the masked sdpa's (tests/test_packed_attention.py).
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 
+from tunesmith.host_memory import keep_freed_host_memory
 from tunesmith.lora_fused import fuse_lora_layers
 from tunesmith.mlp_fused import fuse_mlps
 from tunesmith.packed_attention import use_per_sample_attention
@@ -36,4 +39,6 @@ def apply_speedups(model: torch.nn.Module, recipe: Recipe, device: torch.device)
     speed: dict[str, Any] = fuse_for_run(model, recipe.model_options.kernels, recipe.distributed.strategy)
     if recipe.model_options.attn_implementation == "auto" and use_per_sample_attention(model, device):
         speed["attn_implementation"] = model.config._attn_implementation
+    if device.type == "cpu" and recipe.model_options.kernels != "none":
+        speed["host_memory_kept"] = keep_freed_host_memory()
     return speed
