@@ -142,9 +142,11 @@ def print_config_table(size: str, adapter: str, runs: dict[str, list[dict[str, A
         settings = (f"frozen {s['frozen'].replace('torch.', '')}, autocast {s['autocast']}, "
                     f"{'packed' if s['packing'] else 'padded'}{', grad-ckpt' if s['grad_ckpt'] else ''}")
         per_run = ", ".join(f"{r['real_tps']:.0f}" for r in results)
+        # where bf16 is emulated (its peak below fp32's), a share of that peak says nothing about the run
+        mfu_bf16 = f"{m['gflops'] / peaks['bf16']:>8.0%}" if peaks["bf16"] >= peaks["fp32"] else f"{'emulated':>8}"
         print(f"{'':>{len(size) + len(adapter) + 2}} {system:<12} {m['real_tps']:>10.0f} {m['trained_tps']:>9.0f} "
               f"{m['real_cpu']:>9.0f} {m['cores']:>5.2f} {m['gflops']:>7.1f} {m['gflops'] / peaks['fp32']:>8.0%} "
-              f"{m['gflops'] / peaks['bf16']:>8.0%} {m['real_per_step']:>8.0f} {m['rss_peak']:>7.0f} {m['rss_ready']:>6.0f} "
+              f"{mfu_bf16} {m['real_per_step']:>8.0f} {m['rss_peak']:>7.0f} {m['rss_ready']:>6.0f} "
               f"{m['loss']:>7.4f}  {settings}; real tok/s per run: {per_run}")
 
 
