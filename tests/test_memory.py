@@ -60,3 +60,21 @@ def test_trainer_applies_the_decision(tiny_setup, tmp_path: Path, monkeypatch: p
     assert first[0]["grad_norm"] == pytest.approx(first[1]["grad_norm"], rel=1e-5)
     prefix = build_trainer(make_recipe(tiny_setup, tmp_path / "prefix", adapter="prefix"))
     assert prefix.state["gradient_checkpointing"] is False  # prefix tuning cannot be checkpointed
+
+
+def test_fused_lora_terms_match_what_autograd_keeps() -> None:
+    """The model's fused-LoRA activations (bool masks, the MLP's gate and up only) against autograd's saved
+    tensors: PEFT's layers minus the fused ones, counted on a tiny Llama (tests/test_lora_fused.py)."""
+    from dataclasses import replace
+
+    from tests.test_lora_fused import lora_pair, saved_bytes
+    from tunesmith.train.speedups import fuse_for_run
+
+    plain, fused = lora_pair(dropout=0.05)
+    fuse_for_run(fused, "auto", "ddp")  # the MLPs too, as training does
+    ids = torch.randint(0, 128, (4, 64), generator=torch.Generator().manual_seed(4))
+    measured = saved_bytes(plain, ids) - saved_bytes(fused, ids)
+    shape = shape_from_config(plain.base_model.model.config)
+    peft = TrainSetup(shape=shape, adapter="lora", half_precision=False, micro_batch=4, seq_len=64)
+    predicted = activation_bytes(peft) - activation_bytes(replace(peft, fused_lora=True))
+    assert 0.75 * measured < predicted < 1.25 * measured, (predicted, measured)

@@ -44,7 +44,13 @@ a Llama layer (norm inputs and outputs, q/k/v before and after rotary, attention
 of 4 bytes; post-attention norm: 2; gate, up, activation and product: 4 intermediate-wide) and checked on CPU
 (bench/plan_accuracy.py: the memory checkpointing saves, per token and layer, is 0.88-1.15x this)."""
 LORA_INPUT_BYTES = 5
-"""LoRA keeps, per input value of every wrapped linear, its dropped-out input (fp32) and the dropout mask."""
+"""PEFT's LoRA keeps, per input value of every wrapped linear, its dropped-out input (fp32) and the dropout mask."""
+FUSED_LORA_INPUT_BYTES = 1
+"""Fused LoRA layers (lora_fused.py) keep, per input value, only the bool dropout mask: the input itself is
+the base's, already counted."""
+FUSED_MLP_INTERMEDIATE = 8
+"""A fused SwiGLU MLP (mlp_fused.py) keeps gate(x) and up(x), not the activation and the product: 8 of
+ACT_PER_INTERMEDIATE's 16 bytes per intermediate unit."""
 HALF_FACTOR = 0.85
 """Activations under bf16/fp16 autocast relative to fp32: the residual stream, norms and softmax statistics
 stay fp32, so they shrink far less than half (earlier measurement, README: 95-110 x hidden in bf16 for LoRA
@@ -53,6 +59,10 @@ FROZEN_BASE_FACTOR = 1.0
 """Adapters over a frozen base (LoRA, QLoRA, ...) peaked, on CPU, one more base layer-set of activations above
 full fine-tuning, with and without checkpointing (bench/plan_accuracy.py, both model sizes, SFT and DPO);
 the cause is not pinned down, the term is an empirical one, applied on CPU only (not measured on a GPU)."""
+FUSED_FROZEN_BASE_FACTOR = 0.5
+"""The same extra once the LoRA layers and MLPs run fused (and freed host memory is kept, host_memory.py):
+half a layer-set, fitted to bench/plan_accuracy.py's eight LoRA runs (SFT and DPO, 13M and 45M, with and
+without checkpointing), in-sample: it leaves them within -12% to +6%, the 13M ones low and the 45M ones high."""
 OPTIMIZER_TEMP_SHARE = 0.5
 """AdamW's multi-tensor step allocates temporaries of about half the trainable fp32 bytes (measured, full)."""
 CHECKPOINT_INPUT_BYTES = 4
@@ -81,6 +91,7 @@ class TrainSetup:
     runtime_bytes: int = 0              # the framework's own resident memory (CUDA context or CPU runtime)
     checkpoint_bytes: int = 0           # CPU training: the checkpoint file's pages read at load stay resident
     on_cpu: bool = False                # training on the CPU (the measured CPU-only terms apply)
+    fused_lora: bool = False            # LoRA layers and SwiGLU MLPs run fused (lora_fused.py, mlp_fused.py)
 
     @property
     def rows(self) -> int:
@@ -140,24 +151,28 @@ def weight_bytes(s: TrainSetup) -> int:
     return DTYPE_BYTES[s.weight_dtype] * shape.params
 
 
-def base_activation_bytes(shape: ModelShape, half_precision: bool) -> float:
+def base_activation_bytes(shape: ModelShape, half_precision: bool, fused_mlp: bool = False) -> float:
     """Bytes one token keeps for backward in one decoder layer of the base model (see ACT_PER_HIDDEN)."""
-    per = ACT_PER_HIDDEN * shape.hidden + ACT_PER_INTERMEDIATE * shape.intermediate
+    intermediate = FUSED_MLP_INTERMEDIATE if fused_mlp else ACT_PER_INTERMEDIATE
+    per = ACT_PER_HIDDEN * shape.hidden + intermediate * shape.intermediate
     return per * (HALF_FACTOR if half_precision else 1.0)
 
 
 def adapter_input_bytes(s: TrainSetup) -> float:
-    """What LoRA-family adapters add per token and layer: each wrapped linear's dropped-out input and mask."""
+    """What LoRA-family adapters add per token and layer: each wrapped linear's dropped-out input and mask
+    (PEFT), or the bool mask alone (fused)."""
     if s.adapter not in ("lora", "qlora", "dora"):
         return 0.0
     inputs = sum(i for i, _ in s.shape.linear_shapes())
+    if s.fused_lora:
+        return FUSED_LORA_INPUT_BYTES * inputs
     return LORA_INPUT_BYTES * inputs * (HALF_FACTOR if s.half_precision else 1.0)
 
 
 def activation_bytes(s: TrainSetup) -> int:
     """Activations a micro-batch keeps for backward: all layers', or under checkpointing each layer's input
     plus one layer's worth while it is recomputed."""
-    per_layer = (base_activation_bytes(s.shape, s.half_precision) + adapter_input_bytes(s)) * s.tokens
+    per_layer = (base_activation_bytes(s.shape, s.half_precision, s.fused_lora) + adapter_input_bytes(s)) * s.tokens
     if not s.checkpointing:
         return int(per_layer * s.shape.layers)
     return int(CHECKPOINT_INPUT_BYTES * s.shape.hidden * s.tokens * s.shape.layers + per_layer)
@@ -167,7 +182,8 @@ def frozen_base_bytes(s: TrainSetup) -> int:
     """The empirical extra of adapters over a frozen base (FROZEN_BASE_FACTOR), on CPU where it was measured."""
     if s.adapter == "full" or not s.on_cpu:
         return 0
-    return int(FROZEN_BASE_FACTOR * base_activation_bytes(s.shape, s.half_precision) * s.tokens * s.shape.layers)
+    factor = FUSED_FROZEN_BASE_FACTOR if s.fused_lora else FROZEN_BASE_FACTOR
+    return int(factor * base_activation_bytes(s.shape, s.half_precision, s.fused_lora) * s.tokens * s.shape.layers)
 
 
 def logit_bytes(s: TrainSetup) -> int:

@@ -69,7 +69,15 @@ def setup_from_recipe(recipe: Recipe, shape: ModelShape, device: Device, *, npro
         runtime_bytes=device.runtime_bytes,
         checkpoint_bytes=checkpoint_file_bytes(recipe.model, shape) if device.kind == "cpu" else 0,
         on_cpu=device.kind == "cpu",
+        fused_lora=fuses_lora(recipe),
     )
+
+
+def fuses_lora(recipe: Recipe) -> bool:
+    """Whether training runs LoRA's fused layers: train/speedups.py's rule (plain LoRA, kernels not none, no
+    ZeRO sharding)."""
+    return (recipe.adapter == "lora" and recipe.model_options.kernels != "none"
+            and recipe.distributed.strategy not in ("zero2", "zero3"))
 
 
 def checkpoint_file_bytes(model: str, shape: ModelShape) -> int:
