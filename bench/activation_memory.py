@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import SHARED_DATA
+from bench.common import SHARED_DATA, runs_folder
 from bench.throughput import LORA, build_inputs
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.train.loop import build_trainer
@@ -35,7 +35,7 @@ def saved_by_module(setting: str, inp: dict, args: argparse.Namespace) -> tuple[
     """Bytes kept for backward by (module kind, dtype, shape) for one micro-batch, and the attention used."""
     recipe = recipe_from_dict({
         "name": f"activations-{setting}", "model": inp["model"], "method": "sft", "adapter": "lora",
-        "output": str(args.workdir / "runs"), "data": {"train": inp["chat"], "template": "plain"},
+        "output": str(runs_folder(args.workdir)), "data": {"train": inp["chat"], "template": "plain"},
         "train": {"max_steps": 1, "batch_size": args.batch, "max_seq_len": args.seq_len, "seed": 0},
         "adapter_args": {**LORA, "dropout": args.dropout}, "model_options": SETTINGS[setting],
     })

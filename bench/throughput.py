@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from bench.common import SHARED_DATA, machine_summary, peak_matmul_gflops, run_child, write_chat_data
+from bench.common import SHARED_DATA, machine_summary, peak_matmul_gflops, run_child, runs_folder, write_chat_data
 from bench.flops import ModelShape, model_shape
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.models import cpu_has_native_bf16, load_tokenizer
@@ -81,7 +81,7 @@ def tunesmith_payload(inp: dict[str, Any], adapter: str, args: argparse.Namespac
                              "max_seq_len": args.seq_len, "seed": 0,
                              "gradient_checkpointing": True if checkpointing else "auto"}
     recipe: dict[str, Any] = {"name": f"{adapter}", "model": inp["model"], "method": "sft", "adapter": adapter,
-                              "output": str(args.workdir / "runs"), "data": {"train": inp["chat"], "template": "plain"},
+                              "output": str(runs_folder(args.workdir)), "data": {"train": inp["chat"], "template": "plain"},
                               "train": train, "adapter_args": {**LORA}}
     if parity:
         train.update(max_steps=args.parity_steps, packing=False, shuffle=False, mixed_precision="no", scheduler="linear",

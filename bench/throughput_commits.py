@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULT_MARK, SHARED_DATA, machine_summary
+from bench.common import RESULT_MARK, SHARED_DATA, machine_summary, runs_folder
 from bench.throughput import build_inputs, summarize, tunesmith_payload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     losses: dict[str, set[float]] = {"old": set(), "new": set()}
     for r in range(args.rounds):
         for side, tree in (("old", args.old), ("new", args.new)):
-            own = {**payload, "recipe": {**payload["recipe"], "output": str(args.workdir / f"runs-{side}-{r}")}}
+            own = {**payload, "recipe": {**payload["recipe"], "output": str(runs_folder(args.workdir, f"runs-{side}-{r}"))}}
             result = summarize(run_in(tree.resolve(), own, args.workdir / f"{side}-{r}.log"), settings.warmup,
                                inputs["shape"], "lora")
             speeds[side].append(result["real_tps"])
