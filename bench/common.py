@@ -31,6 +31,7 @@ from tunesmith.testing.tiny import save_tiny
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+"""The real datasets beside the checkout (see shared/data/README.md); never copied into the repo."""
 INVOCATION = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 """This bench invocation's name: its run folders go under it, so a run an earlier invocation left half-written
 (killed, or from an older layout) is never reused, which tunesmith refuses to do."""
@@ -39,7 +40,7 @@ INVOCATION = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 def runs_folder(workdir: Path, name: str = "runs") -> Path:
     """Where this invocation's tunesmith runs go: `workdir/name/INVOCATION`."""
     return workdir / name / INVOCATION
-"""The real datasets beside the checkout (see shared/data/README.md); never copied into the repo."""
+
 
 BENCH_SHAPE: dict[str, int] = {"hidden": 384, "layers": 6, "heads": 6, "intermediate": 1024}
 """A ~17-20M-parameter Llama (with an 8k vocabulary): big enough that matmuls, not Python, dominate a

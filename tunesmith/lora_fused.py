@@ -8,8 +8,8 @@ a 20M Llama micro-batch (4 packed rows of 512, fp32) kept for backward (`python 
 `LoraLinearFunction` does the same computation as one autograd node that saves the input itself (q, k and v
 share one input, so it is kept once for all three), the rank-r product `A(dropout(x))` (tiny), and the
 dropout's keep-mask as bool, a quarter of PEFT's float mask (drawing it again in backward from its seed was
-tried: `bench.throughput_commits` ran the kept mask 1.09x faster, median of 3 rounds, at the same peak RSS). The regularizer is unchanged: every layer still draws its own independent
-mask per call, as PEFT's does. Masks are drawn from a seed taken from torch's default generator, so
+tried: `bench.throughput_commits` ran the kept mask 1.09x faster, median of 3 rounds, at the same peak RSS).
+The regularizer is unchanged: every layer still draws its own independent mask per call, as PEFT's does. Masks are drawn from a seed taken from torch's default generator, so
 checkpointed runs resume to the same masks, and activation checkpointing (which restores the RNG state
 before recomputing) recomputes the same ones.
 

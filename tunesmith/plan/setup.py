@@ -73,11 +73,16 @@ def setup_from_recipe(recipe: Recipe, shape: ModelShape, device: Device, *, npro
     )
 
 
+def lora_fusion_allowed(kernels: str, strategy: str) -> bool:
+    """Whether a run may fuse its LoRA layers and MLPs (train/speedups.py): not under `kernels: none`, which
+    asks for plain PEFT, and not under ZeRO, which gathers a module's weights in hooks around that module's
+    own forward, which a fused layer does not call."""
+    return kernels != "none" and strategy not in ("zero2", "zero3")
+
+
 def fuses_lora(recipe: Recipe) -> bool:
-    """Whether training runs LoRA's fused layers: train/speedups.py's rule (plain LoRA, kernels not none, no
-    ZeRO sharding)."""
-    return (recipe.adapter == "lora" and recipe.model_options.kernels != "none"
-            and recipe.distributed.strategy not in ("zero2", "zero3"))
+    """Whether training runs LoRA's fused layers: plain LoRA where fusion is allowed."""
+    return recipe.adapter == "lora" and lora_fusion_allowed(recipe.model_options.kernels, recipe.distributed.strategy)
 
 
 def checkpoint_file_bytes(model: str, shape: ModelShape) -> int:

@@ -23,12 +23,13 @@ from tunesmith.host_memory import keep_freed_host_memory
 from tunesmith.lora_fused import fuse_lora_layers
 from tunesmith.mlp_fused import fuse_mlps
 from tunesmith.packed_attention import use_per_sample_attention
+from tunesmith.plan.setup import lora_fusion_allowed
 from tunesmith.recipe import Recipe
 
 
 def fuse_for_run(model: torch.nn.Module, kernels: str, strategy: str) -> dict[str, int]:
     """Fuse the run's LoRA MLPs and layers where the run allows; how many of each."""
-    if kernels == "none" or strategy in ("zero2", "zero3"):
+    if not lora_fusion_allowed(kernels, strategy):
         return {"fused_lora_layers": 0, "fused_mlps": 0}
     mlps = fuse_mlps(model)  # first: a fused MLP runs its layers' LoRA math itself, not their forward
     return {"fused_lora_layers": fuse_lora_layers(model), "fused_mlps": mlps}
