@@ -69,8 +69,8 @@ def test_read_run_is_typed_and_explains_damage(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text("[1, 2]")
     with pytest.raises(UserError, match="not an object"):
         read_run(tmp_path)
-    (tmp_path / "run.json").write_text('{"name": "r"}')
-    with pytest.raises(UserError, match="lacks 'recipe'"):
+    (tmp_path / "run.json").write_text('{"name": "r", "status": "done"}')
+    with pytest.raises(UserError, match="field 'recipe' is missing"):
         read_run(tmp_path)
     raw = _record(tmp_path)
     run = read_run(tmp_path)

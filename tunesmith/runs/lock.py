@@ -123,6 +123,42 @@ def read_lock(run_dir: Path) -> LockHolder | None:
     return LockHolder.from_json(raw) if isinstance(raw, dict) else None
 
 
+def holder_alive(run_dir: Path) -> bool | None:
+    """Whether a live process holds `run_dir`'s lock, without touching the lock (taking it, even for a moment,
+    could refuse a start that races with the check): False when the lock file is gone, or names a process of
+    this host that has ended (or whose pid a later process reuses); None when this host cannot tell (held from
+    another host, or the file is being written)."""
+    path = lock_path(run_dir)
+    if not path.exists():
+        return False  # released (it is unlinked on release) or never taken here: no process holds the run
+    holder = read_lock(run_dir)
+    if holder is None or holder.pid is None or holder.host != socket.gethostname():
+        return None
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    began = _process_start(holder.pid)
+    try:
+        locked = datetime.fromisoformat(holder.started).timestamp()
+    except ValueError:
+        return True
+    return not (began is not None and began > locked + 2)  # started after the lock was taken: a reused pid
+
+
+def _process_start(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def _read_holder(fd: int) -> LockHolder | None:
     try:
         os.lseek(fd, 0, os.SEEK_SET)

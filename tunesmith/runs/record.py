@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.errors import UserError
+from tunesmith.runs.lock import holder_alive
+from tunesmith.runs.run_file import STATUSES, RunFileError, check_inside, check_model_reference, parse_run_file
 
 if TYPE_CHECKING:
     from tunesmith.recipe import Recipe
 
 RUN_FILE = "run.json"
 EVAL_FILE = "eval.json"
-STATUSES = ("running", "done", "interrupted", "diverged", "failed", "killed")
+__all__ = ["EVAL_FILE", "RUN_FILE", "STATUSES", "RunFileError", "RunRecord", "is_run_folder", "read_json", "read_run"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class RunRecord:
     final: dict[str, Any] | None = None
     reason: str | None = None
     """Why the run stopped, when it did not finish (status failed, killed, diverged, interrupted)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Fields of run.json this version does not know (written by a newer one), kept as they are."""
 
     @property
     def weights_dir(self) -> Path:
@@ -60,7 +64,9 @@ class RunRecord:
 
     @property
     def model_options(self) -> dict[str, Any]:
-        return self.recipe.get("model_options", {})
+        """The run's model options, without `trust_remote_code`: a run folder never switches on running the code
+        of a model folder; that takes the user's own opt-in on the command line."""
+        return {k: v for k, v in self.recipe.get("model_options", {}).items() if k != "trust_remote_code"}
 
     @property
     def adapter_args(self) -> dict[str, Any]:
@@ -78,8 +84,9 @@ class RunRecord:
     def to_recipe(self) -> Recipe:
         """The run's recipe, re-validated (it re-creates the data split and settings)."""
         from tunesmith.recipe import recipe_from_dict
+        from tunesmith.user_code import RECORDED
 
-        return recipe_from_dict(self.recipe, source=str(self.path / RUN_FILE))
+        return recipe_from_dict(self.recipe, source=str(self.path / RUN_FILE), user_code=RECORDED)
 
     def eval_results(self) -> dict[str, Any] | None:
         """eval.json written by `tunesmith eval` into this folder, or None before any eval."""
@@ -93,14 +100,21 @@ class RunRecord:
                             "finish it first (tunesmith train RECIPE --resume)")
         if not self.weights_dir.is_dir():
             raise UserError(f"run {self.path} has no {self.output}/ folder; was it moved or deleted?")
+        check_inside(self.path, self.output, self.path / RUN_FILE, "output")
+        if self.has_adapter:  # the adapter is loaded on top of it (merge, export); full weights stand alone
+            self.checked_base_model()
         return self
+
+    def checked_base_model(self) -> str:
+        """`base_model`, once checked to name a model folder, a GGUF file or a hub id (a RunFileError if not)."""
+        return check_model_reference(self.base_model, self.path / RUN_FILE)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "status": self.status, "recipe": self.recipe, "base_model": self.base_model,
             "method": self.method, "adapter": self.adapter, "output": self.output, "data": self.data,
             "versions": self.versions, "started": self.started, "ended": self.ended, "state": self.state,
-            "final": self.final, "reason": self.reason,
+            "final": self.final, "reason": self.reason, **self.extra,
         }
 
 
@@ -110,23 +124,30 @@ def is_run_folder(path: str | Path) -> bool:
 
 
 def read_run(path: str | Path) -> RunRecord:
-    """The run folder's record; a UserError when it is not a run folder or its run.json is damaged."""
+    """The run folder's record, checked as untrusted input (run_file.py); a UserError when it is not a run
+    folder, a RunFileError naming the field when its run.json is damaged. A run whose run.json says `running`
+    while no live process holds its lock (kill -9, out of memory, a machine that stopped) reads as `killed`."""
     path = Path(path).expanduser()
-    raw = read_json(path / RUN_FILE)
+    file = path / RUN_FILE
+    raw = read_json(file)
     if raw is None:
         raise UserError(f"{path} is not a run folder (no {RUN_FILE}); give the folder `tunesmith train` wrote, "
                         "e.g. runs/<name>")
-    try:
-        return RunRecord(
-            path=path, name=raw.get("name", path.name), status=raw.get("status", "unknown"), recipe=raw["recipe"],
-            base_model=raw["base_model"], method=raw["method"], adapter=raw["adapter"],
-            output=raw.get("output", "adapter"), data=raw.get("data") or {}, versions=raw.get("versions") or {},
-            started=raw.get("started"), ended=raw.get("ended"), state=raw.get("state") or {}, final=raw.get("final"),
-            reason=raw.get("reason"),
-        )
-    except (KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"{path / RUN_FILE} lacks {err}; the run folder is damaged or was written by "
-                        "another tool") from None
+    run = parse_run_file(raw, path, file)
+    known = set(type(run).model_fields)
+    status, reason = run.status, run.reason
+    if status == "running" and holder_alive(path.resolve()) is False:
+        status, reason = "killed", DEAD_HOLDER
+    return RunRecord(
+        path=path, name=run.name, status=status, recipe=run.recipe, base_model=run.base_model, method=run.method,
+        adapter=run.adapter, output=run.output, data=run.data, versions=run.versions, started=run.started,
+        ended=run.ended, state=run.state, final=run.final, reason=reason,
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+DEAD_HOLDER = ("the training process ended without recording why: killed (kill -9, out of memory) or the machine "
+               "stopped; continue it with tunesmith train RECIPE --resume")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -114,7 +114,7 @@ def _from_run(run: RunRecord, template: str | None) -> Target:
     template = template or run.template
     if not run.has_adapter:
         return Target(name=run.name, model=str(run.weights_dir), template=template, run=run)
-    return Target(name=run.name, model=run.base_model, template=template, adapter=run.weights_dir,
+    return Target(name=run.name, model=run.checked_base_model(), template=template, adapter=run.weights_dir,
                   adapter_kind=run.adapter, quantization=run.quantization, run=run)
 
 
