@@ -20,8 +20,15 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", help="required bearer key (or env TUNESMITH_API_KEY)"),
     adapter_root: Optional[Path] = typer.Option(None, "--adapter-root", help="folder POST /v1/adapters may load from"),
     max_adapters: int = typer.Option(8, "--max-adapters", min=1, help="adapters kept in memory (LRU)"),
-    queue_size: int = typer.Option(64, "--queue-size", min=1, help="waiting requests before 503"),
+    queue_size: Optional[int] = typer.Option(None, "--queue-size", min=1, help="a fixed number of waiting "
+                                             "requests before 503 (default: sized from measured throughput)"),
+    max_queue_wait: float = typer.Option(30.0, "--max-queue-wait", help="seconds of queued work, at the measured "
+                                         "throughput, beyond which requests get 503 + Retry-After"),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="rows per generation batch"),
+    max_body_bytes: Optional[int] = typer.Option(None, "--max-body-bytes", help="larger request bodies get 413 "
+                                                 "before they are read (default 4 MiB)"),
+    request_log: Optional[Path] = typer.Option(None, "--request-log", help="JSON-lines request log (default: "
+                                               "serve-logs/requests-TIME-PID.jsonl; printed at start)"),
     print_vllm: bool = typer.Option(False, "--print-vllm", help="print the equivalent vLLM command and exit"),
 ) -> None:
     """OpenAI-compatible server: chat and completions, streaming, adapters hot-swapped over one shared base."""
@@ -33,4 +40,7 @@ def serve(
 
         typer.echo(vllm_commands(targets, host, port, bool(api_key or os.environ.get(API_KEY_ENV))), nl=False)
         return
-    run_server(ServeOptions(targets, host, port, api_key, adapter_root, max_adapters, queue_size, max_batch))
+    run_server(ServeOptions(targets, host=host, port=port, api_key=api_key, adapter_root=adapter_root,
+                            max_adapters=max_adapters, queue_size=queue_size, max_batch=max_batch,
+                            max_queue_wait_s=max_queue_wait, request_log=request_log,
+                            **({"max_body_bytes": max_body_bytes} if max_body_bytes is not None else {})))

@@ -4,12 +4,14 @@
     GET  /v1/models                  served ids; adapters name their base in `parent`
     POST /v1/chat/completions        chat, rendered with the model's own template
     POST /v1/completions             raw text (or token ids) continuation
-    POST /v1/adapters                {"name", "path"}: load an adapter folder under --adapter-root
+    GET  /v1/adapters                the adapters served: id, base, kind, whether in memory
+    POST /v1/adapters                {"name", "path"}: load an adapter or run folder under --adapter-root
     DELETE /v1/adapters/{name}       unload it once its in-flight requests finish
 
-Every route but /health needs `Authorization: Bearer KEY` when the server has a key. Errors use OpenAI's
-error object: 400 bad input or too long for the context, 401 missing or wrong key, 404 unknown model,
-503 queue full.
+Every route but /health needs `Authorization: Bearer KEY` when the server has a key; with a key, the
+interactive docs (/docs, /redoc, /openapi.json) are off, since a browser cannot send the key to them.
+Errors use OpenAI's error object: 400 bad input or too long for the context, 401 missing or wrong key,
+404 unknown model, 413 body over --max-body-bytes, 503 queue full (with Retry-After).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -29,23 +33,36 @@ from starlette.exceptions import HTTPException
 from tunesmith.serve.completions import complete
 from tunesmith.serve.engine import Engine
 from tunesmith.serve.errors import ApiError
+from tunesmith.serve.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from tunesmith.serve.loading import load_requested
+from tunesmith.serve.requestlog import RequestLog, RequestLogMiddleware, note
 from tunesmith.serve.schemas import AdapterRequest, ChatRequest, CompletionRequest
 from tunesmith.serve.store import Entry, ModelStore
 
 
-def create_app(store: ModelStore, engine: Engine, api_key: str | None = None) -> FastAPI:
-    """The app; its lifespan starts the engine's worker and stops it on shutdown."""
+def create_app(store: ModelStore, engine: Engine, api_key: str | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, request_log: RequestLog | None = None) -> FastAPI:
+    """The app; its lifespan starts the engine's worker and stops it (and closes the log) on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.start()
         yield
         engine.stop()
+        if request_log is not None:
+            request_log.close()
 
-    app = FastAPI(title="tunesmith serve", lifespan=lifespan)
+    docs = {} if api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="tunesmith serve", lifespan=lifespan, **docs)
     _error_handlers(app)
-    auth = [Depends(_key_check(api_key))]
+    _routes(app, store, engine, [Depends(_key_check(api_key))])
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if request_log is not None:
+        app.add_middleware(RequestLogMiddleware, log=request_log)  # outermost: logs the 413s too
+    return app
 
+
+def _routes(app: FastAPI, store: ModelStore, engine: Engine, auth: list[Any]) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "models": len(store.names())}
@@ -55,29 +72,44 @@ def create_app(store: ModelStore, engine: Engine, api_key: str | None = None) ->
         return {"object": "list", "data": [_model_card(store.entries[n]) for n in store.names()]}
 
     @app.post("/v1/chat/completions", dependencies=auth)
-    async def chat(request: ChatRequest) -> Any:
-        return await complete(store, engine, request, chat=True)
+    async def chat(request: ChatRequest, raw: Request) -> Any:
+        return await complete(store, engine, request, chat=True, log=partial(note, raw))
 
     @app.post("/v1/completions", dependencies=auth)
-    async def completions(request: CompletionRequest) -> Any:
-        return await complete(store, engine, request, chat=False)
+    async def completions(request: CompletionRequest, raw: Request) -> Any:
+        return await complete(store, engine, request, chat=False, log=partial(note, raw))
+
+    @app.get("/v1/adapters", dependencies=auth)
+    async def adapters() -> dict[str, Any]:
+        entries = [store.entries[n] for n in store.names() if store.entries[n].is_adapter]
+        return {"object": "list", "data": [_adapter_card(e, store.adapter_root) for e in entries]}
 
     @app.post("/v1/adapters", dependencies=auth)
-    async def load(request: AdapterRequest) -> dict[str, Any]:
-        return _model_card(await run_in_threadpool(store.add_adapter, request.name, request.path))
+    async def load(request: AdapterRequest, raw: Request) -> dict[str, Any]:
+        note(raw, model=request.name)
+        return _model_card(await run_in_threadpool(load_requested, store, request.name, request.path))
 
     @app.delete("/v1/adapters/{name}", dependencies=auth)
-    async def unload(name: str) -> dict[str, Any]:
+    async def unload(name: str, raw: Request) -> dict[str, Any]:
+        note(raw, model=name[:64])
         await run_in_threadpool(store.remove_adapter, name)
         return {"id": name, "object": "model", "deleted": True}
-
-    return app
 
 
 def _model_card(entry: Entry) -> dict[str, Any]:
     parent = entry.base.spec.name if entry.is_adapter else None
     return {"id": entry.name, "object": "model", "created": int(time.time()), "owned_by": "tunesmith",
             "root": entry.base.spec.name, "parent": parent, "kind": entry.spec.kind}
+
+
+def _adapter_card(entry: Entry, root: Path | None) -> dict[str, Any]:
+    """An adapter as GET /v1/adapters lists it; its folder relative to the adapter root (no server paths)."""
+    folder = entry.spec.adapter
+    shown = None if folder is None else (
+        str(folder.resolve().relative_to(root)) if root is not None and folder.resolve().is_relative_to(root)
+        else folder.name)
+    return {"id": entry.name, "object": "adapter", "parent": entry.base.spec.name, "kind": entry.spec.kind,
+            "resident": entry.resident, "in_flight": entry.refs, "folder": shown}
 
 
 def _key_check(api_key: str | None) -> Any:
@@ -96,7 +128,7 @@ def _key_check(api_key: str | None) -> Any:
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -107,4 +139,5 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse(ApiError(error.status_code, str(error.detail)).body(), status_code=error.status_code)
+        api = ApiError(error.status_code, str(error.detail))
+        return JSONResponse(api.body(), status_code=error.status_code, headers=api.headers())

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tunesmith.data.tokenize import tokenize_prompt
@@ -19,6 +20,7 @@ from tunesmith.data.types import Message
 from tunesmith.serve import schemas
 from tunesmith.serve.engine import Engine, Event, Job, Params
 from tunesmith.serve.errors import ApiError
+from tunesmith.serve.limits import check_prompt_chars
 from tunesmith.serve.schemas import ChatRequest, CompletionRequest
 from tunesmith.serve.store import Entry, ModelStore
 
@@ -43,8 +45,11 @@ class EventQueue:
 
 
 def chat_prompt(entry: Entry, request: ChatRequest) -> list[int]:
-    """Prompt ids through the training renderer, with the generation prompt; developer counts as system."""
+    """Prompt ids through the training renderer, with the generation prompt; developer counts as system.
+    A chat template renders every message's text, so their characters bound the prompt's tokens from below:
+    a prompt that cannot fit is refused before it is tokenized (serve/limits.py)."""
     messages = [Message("system" if m.role == "developer" else m.role, m.text()) for m in request.messages]
+    check_prompt_chars(sum(len(m.content) for m in messages), entry.base.context, entry.token_chars, "messages")
     return tokenize_prompt(entry.tokenizer, messages)
 
 
@@ -54,6 +59,7 @@ def text_prompt(entry: Entry, request: CompletionRequest) -> list[int]:
         if any(not 0 <= t < vocab for t in request.prompt):
             raise ApiError(400, f"prompt token ids must lie in [0, {vocab})", param="prompt")
         return list(request.prompt)
+    check_prompt_chars(len(request.prompt), entry.base.context, entry.token_chars, "prompt")
     return list(entry.tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
 
 
@@ -73,11 +79,14 @@ def params_for(request: ChatRequest | CompletionRequest, prompt_len: int, contex
 
 
 async def complete(store: ModelStore, engine: Engine, request: ChatRequest | CompletionRequest,
-                   chat: bool) -> JSONResponse | StreamingResponse:
-    """Admit the request (404 unknown model, 400 too long, 503 queue full) and answer it."""
+                   chat: bool, log: Callable[..., None] = lambda **fields: None) -> JSONResponse | StreamingResponse:
+    """Admit the request (404 unknown model, 400 too long, 503 queue full) and answer it; `log` takes the
+    request log's fields (model, token counts). Tokenizing runs off the event loop: /health stays quick."""
+    log(model=request.model[:64])
     entry = store.acquire(request.model)
     try:
-        prompt = chat_prompt(entry, request) if chat else text_prompt(entry, request)
+        build = chat_prompt if chat else text_prompt
+        prompt = await run_in_threadpool(build, entry, request)
         params = params_for(request, len(prompt), entry.base.context, chat)
         events = EventQueue()
         engine.submit(Job(entry, prompt, params, events.put, chat=chat))
@@ -86,11 +95,12 @@ async def complete(store: ModelStore, engine: Engine, request: ChatRequest | Com
         raise
     rid = schemas.new_id("chatcmpl" if chat else "cmpl")
     if request.stream:
-        return StreamingResponse(_stream(events, rid, request, chat), media_type="text/event-stream")
-    return JSONResponse(await _collect(events, rid, request, chat))
+        return StreamingResponse(_stream(events, rid, request, chat, log), media_type="text/event-stream")
+    return JSONResponse(await _collect(events, rid, request, chat, log))
 
 
-async def _collect(events: EventQueue, rid: str, request: Any, chat: bool) -> dict[str, Any]:
+async def _collect(events: EventQueue, rid: str, request: Any, chat: bool,
+                   log: Callable[..., None]) -> dict[str, Any]:
     texts, reasons = [""] * request.n, ["length"] * request.n
     while True:
         event = await events.queue.get()
@@ -102,11 +112,13 @@ async def _collect(events: EventQueue, rid: str, request: Any, chat: bool) -> di
             raise event[1]
         else:
             use = schemas.usage(event[1], event[2])
+            log(prompt_tokens=event[1], completion_tokens=event[2])
             build = schemas.chat_response if chat else schemas.completion_response
             return build(rid, request.model, texts, reasons, use)
 
 
-async def _stream(events: EventQueue, rid: str, request: Any, chat: bool) -> AsyncIterator[str]:
+async def _stream(events: EventQueue, rid: str, request: Any, chat: bool,
+                  log: Callable[..., None]) -> AsyncIterator[str]:
     """SSE: one chunk per piece of text, one with each choice's finish_reason, usage if asked, [DONE]."""
     started: set[int] = set()
 
@@ -124,6 +136,7 @@ async def _stream(events: EventQueue, rid: str, request: Any, chat: bool) -> Asy
             yield f"data: {json.dumps(event[1].body())}\n\n"
             return
         else:
+            log(prompt_tokens=event[1], completion_tokens=event[2])
             if request.include_usage:
                 yield sse([], schemas.usage(event[1], event[2]))
             yield "data: [DONE]\n\n"

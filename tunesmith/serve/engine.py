@@ -1,6 +1,7 @@
 """The generation engine: a bounded request queue and one worker thread that runs requests in batches.
 
-`submit` admits a job or refuses it at once when `queue_size` jobs already wait (the server answers 503).
+`submit` admits a job or refuses it at once when the queue is full (the server answers 503 with Retry-After):
+full by the engine's measured throughput (serve/admission.py), or at `queue_size` jobs when that is given.
 The worker takes the oldest job, waits `batch_wait_s` for company, and runs it together with every waiting
 job of the same group (store.Entry.group: a base with its LoRA adapters, mixed through PEFT's
 `adapter_names=`; any other adapter alone), up to `max_batch` rows. Each request's `n` choices are rows of
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +24,14 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
+from tunesmith.serve.admission import Admission
 from tunesmith.serve.errors import ApiError, queue_full
 from tunesmith.serve.sampling import RowSampler, RowState, RowStopper
 from tunesmith.serve.store import Entry, ModelStore
 
 Event = tuple[Any, ...]
+SEED_SPACE = 2**64
+"""torch generators take seeds in [0, 2^64): a request's seed (any int64) plus its choice index wraps into it."""
 STEPWISE = ("prefix", "prompt")
 """Kinds decoded by `_decode_stepwise`: PEFT 0.21's `generate` under transformers 5 drops a prefix-tuning
 prefix altogether and lets prompt tuning drift from its own forward after a few tokens (measured on tiny
@@ -60,8 +65,10 @@ class Job:
 class Engine:
     """Queue + batching worker over a ModelStore; `start` it once, `stop` it on shutdown."""
 
-    def __init__(self, store: ModelStore, queue_size: int = 64, max_batch: int = 16, batch_wait_s: float = 0.005):
-        self.store, self.queue_size, self.max_batch, self.batch_wait_s = store, queue_size, max_batch, batch_wait_s
+    def __init__(self, store: ModelStore, queue_size: int | None = None, max_batch: int = 16,
+                 batch_wait_s: float = 0.005, max_wait_s: float = 30.0) -> None:
+        self.store, self.max_batch, self.batch_wait_s = store, max_batch, batch_wait_s
+        self.admission = Admission(floor=4 * max_batch, max_wait_s=max_wait_s, cap=queue_size)
         self._queue: list[Job] = []
         self._cond = threading.Condition()
         self._stopped = False
@@ -81,8 +88,9 @@ class Engine:
     def submit(self, job: Job) -> None:
         """Queue `job`, or raise the 503 ApiError when the queue is full (the caller releases its entry)."""
         with self._cond:
-            if len(self._queue) >= self.queue_size:
-                raise queue_full(self.queue_size)
+            rows = sum(waiting.params.n for waiting in self._queue)
+            if not self.admission.admits(len(self._queue), rows):
+                raise queue_full(len(self._queue), self.admission.retry_after_s(len(self._queue), rows))
             self._queue.append(job)
             self._cond.notify()
 
@@ -91,8 +99,10 @@ class Engine:
             batch = self._take()
             if batch is None:
                 return
+            start = time.monotonic()
             try:
                 self._run(batch)
+                self.admission.record(sum(job.params.n for job in batch), time.monotonic() - start)
             except Exception as e:  # noqa: BLE001 -- one bad batch must not stop the server
                 error = ApiError(500, f"generation failed: {type(e).__name__}: {e}", type_="server_error")
                 for job in batch:
@@ -186,7 +196,7 @@ def _rows(job: Job, base: Any) -> list[RowState]:
     stops = tuple(s for s in (*params.stop, entry.stop_text if job.chat else "") if s)
     job.rows = [
         RowState(params.temperature, params.top_p, params.max_tokens, stops, frozenset(e for e in eos if e is not None),
-                 entry.tokenizer, torch.Generator().manual_seed(seed + i),
+                 entry.tokenizer, torch.Generator().manual_seed((seed + i) % SEED_SPACE),
                  on_text=partial(_emit_text, job.sink, i))
         for i in range(params.n)
     ]

@@ -9,7 +9,7 @@ on shared modules.
 Adapters are a cache: every registered adapter has a folder, at most `max_adapters` are in memory, and the
 least recently used one is dropped to make room (it is loaded again from its folder when asked for). Requests
 hold a reference to their model id from admission to their last token, so `remove` lets in-flight requests
-finish before the adapter goes. New adapters come only from folders under the adapter root.
+finish before the adapter goes. New adapters come only from folders under the adapter root (serve/loading.py checks them).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tunesmith.errors import UserError
 from tunesmith.evaluate.loglik import max_context
 from tunesmith.serve import targets
 from tunesmith.serve.errors import ApiError, not_found
+from tunesmith.serve.limits import max_token_chars
 from tunesmith.serve.targets import ServeSpec
 
 
@@ -54,6 +55,8 @@ class Entry:
     stop_text: str
     module: Any = None
     resident: bool = False
+    token_chars: int = 1
+    """The most characters one token stands for (serve/limits.py: prompts refused before tokenizing)."""
     refs: int = 0
     draining: bool = False
     last_used: float = 0.0
@@ -122,24 +125,23 @@ class ModelStore:
                 self._unload(resident.pop(0))
             self._load(entry)
 
-    def add_adapter(self, name: str, path: str) -> Entry:
-        """Register and load the adapter folder `path` (relative to the adapter root) as `name`."""
-        folder = self.confine(path)
-        try:
-            spec = targets.adapter_spec(name, folder)
-        except UserError as e:
-            raise ApiError(400, str(e), param="path") from None
+    def add_adapter(self, spec: ServeSpec, path: str) -> Entry:
+        """Register and load the adapter `spec` (checked by serve/loading.py; `path` as the client gave it).
+        A folder that fails to load is a 400 naming the reason, and leaves nothing behind."""
         with self.lock:
-            if name in self.entries:
-                raise ApiError(409, f"A model named '{name}' is already served; delete it first or pick another name",
-                               code="model_exists", param="name")
-            entry = self._register(spec)
+            if spec.name in self.entries:
+                raise ApiError(409, f"A model named '{spec.name}' is already served; delete it first or pick "
+                               "another name", code="model_exists", param="name")
+            bases = set(self.bases)
             try:
-                self.ensure_resident({name})
-            except Exception as e:  # noqa: BLE001 -- any load failure: unregister, report as 400
-                del self.entries[name]
-                raise ApiError(400, f"cannot load adapter {path}: {e}", param="path") from None
-        return entry
+                self._register(spec)
+                self.ensure_resident({spec.name})
+            except Exception as e:  # noqa: BLE001 -- any load failure of an untrusted folder: undo, report as 400
+                self.entries.pop(spec.name, None)
+                for key in set(self.bases) - bases:
+                    del self.bases[key]
+                raise ApiError(400, f"cannot load adapter '{path}': {type(e).__name__}: {e}", param="path") from None
+        return self.entries[spec.name]
 
     def remove_adapter(self, name: str, timeout_s: float = 300.0) -> None:
         """Stop admitting requests for `name`, wait for its in-flight ones, then unload it."""
@@ -165,6 +167,8 @@ class ModelStore:
         if self.adapter_root is None:
             raise ApiError(403, "loading adapters needs the server started with --adapter-root DIR",
                            type_="permission_error")
+        if "\x00" in path:
+            raise ApiError(400, "path contains a NUL character", param="path")
         folder = (self.adapter_root / path).resolve()
         if not folder.is_relative_to(self.adapter_root):
             raise ApiError(400, f"path '{path}' is outside the adapter root", param="path")
@@ -184,7 +188,8 @@ class ModelStore:
             self.bases[key] = Base(base_spec, model, tokenizer, max_context(model))
         base = self.bases[key]
         tokenizer, stop = targets.load_chat_tokenizer(spec)
-        entry = Entry(spec, base, tokenizer, stop, resident=spec.kind == "model")
+        entry = Entry(spec, base, tokenizer, stop, resident=spec.kind == "model",
+                      token_chars=max_token_chars(tokenizer))
         self.entries[spec.name] = entry
         return entry
 

@@ -26,6 +26,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Served model names: no slashes, no dot-dot, nothing a path or a URL could be tricked with."""
 LORA_KINDS = ("lora",)
 """Adapter kinds PEFT can mix in one batch (`adapter_names=`); DoRA it refuses, the rest are other models."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 _PEFT_KINDS = {"LORA": "lora", "IA3": "ia3", "PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt"}
 
 
@@ -95,11 +96,31 @@ def adapter_kind(folder: Path) -> str:
     config_file = folder / "adapter_config.json"
     if not config_file.is_file():
         raise UserError(f"{folder} holds no adapter (adapter_config.json or {BOTTLENECK_CONFIG})")
-    config = json.loads(config_file.read_text())
-    kind = _PEFT_KINDS.get(config.get("peft_type", ""))
+    config = read_adapter_config(config_file)
+    kind = _PEFT_KINDS.get(str(config.get("peft_type", "")))
     if kind is None:
         raise UserError(f"{folder}: adapter type {config.get('peft_type')} is not one tunesmith trains or serves")
     return "dora" if kind == "lora" and config.get("use_dora") else kind
+
+
+def read_adapter_config(config_file: Path) -> dict[str, Any]:
+    """An adapter_config.json as a dict; a UserError naming the file when it is unreadable or not an object
+    (a folder handed to the server is untrusted input)."""
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"cannot read {config_file}: {e}; it must be the JSON file PEFT's save_pretrained "
+                        "writes") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{config_file} holds a JSON {type(config).__name__}, not an object of adapter settings; "
+                        "it must be the JSON file PEFT's save_pretrained writes")
+    return config
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """Whether `folder` holds tokenizer files (a run saves its tokenizer, with its chat template, beside the
+    adapter)."""
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
 def _require_safetensors(folder: Path, what: str) -> None:
