@@ -58,7 +58,7 @@ def converted_folder(gguf_file: Path, cache_root: Path | None = None) -> Path:
     """The Hugging Face folder converted from `gguf_file`, converting it on first use (atomically, so a
     half-written folder is never used, and two processes converting at once both end with a whole one)."""
     root = cache_root or gguf_cache_root()
-    target = root / f"{gguf_file.stem}-{_file_digest(gguf_file.resolve(), *_identity(gguf_file))[:16]}"
+    target = _target(gguf_file, root)
     if target not in _WARNED:  # once per process and file, though config, tokenizer and weights each resolve it
         _WARNED.add(target)
         logger.warning("%s is a quantized GGUF file: it is used through its de-quantized weights (what "
@@ -77,6 +77,17 @@ def converted_folder(gguf_file: Path, cache_root: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def cached_conversion(gguf_file: Path, cache_root: Path | None = None) -> Path | None:
+    """The converted folder of `gguf_file` when a finished one is in the cache, else None (never converts):
+    for readers of the config or tokenizer alone (plan, advise), which otherwise read the GGUF's metadata."""
+    target = _target(gguf_file, cache_root or gguf_cache_root())
+    return target if (target / _DONE).is_file() else None
+
+
+def _target(gguf_file: Path, root: Path) -> Path:
+    return root / f"{gguf_file.stem}-{_file_digest(gguf_file.resolve(), *_identity(gguf_file))[:16]}"
 
 
 def _identity(path: Path) -> tuple[int, int]:
