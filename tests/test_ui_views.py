@@ -18,6 +18,7 @@ from ui_fixtures import tiny_model_and_data, tiny_recipe
 
 from tunesmith.compare.rows import comparison_rows
 from tunesmith.compare.table import cell
+from tunesmith.evaluate.forgetting import change_text
 from tunesmith.ui.app import create_app
 from tunesmith.ui.headless import chromium, missing_browser, serve_in_thread
 
@@ -100,9 +101,7 @@ def test_runs_table_shows_the_peak_memory_run_json_records(site) -> None:
             if evaluation.is_file() else []
         if general:  # the benchmark that lost most, with its paired interval from eval.json
             worst = min(general, key=lambda d: d["change"])
-            low, high = worst["ci95"]
-            assert _cells(row)["forgetting"] == (f"{worst['suite']} {worst['change']:+.1f} pts "
-                                                 f"(95% CI {low:+.1f}…{high:+.1f})")
+            assert _cells(row)["forgetting"] == f"{worst['suite']} {change_text(worst)}"  # worded as everywhere
             checked_forgetting = True
     assert checked_forgetting, "the fixture's evaluated run has a base to compare with"
 

@@ -17,8 +17,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from tunesmith.errors import UserError
-from tunesmith.evaluate.forgetting import COMPARED, FRACTIONS, Delta
-from tunesmith.evaluate.report_sections import change_interval_text, extra_sections, interval_text
+from tunesmith.evaluate.forgetting import COMPARED, FRACTIONS, change_text, change_trend
+from tunesmith.evaluate.report_sections import extra_sections, interval_text
 from tunesmith.runs.atomic import write_text_atomic
 from tunesmith.runs.metrics import METRICS_FILE, read_metrics
 from tunesmith.runs.record import EVAL_FILE, RunRecord, is_run_folder, read_json, read_run
@@ -58,7 +58,8 @@ def write_report(folder: str | Path) -> Path:
 
 
 def eval_rows(record: dict[str, Any]) -> list[dict[str, str]]:
-    """eval.json as display rows: suite, metric, n, score, base, change, note, and trend ("good", "bad", "")."""
+    """eval.json as display rows: suite, metric, n, score, base, change (in words, with its significance),
+    note, and trend ("good", "bad", or "" for a change that is not significant: only those are coloured)."""
     base_results = record.get("base_results") or {}
     changes = {(d["suite"], d["metric"]): d for d in record.get("deltas", [])}
     rows = []
@@ -70,15 +71,10 @@ def eval_rows(record: dict[str, Any]) -> list[dict[str, str]]:
                 "suite": suite, "metric": metric, "n": _count(scores),
                 "score": _value(metric, scores.get(metric)) + interval_text(metric, scores),
                 "base": _value(metric, base_results.get(suite, {}).get(metric)),
-                "change": _change(delta) if delta else "", "note": _note(scores) if i == 0 else "",
-                "trend": _trend(delta) if delta else "",
+                "change": change_text(delta) if delta else "", "note": _note(scores) if i == 0 else "",
+                "trend": change_trend(delta) if delta else "",
             })
     return rows
-
-
-def _trend(delta: dict[str, Any]) -> str:
-    improved = Delta(delta["suite"], delta["metric"], delta["base"], delta["tuned"]).improved
-    return {True: "good", False: "bad"}.get(improved, "")
 
 
 def _count(scores: dict[str, Any]) -> str:
@@ -93,11 +89,6 @@ def _value(metric: str, value: Any) -> str:
     if metric in FRACTIONS:
         return f"{100 * value:.1f}%"
     return f"{value:.4f}" if metric == "loss" else f"{value:.2f}"
-
-
-def _change(delta: dict[str, Any]) -> str:
-    text = f"{delta['change']:+.1f} pts" if delta["unit"] == "points" else f"{delta['change']:+.4f}"
-    return text + change_interval_text(delta)
 
 
 def _note(scores: dict[str, Any]) -> str:

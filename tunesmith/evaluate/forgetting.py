@@ -3,7 +3,11 @@
 Scores that are fractions (accuracies, matches, ROUGE-L, win rates) are compared in points (percentage
 points: 41.0% -> 38.5% is -2.5); losses, perplexities and judge ratings as plain differences. Where both
 models were scored item by item (the benchmarks' eval_samples), a change carries its paired 95% interval
-(stats.paired_change). The gate watches the gated benchmarks' primary scores only (MMLU acc, HellaSwag
+(stats.paired_change: Tango's score interval and McNemar's test). eval.json keeps every change in one unit:
+`change`, `ci95` and the whole `paired` record are in points for fractions (`unit`), plain otherwise, and
+`significant` says whether the 95% interval excludes zero (None: no per-item scores, so not tested).
+`change_text` and `change_trend` word and colour a stored change for every output (console, report.html,
+dashboard, compare): only a significant change is coloured. The gate watches the gated benchmarks' primary scores only (MMLU acc, HellaSwag
 acc_norm, GSM8K exact match): those measure what the model knew before, which fine-tuning on a narrow task
 should not erase.
 
@@ -19,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tunesmith.evaluate.benchmarks import gated_metrics
-from tunesmith.evaluate.stats import Z95, PairedChange, drop_is_significant, paired_change
+from tunesmith.evaluate.stats import Z95, PairedChange, drop_is_significant, is_significant, paired_change
 
 FRACTIONS = ("acc", "acc_norm", "exact_match", "strict_match", "normalized_match", "rouge_l", "win_rate")
 LOWER_IS_BETTER = ("loss", "ppl")
@@ -54,6 +58,12 @@ class Delta:
         return self.paired.low * scale, self.paired.high * scale
 
     @property
+    def significant(self) -> bool | None:
+        """Whether the 95% interval of the change excludes zero; None without per-item scores (not tested)."""
+        interval = self.interval
+        return None if interval is None else is_significant(*interval)
+
+    @property
     def improved(self) -> bool | None:
         """True when the fine-tune scores better (lower, for losses and perplexities); None when equal."""
         if self.tuned == self.base:
@@ -66,11 +76,50 @@ class Delta:
         return gated_metrics().get(self.suite) == self.metric
 
     def as_dict(self) -> dict[str, Any]:
-        record = {**asdict(self), "change": self.change, "unit": "points" if self.in_points else "",
-                  "improved": self.improved, "general": self.general}
-        record["paired"] = self.paired.as_dict() if self.paired else None
+        unit = "points" if self.in_points else ""
+        record = {**asdict(self), "change": self.change, "unit": unit, "improved": self.improved,
+                  "general": self.general, "significant": self.significant}
+        scale = 100.0 if self.in_points else 1.0
+        record["paired"] = {**self.paired.as_dict(scale), "unit": unit} if self.paired else None
         record["ci95"] = list(self.interval) if self.interval else None
+        record["p_value"] = self.paired.p_value if self.paired else None
         return record
+
+
+def stored_significance(delta: dict[str, Any]) -> bool | None:
+    """`significant` of an eval.json change; files written before it was stored decide from their `ci95`."""
+    if "significant" in delta:
+        return delta["significant"]
+    ci = delta.get("ci95")
+    return is_significant(*ci) if ci else None
+
+
+def change_text(delta: dict[str, Any]) -> str:
+    """An eval.json change in words: "-5.0 pts, not significant (95% CI -14.8..+4.8, p=1.00)"; without
+    per-item scores "+0.0620, untested"."""
+    points = delta.get("unit") == "points"
+    value = f"{delta['change']:+.1f} pts" if points else f"{delta['change']:+.4f}"
+    significant = stored_significance(delta)
+    if significant is None:
+        return f"{value}, untested"
+    low, high = delta["ci95"]
+    ci = f"{low:+.1f}..{high:+.1f}" if points else f"{low:+.4f}..{high:+.4f}"
+    p = delta.get("p_value", (delta.get("paired") or {}).get("mcnemar_p"))
+    verdict = "significant" if significant else "not significant"
+    return f"{value}, {verdict} (95% CI {ci}" + (f", p={format_p(p)})" if p is not None else ")")
+
+
+def change_trend(delta: dict[str, Any]) -> str:
+    """"good" or "bad" for a significant change (by whether it improved), else "": what outputs colour."""
+    if not stored_significance(delta):
+        return ""
+    improved = Delta(delta["suite"], delta["metric"], delta["base"], delta["tuned"]).improved
+    return {True: "good", False: "bad"}.get(improved, "")
+
+
+def format_p(p: float) -> str:
+    """A p-value as printed: two decimals, three below 0.01, "<0.001" below that."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
 
 
 def compare(tuned: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]],

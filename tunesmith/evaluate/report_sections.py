@@ -30,12 +30,6 @@ def interval_text(metric: str, scores: dict[str, Any]) -> str:
     return f" (95% CI {low:.2f}–{high:.2f})"
 
 
-def change_interval_text(delta: dict[str, Any]) -> str:
-    """" [95% CI -10.1…+2.1]" for a paired change, else ""."""
-    ci = delta.get("ci95")
-    return f" [95% CI {ci[0]:+.1f}…{ci[1]:+.1f}]" if ci else ""
-
-
 def extra_sections(record: dict[str, Any], folder: Path) -> str:
     """The worst regressions (linking eval_samples.jsonl) and MT-Bench's per-category view, when present."""
     return _regressions(folder) + _mtbench(record, folder)

@@ -1,10 +1,8 @@
 // Talking to the dashboard's JSON API, and small DOM helpers shared by every page.
-const TOKEN = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("tunesmith-token");
-if (TOKEN) sessionStorage.setItem("tunesmith-token", TOKEN);
-
+// The token never reaches this code: the server keeps it in an HttpOnly cookie the browser sends along.
+// Every action is a JSON POST (the server refuses form posts, which other sites can make).
 async function api(path, body) {
-  const options = { headers: {} };
-  if (TOKEN) options.headers["X-Tunesmith-Token"] = TOKEN;
+  const options = { headers: {}, credentials: "same-origin" };
   if (body !== undefined) {
     options.method = "POST";
     options.headers["Content-Type"] = "application/json";
@@ -54,9 +52,14 @@ function keyValueTable(object, id) {
   return el("table", { id }, el("tbody", {}, rows));
 }
 
-// "mmlu -4.0 pts (95% CI -10.1…+2.1)": the benchmark that lost most, and its paired interval when known.
+// "mmlu -4.0 pts, not significant (95% CI -10.1..+2.1, p=0.21)": the benchmark that lost most, in the words
+// eval.json's change is told everywhere (evaluate/forgetting.py change_text); older pages: the bare interval.
 function forgettingText(f) {
+  if (f.text) return `${f.suite} ${f.text}`;
   const signed = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(1)}`;
   const ci = f.ci95 ? ` (95% CI ${signed(f.ci95[0])}…${signed(f.ci95[1])})` : "";
   return `${f.suite} ${signed(f.change)} pts${ci}`;
 }
+
+// plural(1, "item") -> "1 item", plural(3, "item") -> "3 items".
+function plural(n, word) { return `${fmt(n)} ${word}${n === 1 ? "" : "s"}`; }

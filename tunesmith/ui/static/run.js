@@ -44,6 +44,10 @@ async function renderRun(main, name) {
 function drawRun(main, name, page, curves, launch) {
   const keep = document.getElementById("chat-pane");  // the chat keeps its conversation across refreshes
   const row = page.row;
+  if (row.status === "damaged") {
+    main.replaceChildren(el("h1", {}, row.name, " ", statusBadge("damaged")), el("pre", { class: "error", id: "run-damage" }, row.error));
+    return;
+  }
   main.replaceChildren(
     el("h1", {}, row.name, " ", statusBadge(row.status)),
     el("p", { class: "muted" }, `${row.method} / ${row.adapter} on ${row.base} — step ${fmt(row.steps)}, `,
@@ -53,8 +57,8 @@ function drawRun(main, name, page, curves, launch) {
     curveCharts(curves, "loss-chart"),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("h2", {}, "Data health"), keyValueTable(page.data, "data-health")),
-      el("div", { class: "card" }, el("h2", {}, "Evaluation"), evalTable(page.eval_rows),
-        el("h2", {}, "Forgetting (tuned − base)"), deltaTable(page.deltas))),
+      el("div", { class: "card" }, el("h2", {}, "Evaluation"), el("div", { class: "table-scroll" }, evalTable(page.eval_rows)),
+        el("h2", {}, "Forgetting (tuned − base)"), el("div", { class: "table-scroll" }, deltaTable(page.deltas)))),
     el("div", { class: "grid" }, judgeSection(page.verdicts), regressionSection(page.regressions)),
     row.status === "done" ? (keep || chatPane(name)) : el("p", { class: "muted" }, "Chat opens when the run is done."),
     el("div", { class: "card" }, el("h2", {}, "Recipe (resolved)"), el("pre", { id: "recipe" }, JSON.stringify(page.recipe, null, 2))),
@@ -90,6 +94,6 @@ function deltaTable(deltas) {
   if (!general.length) return el("p", { class: "muted" }, "No base comparison (tunesmith eval RUN --base).");
   return el("table", { id: "forgetting-table" }, el("thead", {}, el("tr", {}, ["suite", "metric", "base", "tuned", "change"].map((c) => el("th", {}, c)))),
     el("tbody", {}, general.map((d) => el("tr", {}, el("td", {}, d.suite), el("td", {}, d.metric), el("td", { class: "num" }, fmt(d.base)),
-      el("td", { class: "num" }, fmt(d.tuned)), el("td", { class: "num " + (d.improved ? "good" : d.improved === false ? "bad" : "") },
+      el("td", { class: "num" }, fmt(d.tuned)), el("td", { class: "num " + (!d.significant ? "" : d.improved ? "good" : d.improved === false ? "bad" : "") },
         `${d.change >= 0 ? "+" : ""}${d.change.toFixed(2)} ${d.unit}`)))));
 }

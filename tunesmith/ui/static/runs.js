@@ -10,7 +10,7 @@ const RUN_COLUMNS = [
   { key: "task_score", label: "task score", num: true, value: (r) => r.task_score && r.task_score.value,
     show: (r) => r.task_score ? `${fmt(r.task_score.value)} (${r.task_score.metric})` : "—" },
   { key: "forgetting", label: "forgetting change", num: true, value: (r) => r.forgetting && r.forgetting.change,
-    show: (r) => r.forgetting ? el("span", { class: r.forgetting.change < 0 ? "bad" : "good" },
+    show: (r) => r.forgetting ? el("span", { class: r.forgetting.trend || "" },
       forgettingText(r.forgetting)) : "—" },
   { key: "peak_memory_mib", label: "peak memory", num: true, show: (r) => r.peak_memory_mib === null || r.peak_memory_mib === undefined
     ? "—" : el("span", { title: r.peak_memory_source || "" }, `${r.peak_memory_mib.toFixed(1)} MiB`) },
@@ -25,7 +25,7 @@ async function renderRuns(main) {
   const compare = el("button", { id: "compare-button", class: "secondary", disabled: runsView.selected.size !== 2,
     onclick: () => { location.hash = "#/compare/" + [...runsView.selected].map(encodeURIComponent).join("/"); } },
     "compare the two selected");
-  const holder = el("div", {});
+  const holder = el("div", { class: "table-scroll" });
   const draw = () => holder.replaceChildren(runsTable(data.runs, () => {
     compare.disabled = runsView.selected.size !== 2; }));
   filter.addEventListener("input", () => { runsView.filter = filter.value; draw(); });
@@ -56,12 +56,16 @@ function runsTable(runs, onSelect) {
       runsView.sortKey = c.key;
       event.target.closest("div").replaceChildren(runsTable(runs, onSelect));
     } }, c.label)));
+  const cell = (r, c) => el("td", { class: c.num ? "num" : "", "data-key": c.key },
+    c.key === "name" ? el("a", { href: "#/run/" + encodeURIComponent(r.folder || r.name) }, r.name)
+      : c.show ? c.show(r) : fmt(r[c.key]));
   const body = shown.map((r) => el("tr", { "data-run": r.name },
     el("td", {}, el("input", { type: "checkbox", checked: runsView.selected.has(r.name), onchange: (e) => {
       e.target.checked ? runsView.selected.add(r.name) : runsView.selected.delete(r.name); onSelect(); } })),
-    RUN_COLUMNS.map((c) => el("td", { class: c.num ? "num" : "", "data-key": c.key },
-      c.key === "name" ? el("a", { href: "#/run/" + encodeURIComponent(r.folder || r.name) }, r.name)
-        : c.show ? c.show(r) : fmt(r[c.key])))));
+    r.status === "damaged"  // a run folder that cannot be read: its name, its status, and why
+      ? [cell(r, RUN_COLUMNS[0]), el("td", { "data-key": "status" }, statusBadge("damaged")),
+        el("td", { class: "wrap-text bad", colspan: RUN_COLUMNS.length - 2, "data-key": "error" }, r.error)]
+      : RUN_COLUMNS.map((c) => cell(r, c))));
   return el("table", { id: "runs-table" }, el("thead", {}, head), el("tbody", {}, body));
 }
 
