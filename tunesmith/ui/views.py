@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import UserError
-from tunesmith.evaluate.forgetting import COMPARED
+from tunesmith.evaluate.forgetting import COMPARED, change_text, change_trend, stored_significance
 from tunesmith.runs.metrics import METRICS_FILE, read_metrics
 from tunesmith.runs.record import RunRecord, is_run_folder, read_run
 
@@ -89,7 +89,8 @@ def forgetting(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     worst = min(general, key=lambda d: d["change"])
     return {"change": worst["change"], "suite": worst["suite"], "metric": worst["metric"],
-            "ci95": worst.get("ci95"), "suites": [d["suite"] for d in general]}
+            "ci95": worst.get("ci95"), "suites": [d["suite"] for d in general],
+            "significant": stored_significance(worst), "text": change_text(worst), "trend": change_trend(worst)}
 
 
 def wall_time(started: str | None, ended: str | None, running: bool) -> float | None:
