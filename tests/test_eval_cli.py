@@ -106,15 +106,16 @@ def test_resolve_target(stories260k, tmp_path):
     (run / "adapter").mkdir(parents=True)
     (run / "adapter" / "adapter_config.json").write_text("{}")
     recipe = {"data": {"template": "chatml"}}
-    (run / "run.json").write_text(json.dumps({"name": "r", "base_model": "/m", "output": "adapter",
+    (run / "run.json").write_text(json.dumps({"name": "r", "base_model": "org/m", "output": "adapter", "status": "done",
                                               "method": "sft", "adapter": "qlora", "recipe": recipe}))
     for spec in (run, run / "adapter"):
         target = resolve_target(str(spec))
-        assert (target.model, target.adapter, target.template, target.run_dir) == ("/m", run / "adapter", "chatml", run)
+        assert (target.model, target.adapter, target.template, target.run_dir) == ("org/m", run / "adapter", "chatml",
+                                                                                    run)
         assert target.quantization == "nf4" and target.base().quantization == "nf4"
-        assert target.base().model == "/m" and target.default_out() == run
+        assert target.base().model == "org/m" and target.default_out() == run
     (run / "run.json").write_text(json.dumps({"name": "r", "output": "model", "status": "running", "method": "sft",
-                                              "adapter": "full", "base_model": "/m", "recipe": recipe}))
+                                              "adapter": "full", "base_model": "org/m", "recipe": recipe}))
     with pytest.raises(UserError, match="has no model/ folder yet"):
         resolve_target(str(run))
 

@@ -112,8 +112,8 @@ def test_merge_and_export_refuse_bad_inputs(runs: dict[str, Path], tmp_path: Pat
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     record = json.loads((runs["lora"] / "run.json").read_text())
-    (unfinished / "run.json").write_text(json.dumps({**record, "status": "running"}))
-    with pytest.raises(UserError, match="status 'running'"):
+    (unfinished / "run.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    with pytest.raises(UserError, match="status 'interrupted'"):
         merge_run(unfinished)
 
 

@@ -32,7 +32,7 @@ def check_existing(path: Path, *, resume: bool, overwrite: bool, lock: RunLock) 
             "will not write into it or delete it (not even with --overwrite): choose another name= or output="
         )
     record = read_run(path)
-    if record.status == "running":
+    if (read_json(path / RUN_FILE) or {}).get("status") == "running":  # we hold the lock: its writer has died
         who = f" ({lock.previous.describe()})" if lock.previous else ""
         reason = (f"the training process{who} ended without recording why: killed (kill -9, out of memory) "
                   "or the machine stopped")
