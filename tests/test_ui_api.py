@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from ui_fixtures import tiny_model_and_data, tiny_recipe
+from ui_fixtures import local_client, tiny_model_and_data, tiny_recipe
 
 from tunesmith.evaluate.forgetting import compare
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.train.loop import train
+from tunesmith.ui.access import Access
 from tunesmith.ui.app import create_app
 from tunesmith.ui.guard import is_loopback, resolve_token, run_path
 from tunesmith.ui.launch import validate
@@ -32,7 +33,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def client(runs: Path) -> TestClient:
-    return TestClient(create_app(runs))
+    return local_client(create_app(runs))
 
 
 def test_runs_table_rows_come_from_the_run_folders(client: TestClient, runs: Path) -> None:
@@ -124,24 +125,22 @@ def test_launched_recipes_always_write_into_the_runs_folder(runs: Path) -> None:
             run_path(runs, bad)
 
 
-def test_token_is_required_off_loopback(runs: Path) -> None:
+def test_token_is_required_on_every_data_route(runs: Path) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
-    assert resolve_token("127.0.0.1", None) is None and len(resolve_token("0.0.0.0", None)) > 20
-    guarded = TestClient(create_app(runs, token="s3cret"))
+    assert resolve_token("s3cret") == "s3cret" and len(resolve_token(None)) > 20
+    guarded = local_client(create_app(runs, access=Access.build("127.0.0.1", 7860, "s3cret")))
     assert guarded.get("/api/runs").status_code == 401
     assert guarded.get("/").status_code == 401
-    assert guarded.get("/api/runs", headers={"X-Tunesmith-Token": "wrong"}).status_code == 401
-    assert guarded.get("/api/runs", headers={"X-Tunesmith-Token": "s3cret"}).status_code == 200
+    assert guarded.get("/api/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert guarded.get("/api/runs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    assert guarded.get("/api/runs?token=s3cret").status_code == 200
     assert guarded.get("/static/app.js").status_code == 200  # code only, no data
 
 
 def test_unknown_and_escaping_run_names_are_refused(client: TestClient) -> None:
     assert "no run named" in client.get("/api/runs/nope").json()["error"]
     assert client.get("/api/runs/..%2F..%2Fetc").status_code in (400, 404)
-    assert client.post("/api/runs/alpha/stop").json()["error"].startswith("run alpha is not training")
+    assert client.post("/api/runs/alpha/stop", json={}).json()["error"].startswith("run alpha is not training")
 
 
 def test_chat_answers_like_plain_transformers_greedy(client: TestClient, runs: Path) -> None:

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from ui_fixtures import tiny_model_and_data, tiny_recipe
+from ui_fixtures import local_client, tiny_model_and_data, tiny_recipe
 
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.ui.app import create_app
@@ -33,7 +32,7 @@ def test_launch_stop_keeps_a_checkpoint_and_resume_finishes(tmp_path: Path, monk
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     model, data = tiny_model_and_data(tmp_path)
     runs = tmp_path / "runs"
-    client = TestClient(create_app(runs, workdir=REPO))
+    client = local_client(create_app(runs, workdir=REPO))
     recipe = tiny_recipe("stoppable", model, data, Path("elsewhere"), max_steps=400, eval_every=200)
     started = client.post("/api/launch", json={"recipe": recipe}).json()
     assert started["command"][1:4] == ["-m", "tunesmith", "train"] and started["name"] == "stoppable"
@@ -44,16 +43,16 @@ def test_launch_stop_keeps_a_checkpoint_and_resume_finishes(tmp_path: Path, monk
         """a few logged train steps"""
         return metrics.is_file() and sum("loss" in r for r in read_metrics(metrics)) >= 3
     _until(trained_some)
-    assert client.post("/api/runs/stoppable/stop").json()["signal"] == "SIGINT"
+    assert client.post("/api/runs/stoppable/stop", json={}).json()["signal"] == "SIGINT"
     _until(lambda: client.get("/api/launches/stoppable").json()["process"] != "running")
     run = json.loads((runs / "stoppable" / "run.json").read_text())
     assert run["status"] == "interrupted" and 3 <= run["state"]["step"] < 400
     step = run["state"]["step"]
     assert (runs / "stoppable" / "checkpoints" / f"step-{step}").is_dir()
 
-    restarted = TestClient(create_app(runs, workdir=REPO))  # a new UI process finds the launch on disk
+    restarted = local_client(create_app(runs, workdir=REPO))  # a new UI process finds the launch on disk
     assert restarted.get("/api/launches/stoppable").json()["run"]["status"] == "interrupted"
-    assert restarted.post("/api/runs/stoppable/resume").json()["command"][-1] == "--resume"
+    assert restarted.post("/api/runs/stoppable/resume", json={}).json()["command"][-1] == "--resume"
     _until(lambda: json.loads((runs / "stoppable" / "run.json").read_text())["status"] == "done", timeout=600)
     log = restarted.get("/api/launches/stoppable").json()["log"]
     assert f"resumed from {runs.resolve() / 'stoppable' / 'checkpoints' / f'step-{step}'}" in log.replace("\n", "")
@@ -95,7 +94,7 @@ def test_a_two_process_launch_runs_ranks_stops_as_a_group_and_resumes_with_them(
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     model, data = tiny_model_and_data(tmp_path)
     runs = tmp_path / "runs"
-    client = TestClient(create_app(runs, workdir=REPO))
+    client = local_client(create_app(runs, workdir=REPO))
     recipe = tiny_recipe("pair", model, data, Path("elsewhere"), max_steps=300, eval_every=150, grad_accum=2,
                          save_every=2)
     started = client.post("/api/launch", json={"recipe": recipe, "nproc": 2}).json()
@@ -107,12 +106,12 @@ def test_a_two_process_launch_runs_ranks_stops_as_a_group_and_resumes_with_them(
         ranks = _ranks(started["pid"])
         return ranks if len(ranks) == 2 and metrics.is_file() and sum("loss" in r for r in read_metrics(metrics)) >= 3 else []
     ranks = _until(ranks_training)
-    assert client.post("/api/runs/pair/stop").json()["signal"] == "SIGINT"
+    assert client.post("/api/runs/pair/stop", json={}).json()["signal"] == "SIGINT"
     _until(lambda: client.get("/api/launches/pair").json()["process"] != "running")
     _until(lambda: all(_dead(pid) for pid in ranks), timeout=60)
     run = json.loads((runs / "pair" / "run.json").read_text())  # rank 0 saw the Ctrl-C (torchrun passes it on)
     assert run["status"] == "interrupted" and "Ctrl-C" in run["reason"]
-    resumed = client.post("/api/runs/pair/resume").json()
+    resumed = client.post("/api/runs/pair/resume", json={}).json()
     assert resumed["command"][-3:] == ["--resume", "--nproc", "2"]
     _until(lambda: json.loads((runs / "pair" / "run.json").read_text())["status"] == "done", timeout=600)
     assert [r["step"] for r in read_metrics(metrics) if "loss" in r][-1] == 300

@@ -1,10 +1,14 @@
-"""Tiny real runs for the dashboard's tests: a random-init Llama, alpaca rows, recipes that train in seconds."""
+"""Tiny real runs for the dashboard's tests: a random-init Llama, alpaca rows, recipes that train in seconds;
+and a test client that calls the dashboard the way its own page does (a loopback Host, JSON bodies)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny
@@ -29,3 +33,12 @@ def tiny_recipe(name: str, model: Path, data: Path, output: Path, **train: Any) 
         "model_options": {"dtype": "fp32"},
         "adapter_args": {"r": 4, "alpha": 8},
     }
+
+
+LOCAL = "http://127.0.0.1:7860"
+"""The base URL test clients use: a Host the dashboard answers to (TestClient's default, `testserver`, is not)."""
+
+
+def local_client(app: FastAPI, **kwargs: Any) -> TestClient:
+    """A TestClient that reaches `app` as a browser on this machine would (Host 127.0.0.1:7860)."""
+    return TestClient(app, base_url=LOCAL, **kwargs)

@@ -9,7 +9,7 @@ from typing import Any
 PANELS = (
     ("task_loss", "held-out task loss (lower is better)", None),
     ("general_change_pts", "general benchmark change vs base (points, 95% CI)", "general_ci95_pts"),
-    ("ppl_change", "TinyStories/text perplexity change vs base", None),
+    ("ppl_change", "text perplexity change vs base", None),
     ("peak_rss_mib", "peak memory (MiB)", None),
     ("tokens_per_s", "training tokens/s", None),
     ("trainable_params", "trainable parameters", None),

@@ -1,8 +1,9 @@
 """The dashboard's FastAPI app: a JSON API over the runs folder, the launcher, the chat engine, and the
 static front end (tunesmith/ui/static, no CDN).  Run it with:  tunesmith ui [--runs runs/] [--port 7860]
 
-Every /api call answers JSON; a user mistake (bad recipe, unknown run, run not stopped) is a 400 whose
-"error" is the CLI's own message. Off loopback every call but the static files needs the token.
+Every /api call answers JSON; a user mistake (bad recipe, run not stopped) is a 400 whose "error" is the
+CLI's own message, an unknown run or comparison a 404. Who may call at all (token, Host, Origin, JSON-only
+actions) is access.py's; which recipes may run code, code_guard.py's.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Body, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from tunesmith.errors import UserError
-from tunesmith.runs.record import is_run_folder, read_run
+from tunesmith.runs.record import is_run_folder
 from tunesmith.ui import views
+from tunesmith.ui.access import Access, add_access_checks
 from tunesmith.ui.chat import ChatEngine
 from tunesmith.ui.comparisons import comparison_list, comparison_page
-from tunesmith.ui.guard import TOKEN_HEADER, run_path, token_matches
+from tunesmith.ui.guard import NotFound, run_path
 from tunesmith.ui.launch import Launcher, parse_nproc, parse_recipe_text, validate
 from tunesmith.ui.serve_chat import ServeEngine
 
@@ -27,48 +29,40 @@ STATIC = Path(__file__).parent / "static"
 SHIPPED_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
-def create_app(runs_dir: Path, *, token: str | None = None, recipes_dir: Path | None = None,
-               workdir: Path | None = None, chat_engine: ChatEngine | None = None) -> FastAPI:
-    """The app over `runs_dir`; `token` (None on loopback) guards every call; `chat_engine` is the seam
-    for answering through another engine (e.g. `tunesmith serve`'s) instead of loading runs here."""
+def create_app(runs_dir: Path, *, access: Access | None = None, allow_code: bool = False,
+               recipes_dir: Path | None = None, workdir: Path | None = None,
+               chat_engine: ChatEngine | None = None) -> FastAPI:
+    """The app over `runs_dir`. `access`: who may call (`tunesmith ui` always sets a token; the default, for
+    an app built in-process, has none but still answers loopback names only); `allow_code`: launches may run
+    recipes that run code; `chat_engine` is the seam for answering through another engine."""
     runs_dir = Path(runs_dir).resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     recipes_dir = recipes_dir or SHIPPED_RECIPES
-    launcher = Launcher(runs_dir, workdir)
+    launcher = Launcher(runs_dir, workdir, allow_code=allow_code)
     engine = chat_engine or ServeEngine()
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.launcher = launcher
-    _add_guard(app, token)
+    add_access_checks(app, access or Access.build("127.0.0.1", None, None))
+    _add_errors(app)
     _add_read_routes(app, runs_dir, launcher, recipes_dir)
     _add_action_routes(app, runs_dir, launcher, engine)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
-def _add_guard(app: FastAPI, token: str | None) -> None:
-    """The token check (off loopback) and UserError -> 400 {"error": the CLI's message}."""
-
-    @app.middleware("http")
-    async def require_token(request: Request, call_next: Any) -> Any:
-        if not request.url.path.startswith("/static/"):
-            auth = request.headers.get("authorization", "")
-            given = (request.headers.get(TOKEN_HEADER) or (auth[7:] if auth.lower().startswith("bearer ") else None)
-                     or request.query_params.get("token"))
-            if not token_matches(token, given):
-                return JSONResponse({"error": "this dashboard needs its token: open the URL `tunesmith ui` "
-                                     "printed (…?token=…), or send the X-Tunesmith-Token header"}, status_code=401)
-        return await call_next(request)
+def _add_errors(app: FastAPI) -> None:
+    """UserError -> 400 {"error": the CLI's message}; NotFound (no such run or comparison) -> 404."""
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, err: UserError) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=400)
+        return JSONResponse({"error": str(err)}, status_code=404 if isinstance(err, NotFound) else 400)
 
 
 def _run_dir(runs_dir: Path, name: str) -> Path:
-    """The run folder `name` inside `runs_dir`; a UserError when the name escapes it or names no run."""
+    """The run folder `name` inside `runs_dir`; a UserError when the name escapes it, NotFound when no run."""
     path = run_path(runs_dir, name)
     if not is_run_folder(path):
-        raise UserError(f"no run named '{name}' in {runs_dir}")
+        raise NotFound(f"no run named '{name}' in {runs_dir}")
     return path
 
 
@@ -82,6 +76,10 @@ def _add_read_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, recipes_d
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:  # browsers ask for it whatever the page links
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     @app.get("/api/runs")
     def runs() -> dict[str, Any]:
         return {"runs_dir": str(runs_dir), "runs": views.list_runs(runs_dir, launcher.statuses()),
@@ -93,7 +91,7 @@ def _add_read_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, recipes_d
 
     @app.get("/api/runs/{name}")
     def run(name: str) -> dict[str, Any]:
-        page = views.run_page(read_run(run_dir(name)), launcher.status(name))
+        page = views.read_page(run_dir(name), launcher.status(name))
         return {**page, "launched": (launcher.launch_dir(name) / "recipe.yaml").is_file()}
 
     @app.get("/api/runs/{name}/metrics")
@@ -103,10 +101,9 @@ def _add_read_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, recipes_d
     @app.get("/api/launches/{name}")
     def launch_state(name: str) -> dict[str, Any]:
         path = run_path(runs_dir, name)
-        record = read_run(path) if is_run_folder(path) else None
         return {"name": name, "process": launcher.status(name), "nproc": launcher.nproc(name),
                 "log": launcher.log_tail(name),
-                "run": views.run_row(record, launcher.status(name)) if record else None}
+                "run": views.read_row(path, launcher.status(name)) if is_run_folder(path) else None}
 
     @app.get("/api/recipes")
     def recipes() -> dict[str, Any]:
@@ -126,7 +123,7 @@ def _add_action_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, engine:
     @app.post("/api/validate")
     def check(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         nproc = parse_nproc(body.get("nproc", 1))
-        recipe = validate(_raw_recipe(body), runs_dir, nproc)
+        recipe = validate(_raw_recipe(body), runs_dir, nproc, launcher.allow_code)
         return {"ok": True, "name": recipe.name, "advice": recipe.advice(), "nproc": nproc,
                 "exists": is_run_folder(runs_dir / recipe.name)}
 
@@ -161,17 +158,28 @@ def _raw_recipe(body: dict[str, Any]) -> dict[str, Any]:
     raise UserError("send the recipe as {\"text\": YAML} or {\"recipe\": {...}}")
 
 
-def serve(runs_dir: Path, host: str, port: int, token: str | None) -> None:
+def serve(runs_dir: Path, host: str, port: int, token: str | None, allowed_hosts: list[str] | None = None,
+          allow_code: bool = False) -> None:
     """Run the dashboard until Ctrl-C; runs it launched keep training."""
     import uvicorn
 
-    from tunesmith.ui.guard import is_loopback, resolve_token
-
-    token = resolve_token(host, token)
-    app = create_app(runs_dir, token=token)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    access, url = start_access(host, port, token, allowed_hosts or [])
+    app = create_app(runs_dir, access=access, allow_code=allow_code)
     print(f"tunesmith ui: {url}  (runs: {Path(runs_dir).resolve()})", flush=True)
-    if not is_loopback(host):
-        print("listening beyond this machine: every request needs the token above", flush=True)
+    print("open that URL: every request needs its token (kept as a cookie once the page is open)", flush=True)
+    if allow_code:
+        print("--allow-code: runs launched from the page may run code (trust_remote_code, their own rewards)",
+              flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def start_access(host: str, port: int, token: str | None, allowed_hosts: list[str]) -> tuple[Access, str]:
+    """The access rules of a dashboard bound to `host`:`port` (a fresh token unless `token` is given) and the
+    URL the user opens, token included."""
+    from urllib.parse import quote
+
+    from tunesmith.ui.guard import resolve_token
+
+    access = Access.build(host, port, resolve_token(token), allowed_hosts)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
+    return access, f"http://{shown}:{port}/?token={quote(access.token or '', safe='')}"

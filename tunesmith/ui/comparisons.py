@@ -19,6 +19,7 @@ from tunesmith.compare.spec import load_spec
 from tunesmith.compare.table import COLUMNS, cell
 from tunesmith.errors import UserError
 from tunesmith.runs.record import is_run_folder
+from tunesmith.ui.guard import NotFound
 
 SPEC_FILE, LOGS = "spec.yaml", "logs"
 DEFAULT_OUT = "comparisons"
@@ -57,7 +58,7 @@ def comparison_page(runs_dir: Path, name: str) -> dict[str, Any]:
     """The trade-off table (raw values and comparison.md's cells) and the chart panels of comparison `name`."""
     folder = find_comparisons(runs_dir).get(name)
     if folder is None:
-        raise UserError(f"no comparison named '{name}' beside or inside {runs_dir} (a folder `tunesmith compare` "
+        raise NotFound(f"no comparison named '{name}' beside or inside {runs_dir} (a folder `tunesmith compare` "
                         "wrote, holding spec.yaml and logs/)")
     spec = load_spec(folder / SPEC_FILE)
     rows = comparison_rows(folder, list(spec.strategies))
@@ -68,5 +69,13 @@ def comparison_page(runs_dir: Path, name: str) -> dict[str, Any]:
     return {
         "name": name, "folder": str(folder), "columns": list(COLUMNS),
         "rows": rows, "cells": [[cell(row.get(key), key) for key in COLUMNS] for row in rows],
-        "panels": [{"key": key, "label": label, "error": error} for key, label, error in PANELS],
+        "panels": [{"key": key, "label": _label(key, label, spec.eval.ppl_file), "error": error}
+                   for key, label, error in PANELS],
     }
+
+
+def _label(key: str, label: str, ppl_file: str | None) -> str:
+    """A panel's title; the perplexity panel names the text the comparison measured (its eval.ppl_file)."""
+    if key == "ppl_change":
+        return "text perplexity change vs base" + (f" ({Path(ppl_file).name})" if ppl_file else "")
+    return label

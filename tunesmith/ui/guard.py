@@ -1,8 +1,8 @@
-"""Safe by default: loopback unless told otherwise, a token off loopback, paths that stay in the runs folder.
+"""Safe by default: loopback unless told otherwise, a token at every start, paths that stay in the runs folder.
 
 The dashboard can start training processes, so anyone who reaches it can spend the machine. Bound to
-127.0.0.1 only the local user reaches it; bound anywhere else a token is required on every API call
-(header `Authorization: Bearer T` or `X-Tunesmith-Token: T`, or `?token=T`, which the page keeps).
+127.0.0.1 only this machine reaches it, but any web page open in its browser does too (access.py), so a
+token is made up at every start, on loopback as well, unless the user gives one (`--token T`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from pathlib import Path
 
 from tunesmith.errors import UserError
 
-TOKEN_HEADER = "x-tunesmith-token"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class NotFound(UserError):
+    """A run or comparison a request names does not exist: answered 404, not 400."""
 
 
 def is_loopback(host: str) -> bool:
@@ -29,15 +32,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_token(host: str, token: str | None) -> str | None:
-    """The token the server will demand: the given one; a fresh random one off loopback; None on loopback."""
-    if token:
-        return token
-    return None if is_loopback(host) else secrets.token_urlsafe(24)
+def resolve_token(token: str | None) -> str:
+    """The token the server will demand: the one the user gave, else a fresh random one (also on loopback:
+    a web page can reach 127.0.0.1 as well as the user can)."""
+    if token is not None and not token.strip():
+        raise UserError("--token: give a non-empty token, or leave --token out and one is made up")
+    return token or secrets.token_urlsafe(24)
 
 
 def token_matches(expected: str | None, given: str | None) -> bool:
-    """Constant-time comparison; with no token configured everything passes (loopback)."""
+    """Constant-time comparison; with no token configured (an app built in-process) everything passes."""
     if expected is None:
         return True
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())

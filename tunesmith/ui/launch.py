@@ -6,7 +6,9 @@ its output into the runs folder, writes it to `RUNS/.launches/<name>/recipe.yaml
 survives closing the page and restarting the UI. Its console output goes to `train.log` and its pid to
 `process.json` beside the recipe. These live outside `RUNS/<name>/` because `train` refuses to start a
 fresh run in a folder that already holds files. Stop sends SIGINT: the loop saves a checkpoint and marks
-the run interrupted; resume starts the same recipe with --resume. A launch with `nproc` > 1 runs
+the run interrupted; resume starts the same recipe with --resume. Neither runs a recipe that would run code
+(trust_remote_code, a reward that is not built in) unless the dashboard was started with --allow-code
+(code_guard.py). A launch with `nproc` > 1 runs
 `tunesmith train ... --nproc N` (torchrun on this machine, train/launch.py); its stop goes to the whole
 process group, so every rank sees the Ctrl-C, and resume uses the same number of processes.
 """
@@ -25,6 +27,7 @@ import yaml
 
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe, recipe_from_dict
+from tunesmith.ui.code_guard import refuse_code
 from tunesmith.ui.guard import run_path
 
 LAUNCH_DIR = ".launches"
@@ -53,9 +56,12 @@ def parse_recipe_text(text: str) -> dict[str, Any]:
     return raw
 
 
-def validate(raw: dict[str, Any], runs_dir: Path, nproc: int = 1) -> Recipe:
-    """The recipe as `tunesmith train --nproc N` would see it, its output forced into the runs folder."""
+def validate(raw: dict[str, Any], runs_dir: Path, nproc: int = 1, allow_code: bool = False) -> Recipe:
+    """The recipe as `tunesmith train --nproc N` would see it, its output forced into the runs folder; refused
+    when it would run code and `allow_code` (tunesmith ui --allow-code) is off."""
+    refuse_code(raw, allow_code)  # before validation: the keys as the user wrote them
     recipe = recipe_from_dict({**raw, "output": str(runs_dir)}, source="recipe")
+    refuse_code(recipe.model_dump(mode="json"), allow_code)  # and as training will read them
     run_path(runs_dir, recipe.name)
     if nproc > 1:
         from tunesmith.train.distributed import check_layout
@@ -67,14 +73,15 @@ def validate(raw: dict[str, Any], runs_dir: Path, nproc: int = 1) -> Recipe:
 class Launcher:
     """Training processes started from the page; their state lives on disk, so a restarted UI finds them."""
 
-    def __init__(self, runs_dir: Path, workdir: Path | None = None) -> None:
+    def __init__(self, runs_dir: Path, workdir: Path | None = None, allow_code: bool = False) -> None:
         self.runs_dir = runs_dir.resolve()
         self.workdir = (workdir or Path.cwd()).resolve()  # relative model/data paths resolve as on the CLI
+        self.allow_code = allow_code
         self.children: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self, raw: dict[str, Any], overwrite: bool = False, nproc: int = 1) -> dict[str, Any]:
         """Validate `raw` and start training it in `nproc` processes; refuses while the same run is still going."""
-        recipe = validate(raw, self.runs_dir, nproc)
+        recipe = validate(raw, self.runs_dir, nproc, self.allow_code)
         if self.status(recipe.name) == "running":
             raise UserError(f"run {recipe.name} is already training; stop it first")
         existing = self.runs_dir / recipe.name
@@ -90,8 +97,10 @@ class Launcher:
         """Continue a stopped run from its newest checkpoint (train --resume with the launched recipe)."""
         if self.status(name) == "running":
             raise UserError(f"run {name} is already training")
-        if not (self.launch_dir(name) / RECIPE_FILE).is_file():
+        stored = self.launch_dir(name) / RECIPE_FILE
+        if not stored.is_file():
             raise UserError(f"run {name} was not launched from this page; resume it with tunesmith train RECIPE --resume")
+        refuse_code(parse_recipe_text(stored.read_text()), self.allow_code)  # a runs folder may be handed over
         return self._spawn(name, ["--resume"], (self._process(name) or {}).get("nproc", 1))
 
     def stop(self, name: str) -> dict[str, Any]:

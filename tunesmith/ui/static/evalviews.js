@@ -47,7 +47,7 @@ function regressionSection(reg) {
   if (!reg.with_base) return card(el("p", { class: "muted" }, `${reg.file} has no base model items: run tunesmith eval RUN --base.`));
   if (!reg.total) return card(el("p", { class: "good", id: "regressions-none" }, `No item the base model got right was lost (${reg.file}).`));
   const columns = ["suite", "id", "metric", "gold", "base_prediction", "prediction", "margin"];
-  return card(el("p", { class: "muted", id: "regressions-count" }, `${reg.total} items the base model got right and the tuned `
+  return card(el("p", { class: "muted", id: "regressions-count" }, `${plural(reg.total, "item")} the base model got right and the tuned `
     + `model got wrong, furthest from the gold answer first` + (reg.rows.length < reg.total ? ` (first ${reg.rows.length} shown)` : "")
     + ` — every item is in ${reg.file}.`),
   el("table", { id: "regressions-table" }, el("thead", {}, el("tr", {}, columns.map((c) => el("th", {}, c.replace("_", " "))))),
