@@ -51,19 +51,31 @@ def tokenizer_bytes(model: str) -> int:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file() and f.name.startswith(names))
 
 
+def stored_checkpoint_bytes(run_dir: Path) -> int:
+    """Bytes the run's complete checkpoints already take (`checkpoints/step-N/` with its COMPLETE marker):
+    a resumed run rotates them out, so they count towards its checkpoints, not on top of them."""
+    root = Path(run_dir) / "checkpoints"
+    folders = [p for p in root.glob("step-*") if (p / "COMPLETE").is_file()] if root.is_dir() else []
+    return sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
+
+
 def require_free_disk(run_dir: Path, *, checkpoint: int, checkpoints: int, final: int) -> int:
     """Raise a UserError when the disk under `run_dir` lacks room for `checkpoints` checkpoints of
-    `checkpoint` bytes plus `final` bytes; return the bytes needed."""
-    need = int(((checkpoint + CHECKPOINT_OVERHEAD) * checkpoints + final) * MARGIN)
+    `checkpoint` bytes plus `final` bytes; return the bytes still needed. Checkpoints already in `run_dir`
+    (a resumed run; an --overwrite'n one is deleted first) are part of the rotation: they need no new room."""
+    rotating = (checkpoint + CHECKPOINT_OVERHEAD) * checkpoints
+    held = min(stored_checkpoint_bytes(run_dir), rotating)
+    need = int((rotating + final) * MARGIN) - held
     probe = Path(run_dir)
     while not probe.exists():
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if free < need:
+        kept = f", less the {size(held)} its checkpoints already take" if held else ""
         raise UserError(
             f"not enough free disk for this run in {run_dir}: it needs about {size(need)} "
             f"({checkpoints} checkpoint(s) of {size(checkpoint + CHECKPOINT_OVERHEAD)} while rotating, plus "
-            f"{size(final)} of final weights and tokenizer) and {size(free)} is free. Free space, lower "
+            f"{size(final)} of final weights and tokenizer{kept}) and {size(free)} is free. Free space, lower "
             "train.keep_checkpoints, save "
             "less often (train.save_every), or point output= to a larger disk"
         )

@@ -32,9 +32,9 @@ from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk
 from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
-from tunesmith.train import distributed, fsdp2
+from tunesmith.train import distributed, fsdp2, resume_guard
 from tunesmith.train.accelerator import fresh_accelerator
-from tunesmith.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, rng_states, save_checkpoint
+from tunesmith.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint
 from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
 from tunesmith.train.monitor import detect_overfitting, plot_losses
 from tunesmith.train.objective import Objective
@@ -140,7 +140,6 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
     folder.start()  # validated: only now may --overwrite remove the old run
     trainer = Trainer(recipe, accelerator, model, tokenizer, data, objective, optimizer, scheduler,
                       folder, MetricsLog(folder.path, write=folder.main))
-    folder.write_record(recipe, data.summary(), trainer.state, status="running")
     trainable, total = count_parameters(model)
     trainer.state.update(trainable_params=trainable, total_params=total, schedule=_schedule(trainer))
     console.print(
@@ -155,6 +154,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
     if resume:
         _resume(trainer)
     trainer.state.update(speed)  # after resume: what this machine runs, not what the checkpoint's did
+    folder.write_record(recipe, data.summary(), trainer.state, status="running")  # a refused resume left it as it was
     return trainer
 
 
@@ -187,7 +187,7 @@ def _check_disk(recipe: Recipe, folder: RunFolder, model: torch.nn.Module) -> No
 
 
 def _resume(trainer: Trainer) -> None:
-    checkpoint = latest_checkpoint(trainer.folder.path)
+    checkpoint = resume_guard.checkpoint_to_resume(trainer.recipe, trainer.folder.path, trainer.data.sources)
     if checkpoint is None:
         console.print(f"--resume: no checkpoint in {trainer.folder.path} yet (the run stopped before its first "
                       "one), so it starts over from step 0")
