@@ -27,6 +27,7 @@ from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run
 from tunesmith.train.rewards import BUILTINS, check_answer_field, load_rewards, score
 from tunesmith.train.rollout import rollout_batch, until_eos
+from tunesmith.user_code import RECORDED, UserCode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,18 +45,20 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def grpo_recipe(model: Path, data: Path, out: Path, grpo: dict, held_out: float = 0.25, **train: object):
+    """The recipe; its custom rewards come from the `my_rewards.py` that user_reward() wrote into `out`."""
+    files = [out / "my_rewards.py"] if (out / "my_rewards.py").is_file() else []
     return recipe_from_dict({
         "name": "g", "model": str(model), "method": "grpo", "output": str(out),
         "data": {"train": str(data), "eval": held_out, "template": "plain"},
         "train": {"lr": 1e-2, "max_steps": 2, "batch_size": 2, "max_seq_len": 64, "mixed_precision": "no", **train},
         "model_options": {"dtype": "fp32"}, "adapter_args": {"r": 4, "alpha": 8, "dropout": 0.0}, "grpo": grpo,
-    })
+    }, user_code=UserCode.from_files(files))
 
 
 def user_reward(tmp_path: Path) -> str:
-    file = tmp_path / "my_rewards.py"
-    file.write_text(USER_REWARD)
-    return f"{file}:letters"
+    """Writes my_rewards.py (as if given with --rewards-file) and returns the name the recipe uses for it."""
+    (tmp_path / "my_rewards.py").write_text(USER_REWARD)
+    return "my_rewards:letters"
 
 
 # ---- parity with TRL ---------------------------------------------------------------------------------
@@ -197,24 +200,53 @@ def test_format_and_length_rewards() -> None:
     assert got.tolist() == [[1.0, 0.0], [0.0, -1.5]]
 
 
-def test_user_functions_load_by_file_or_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def user_spec(name: str, files: list[Path], **options: object) -> RewardFnSpec:
+    return RewardFnSpec.model_validate({"name": name, **options}, context={"user_code": UserCode.from_files(files)})
+
+
+def test_user_functions_load_from_the_command_lines_file(tmp_path: Path) -> None:
+    (tmp_path / "my_rewards.py").write_text(USER_REWARD)
+    for name in ("my_rewards:letters", "letters"):
+        terms = load_rewards([user_spec(name, [tmp_path / "my_rewards.py"], weight=2.0)], "answer")
+        assert score(terms, rows("x", "y"), ["ab", "a1"]).tolist() == [[1.0], [0.5]]
+
+
+def test_a_recipe_cannot_name_any_module_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "mypkg_rewards.py").write_text(USER_REWARD)
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in (f"{tmp_path / 'mypkg_rewards.py'}:letters", "mypkg_rewards:letters"):
-        terms = load_rewards([RewardFnSpec(name=name, weight=2.0)], "answer")
-        assert score(terms, rows("x", "y"), ["ab", "a1"]).tolist() == [[1.0], [0.5]]
-    sys.modules.pop("mypkg_rewards", None)
+    for name in ("os:getcwd", "mypkg_rewards:letters", f"{tmp_path / 'mypkg_rewards.py'}:letters"):
+        raw = {"name": "r", "model": "m", "method": "grpo", "data": {"train": "t"}, "grpo": {"rewards": [name]}}
+        with pytest.raises(UserError) as err:
+            recipe_from_dict(raw)
+        message = str(err.value)
+        assert f"grpo.rewards: unknown reward '{name}'" in message, message
+        assert "exact_match, starts_with" in message and "--rewards-file" in message
+    assert "mypkg_rewards" not in sys.modules
+
+
+def test_unknown_rewards_suggest_the_closest_name(tmp_path: Path) -> None:
+    (tmp_path / "my_rewards.py").write_text(USER_REWARD)
+    with pytest.raises(ValueError, match="did you mean 'exact_match'"):
+        user_spec("exact_mach", [])
+    with pytest.raises(ValueError, match="did you mean 'my_rewards:letters'.*define: my_rewards:letters"):
+        user_spec("my_rewards:leters", [tmp_path / "my_rewards.py"])
+    with pytest.raises(UserError, match="not a Python file"):
+        UserCode.from_files([tmp_path / "absent.py"])
+
+
+def test_a_recorded_name_is_kept_but_never_runs() -> None:
+    spec = RewardFnSpec.model_validate({"name": "os:getcwd"}, context={"user_code": RECORDED})
+    with pytest.raises(UserError, match="pass its file with --rewards-file"):
+        load_rewards([spec], "answer")
 
 
 def test_reward_mistakes_are_user_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("def short(prompts, completions, **kw):\n    return [1.0]\n")
+    bad.write_text("def short(prompts, completions, **kw):\n    return [1.0]\nmissing = 3\n")
     with pytest.raises(UserError, match="one float per completion"):
-        score(load_rewards([RewardFnSpec(name=f"{bad}:short")], "answer"), rows("a", "b"), ["x", "y"])
+        score(load_rewards([user_spec("bad:short", [bad])], "answer"), rows("a", "b"), ["x", "y"])
     with pytest.raises(UserError, match="has no function 'missing'"):
-        load_rewards([RewardFnSpec(name=f"{bad}:missing")], "answer")
-    with pytest.raises(UserError, match="cannot import"):
-        load_rewards([RewardFnSpec(name="no_such_module_xyz:f")], "answer")
+        load_rewards([user_spec("bad:missing", [bad])], "answer")
     with pytest.raises(UserError, match="set reward_field"):
         check_answer_field(load_rewards([RewardFnSpec(name="exact_match")], "solution"), rows("a"), "solution")
 

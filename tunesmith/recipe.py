@@ -21,6 +21,7 @@ from tunesmith.recipe_yaml import load_yaml
 from tunesmith.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES, TRACKERS
 from tunesmith.schema import Strict
 from tunesmith.schema import unknown_value as _unknown
+from tunesmith.user_code import NO_USER_CODE, UserCode
 
 DEFAULT_ADAPTER_LR = 1e-4
 """LoRA-family learning rate from practice: adapters tolerate (and need) a larger step."""
@@ -180,7 +181,7 @@ class DistributedSpec(Strict):
 
 class _RecipeCore(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run folder name")
-    model: str = Field(description="local folder or hub id")
+    model: str = Field(description="local folder, hub id, or a GGUF file (or a folder holding one), de-quantized once into a cached Hugging Face copy")
     method: str = Field("sft", description=" | ".join(METHODS))
     adapter: str = Field("lora", description=" | ".join(ADAPTERS))
     data: DataSpec
@@ -310,17 +311,20 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    """Validate a plain dict into a Recipe, turning pydantic's errors into one clear UserError."""
+def recipe_from_dict(raw: dict[str, Any], source: str = "recipe", user_code: UserCode = NO_USER_CODE) -> Recipe:
+    """Validate a plain dict into a Recipe, turning pydantic's errors into one clear UserError.
+
+    `user_code`: the files given on the command line whose functions the recipe may name (user_code.py).
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Recipe.model_validate(raw)
+            return Recipe.model_validate(raw, context={"user_code": user_code})
     except ValidationError as err:
         raise UserError(explain_validation_error(err, Recipe, source)) from None
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] | None = None, user_code: UserCode = NO_USER_CODE) -> Recipe:
     """Read a YAML recipe, apply dotted overrides, validate once.
 
     Relative data/model paths stay relative to the current directory, as users type them.
@@ -332,4 +336,4 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a recipe is a mapping of keys (name, model, method, ...), got {type(raw).__name__}")
     raw = merge(raw, parse_overrides(overrides or []))
-    return recipe_from_dict(raw, str(path))
+    return recipe_from_dict(raw, str(path), user_code)

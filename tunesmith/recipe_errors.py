@@ -60,8 +60,8 @@ def _explain_one(e: dict[str, Any], root: type[BaseModel]) -> str:
     if kind == "missing":
         return f"{key}: required key is missing"
     msg = e["msg"].removeprefix("Value error, ")
-    if kind == "value_error":
-        return msg  # our validators already start with the dotted key
+    if kind == "value_error":  # our validators start with the dotted key, or with the last part of it
+        return ".".join(loc[:-1] + [msg]) if len(loc) > 1 and msg.startswith(f"{loc[-1]}:") else msg
     return f"{key}: {msg} (got {e.get('input')!r})"
 
 

@@ -18,6 +18,8 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder of the same name"),
     profile: bool = typer.Option(False, "--profile", help="print where step time goes (data, forward, backward, optimizer)"),
     nproc: int = typer.Option(1, "--nproc", help="training processes on this machine (torchrun; gloo on CPU)"),
+    rewards_file: Optional[list[Path]] = typer.Option(None, "--rewards-file", help="Python file whose reward "
+                                                      "functions the recipe may name (file_stem:function)"),
 ) -> None:
     """Fine-tune: the recipe's method and adapter, in one loop; writes the run folder."""
     import sys
@@ -25,9 +27,10 @@ def train(
     from tunesmith.recipe import load_recipe
     from tunesmith.train.launch import relaunch, under_launcher
     from tunesmith.train.loop import train as run_training
+    from tunesmith.user_code import UserCode
 
-    if nproc > 1 and not under_launcher():
-        load_recipe(recipe, overrides or [])  # a broken recipe fails once, here, not in every process
+    spec = load_recipe(recipe, overrides or [], UserCode.from_files(rewards_file or []))
+    if nproc > 1 and not under_launcher():  # a broken recipe fails once, here, not in every process
         raise typer.Exit(relaunch(nproc, sys.argv[1:]))
 
-    run_training(load_recipe(recipe, overrides or []), resume=resume, overwrite=overwrite, profile=profile)
+    run_training(spec, resume=resume, overwrite=overwrite, profile=profile)

@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 console = Console()
 
 
-def validate_recipe(path: Path, overrides: list[str]) -> PreparedData:
+def validate_recipe(path: Path, overrides: list[str], rewards_files: list[Path] | None = None) -> PreparedData:
     from tunesmith.recipe import load_recipe
+    from tunesmith.user_code import UserCode
 
-    recipe = load_recipe(path, overrides)
+    recipe = load_recipe(path, overrides, UserCode.from_files(rewards_files or []))
     console.print(f"[green]recipe ok[/]: {recipe.name} — {recipe.method} / {recipe.adapter}, lr {recipe.lr:g}")
     for note in recipe.advice():
         console.print(f"[yellow]warning:[/] {note}")
@@ -49,7 +50,10 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
     from tunesmith.data.pipeline import prepare_data
     from tunesmith.data.report import build_report, print_report
     from tunesmith.models import load_config, load_tokenizer
+    from tunesmith.train import preflight
 
+    if check_method:  # a whole recipe: what `train` checks before loading weights (a file report has no run)
+        preflight.check_before_loading(recipe)
     config = load_config(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     console.print(f"model ok: {config.model_type}, vocab {tokenizer.vocab_size if hasattr(tokenizer, 'vocab_size') else len(tokenizer)}, "
@@ -57,6 +61,8 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
     data = prepare_data(recipe, tokenizer, check_method=check_method)
     if data.from_cache:
         console.print("[dim]tokenized data from cache (data.cache: false to prepare it afresh)[/]")
+    for note in preflight.batch_notes(recipe, data) if check_method else []:
+        console.print(f"[yellow]warning:[/] {note}")
     report = build_report(data)
     example = next((s for s in data.train if s.trained_tokens), data.train[0] if data.train else None)
     print_report(report, example, tokenizer, console)
@@ -67,9 +73,11 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
 def validate(
     recipe: Path = typer.Argument(..., help="recipe YAML"),
     overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides"),
+    rewards_file: Optional[list[Path]] = typer.Option(None, "--rewards-file", help="Python file whose reward "
+                                                      "functions the recipe may name (file_stem:function)"),
 ) -> None:
     """Check a recipe, load the model config and tokenizer, tokenize the data, print a health report."""
-    validate_recipe(recipe, overrides or [])
+    validate_recipe(recipe, overrides or [], rewards_file)
 
 
 @friendly

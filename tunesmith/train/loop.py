@@ -32,7 +32,7 @@ from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk
 from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
-from tunesmith.train import distributed, fsdp2, resume_guard
+from tunesmith.train import distributed, fsdp2, preflight, resume_guard
 from tunesmith.train.accelerator import fresh_accelerator
 from tunesmith.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint
 from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
@@ -91,7 +91,7 @@ def build_trainer(recipe: Recipe, *, resume: bool = False, overwrite: bool = Fal
     (--overwrite) only once recipe, model and data have loaded."""
     accelerator = fresh_accelerator(resolve_mixed_precision(recipe.train.mixed_precision),
                                     **distributed.accelerator_options(recipe), **accelerator_kwargs(recipe))
-    distributed.check_layout(recipe.train.grad_accum, accelerator.num_processes)
+    preflight.check_before_loading(recipe, accelerator.num_processes)  # before any weights load
     console.quiet = not accelerator.is_main_process  # one process speaks for all
     folder = RunFolder(recipe.run_dir, main=accelerator.is_main_process)
     folder.prepare(resume=resume, overwrite=overwrite)
@@ -147,7 +147,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%), "
         f"{objective.steps} steps, lr {recipe.lr:g}, attention {speed['attn_implementation']}, "
         f"kernels {speed['kernels']}, {speed['fused_lora_layers']} LoRA layers fused")
-    for note in [*(recipe.advice() if advice else []), *filter(None, [kernels.note])]:
+    for note in [*(recipe.advice() if advice else []), *filter(None, [kernels.note]), *preflight.batch_notes(recipe, data)]:
         console.print(f"[yellow]warning:[/] {note}")
     if checkpoint_note and checkpointing:
         console.print(checkpoint_note)

@@ -6,7 +6,9 @@ A reward function has TRL's signature, so functions written for TRL work here un
 
 `prompts` holds each row's last user message, `completions` the sampled answers as text, and `fields`
 every other column of the rows (one list per column, aligned with the completions; None where a row lacks
-it). A recipe names a user's function `module:function` (an importable module) or `path/file.py:function`.
+it). A user's functions live in a file given on the command line (`tunesmith train R.yaml --rewards-file
+my_rewards.py`); the recipe names them `my_rewards:function` or `function` (user_code.py says why a recipe
+cannot import modules or files itself).
 
 Built-ins (their answer comes from the row field `reward_field`, default `answer`; a GSM8K answer
 "... #### 42" counts as "42"):
@@ -19,13 +21,14 @@ Built-ins (their answer comes from the row field `reward_field`, default `answer
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -34,6 +37,7 @@ from tunesmith.data.types import Prompt
 from tunesmith.errors import UserError
 from tunesmith.methods.rollout_spec import RewardFnSpec
 from tunesmith.registry import REWARDS
+from tunesmith.user_code import OPTION
 
 RewardFn = Callable[..., list[float]]
 """fn(prompts=..., completions=..., **fields) -> one float per completion."""
@@ -109,34 +113,40 @@ BUILTINS: dict[str, Callable[[RewardFnSpec, str], RewardFn]] = {
 """registry.REWARDS name -> maker(spec, reward_field) of the reward function (a test checks they agree)."""
 
 
-def load_function(path: str) -> RewardFn:
-    """The user's function named `module:function` or `file.py:function`."""
-    where, _, name = path.rpartition(":")
-    if where.endswith(".py"):
-        file = Path(where)
-        if not file.is_file():
-            raise UserError(f"rewards: {path}: no file {file}")
-        spec = importlib.util.spec_from_file_location(file.stem, file)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ModuleNotFoundError as err:
-            raise UserError(f"rewards: {path}: cannot import {where} ({err}); make it importable (PYTHONPATH) "
-                            f"or name its file: path/to/{where.rsplit('.', 1)[-1]}.py:{name}") from None
+def load_function(spec: RewardFnSpec) -> RewardFn:
+    """The user's function a recipe named, from the file given with --rewards-file (user_code.py)."""
+    if spec.source is None:
+        raise UserError(f"rewards: '{spec.name}' is no built-in reward ({', '.join(REWARDS)}) and names no function "
+                        f"of a file given on the command line; pass its file with {OPTION} FILE")
+    file, name = spec.source
+    module = _FILES.get(file) or _run_file(file)
     fn = getattr(module, name, None)
     if not callable(fn):
-        raise UserError(f"rewards: {path}: {where} has no function '{name}'")
+        raise UserError(f"rewards: {spec.name}: {file} has no function '{name}'")
     return fn
+
+
+_FILES: dict[Path, ModuleType] = {}
+"""Each --rewards-file runs once per process, however many of its functions the recipe names."""
+
+
+def _run_file(file: Path) -> ModuleType:
+    """Run the user's file (named on the command line) as a module of its own."""
+    name = f"tunesmith_rewards_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None or not file.is_file():
+        raise UserError(f"{OPTION}: cannot load {file}; is it still there?")
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses and pickle look it up there
+    spec.loader.exec_module(module)
+    _FILES[file] = module
+    return module
 
 
 def load_rewards(specs: list[RewardFnSpec], reward_field: str) -> list[RewardTerm]:
     """The recipe's reward terms, ready to score."""
     terms = []
     for spec in specs:
-        fn = BUILTINS[spec.name](spec, reward_field) if spec.name in REWARDS else load_function(spec.name)
+        fn = BUILTINS[spec.name](spec, reward_field) if spec.name in REWARDS else load_function(spec)
         terms.append(RewardTerm(spec.name, spec.weight, _on_rows(fn, spec.name)))
     return terms
 
