@@ -34,10 +34,12 @@ def eval_(
     dtype: str = typer.Option("auto", "--dtype", help="auto | bf16 | fp16 | fp32"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="generation length (GSM8K, held-out, judge)"),
-    judge_url: Optional[str] = typer.Option(None, "--judge-url", "--judge", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", "--judge", help="OpenAI-compatible endpoint, e.g. "
+                                            "http://host:8000/v1 (else $TUNESMITH_JUDGE_URL; never from a run folder)"),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model name at that endpoint "
                                                "(default: the first it lists)"),
-    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="env var with the API key (OPENAI_API_KEY)"),
+    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="env var holding the judge's API key "
+                                                "(default TUNESMITH_JUDGE_KEY, else OPENAI_API_KEY; never from a run folder)"),
     judge_questions: Optional[str] = typer.Option(None, "--judge-questions", help='JSONL of {"question", "reference"}'),
 ) -> None:
     """Score a model: held-out task, general benchmarks, perplexity, LLM judge; with --base, the forgetting report."""

@@ -10,7 +10,6 @@ points; the CLI turns them into exit status 3.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
@@ -36,6 +36,7 @@ from tunesmith.evaluate.judge import (
     load_questions,
     served_model,
 )
+from tunesmith.evaluate.judge_endpoint import judge_endpoint, judge_key
 from tunesmith.evaluate.samples import write_samples
 from tunesmith.models import load_tokenizer
 from tunesmith.recipe import EvalSpec
@@ -151,12 +152,15 @@ def _with_recipe_defaults(options: EvalOptions, target: Target) -> EvalOptions:
     except ValidationError as e:
         raise UserError(f"the eval: block of {target.run_dir}/run.json is invalid: {e}") from None
     judge = spec.judge
+    endpoint = judge_endpoint(options.judge_url, options.judge_key_env, raw.get("judge"), f"{target.run_dir}/run.json")
+    for warning in endpoint.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     merged = dict(
         suites=options.suites or spec.suite, limit=options.limit or spec.limit,
         shots=options.shots if options.shots is not None else spec.shots,
         max_drop=options.max_drop if options.max_drop is not None else spec.max_drop,
-        data_dir=options.data_dir or spec.data_dir, judge_url=options.judge_url or judge.url,
-        judge_model=options.judge_model or judge.model, judge_key_env=options.judge_key_env or judge.key_env,
+        data_dir=options.data_dir or spec.data_dir, judge_url=endpoint.url,
+        judge_model=options.judge_model or judge.model, judge_key_env=endpoint.key_env,
         judge_questions=options.judge_questions or judge.questions,
     )
     return EvalOptions(**{**options.__dict__, **merged})
@@ -224,9 +228,9 @@ def _judge(options: EvalOptions) -> tuple[JudgeClient, list[JudgeQuestion]]:
 def judge_client(options: EvalOptions) -> JudgeClient:
     """The judge endpoint; without --judge-model, the first model the endpoint lists (/v1/models)."""
     if not options.judge_url:
-        raise UserError("--suite judge and --suite mtbench need --judge-url URL (an OpenAI-compatible endpoint, "
-                        "e.g. http://127.0.0.1:8000/v1)")
-    key = os.environ.get(options.judge_key_env or "OPENAI_API_KEY")
+        raise UserError("--suite judge and --suite mtbench need --judge URL (an OpenAI-compatible endpoint, "
+                        "e.g. http://127.0.0.1:8000/v1) or TUNESMITH_JUDGE_URL; a run folder's eval.judge.url is not used")
+    key = judge_key(options.judge_key_env)
     model = options.judge_model or served_model(options.judge_url, key)
     return JudgeClient(options.judge_url, model, api_key=key)
 
