@@ -102,7 +102,7 @@ def test_mlflow_file_store_equals_metrics_jsonl(tracked_run) -> None:
     assert set(found.data.metrics) == set(expected)
     for key, points in expected.items():
         history = sorted((m.step, m.value) for m in client.get_metric_history(found.info.run_id, key))
-        assert history == pytest.approx(sorted(points)), key
+        _assert_same_points(history, sorted(points), key)
     assert found.data.params["train.lr"] == "0.001" and found.data.params["adapter"] == "lora"
     assert found.data.params["train.report_to"] == json.dumps(INSTALLED)
 
@@ -125,8 +125,14 @@ def test_wandb_offline_history_equals_metrics_jsonl(tracked_run) -> None:
     expected = _expected(run)
     assert set(history) == set(expected)
     for key, points in expected.items():
-        assert sorted(history[key]) == pytest.approx(sorted(points)), key
+        _assert_same_points(sorted(history[key]), sorted(points), key)
     assert config["train.lr"] == 1e-3 and config["name"] == recipe.name
+
+
+def _assert_same_points(got: list[tuple[int, float]], expected: list[tuple[int, float]], key: str) -> None:
+    """Same steps exactly, same values to float tolerance (pytest.approx compares flat sequences only)."""
+    assert [step for step, _ in got] == [step for step, _ in expected], key
+    assert [value for _, value in got] == pytest.approx([value for _, value in expected]), key
 
 
 def _wandb_records(data: bytes) -> list:

@@ -1,5 +1,6 @@
-"""The dashboard driven in Debian's headless Chromium: the runs table, a curve against metrics.jsonl, the
-did-you-mean of a bad recipe, a run launched from the page that survives a reload, and the chat pane."""
+"""The dashboard driven in Debian's headless Chromium: opened through its token URL, the runs table, a curve
+against metrics.jsonl, the did-you-mean of a bad recipe, a run launched from the page that survives a reload,
+and the chat pane."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from ui_fixtures import tiny_model_and_data, tiny_recipe
+from ui_fixtures import BEARER, BROWSER_TOKEN, tiny_model_and_data, tiny_recipe
 
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.train.loop import train
+from tunesmith.ui.access import Access
 from tunesmith.ui.app import create_app
-from tunesmith.ui.headless import chromium, missing_browser, serve_in_thread
+from tunesmith.ui.headless import chromium, missing_browser, open_with_token, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[1]
 WHY = missing_browser()
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.skipif(WHY is not None, reason=f"headless browser unava
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):
-    """Two finished tiny runs, the dashboard over them on a loopback port, and a headless Chromium."""
+    """Two finished tiny runs, the dashboard over them on a loopback port with a token, and a headless Chromium
+    that opened it through its token URL."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -37,9 +40,11 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(REPO))  # launched `python -m tunesmith` runs this checkout's code
         patch.setenv("OMP_NUM_THREADS", "1")
-        url, server = serve_in_thread(create_app(runs, workdir=REPO))
+        access = Access.build("127.0.0.1", None, BROWSER_TOKEN)
+        url, server = serve_in_thread(create_app(runs, access=access, workdir=REPO))
         driver = chromium()
         try:
+            open_with_token(driver, url, BROWSER_TOKEN)
             yield {"url": url, "runs": runs, "model": model, "data": data, "driver": driver,
                    "wait": WebDriverWait(driver, 120, ignored_exceptions=(StaleElementReferenceException,))}
         finally:
@@ -72,6 +77,11 @@ def test_runs_table_lists_the_runs_and_sorts(site) -> None:
     assert shown == ["beta"]
 
 
+def _flat(points: list[tuple[float, float]]) -> list[float]:
+    """(x, y) pairs as one flat list: pytest.approx compares flat sequences only (nested ones are a TypeError)."""
+    return [coordinate for point in points for coordinate in point]
+
+
 def _drawn_points(driver, svg_id: str, series: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(data points from the circles, values read back from the polyline's pixels through the axes)."""
     from selenium.webdriver.common.by import By
@@ -95,8 +105,8 @@ def test_loss_curve_points_equal_metrics_jsonl(site) -> None:
     for key in ("loss", "eval_loss"):
         expected = [(r["step"], r[key]) for r in records if key in r]
         dots, back = _drawn_points(driver, "loss-chart-svg", key)
-        assert dots == pytest.approx(expected, rel=1e-9)
-        assert back == pytest.approx(expected, rel=1e-6, abs=1e-6)
+        assert _flat(dots) == pytest.approx(_flat(expected), rel=1e-9)
+        assert _flat(back) == pytest.approx(_flat(expected), rel=1e-6, abs=1e-6)
 
 
 def test_a_recipe_typo_shows_did_you_mean(site) -> None:
@@ -135,7 +145,7 @@ def test_a_launched_run_survives_a_reload_and_finishes(site) -> None:
     driver.find_element(By.ID, "recipe-text").send_keys(yaml.safe_dump(recipe))
     driver.find_element(By.ID, "launch-button").click()
     site["wait"].until(lambda d: d.current_url.endswith("#/run/launched"))
-    state = httpx.get(site["url"] + "api/launches/launched").json()
+    state = httpx.get(site["url"] + "api/launches/launched", headers=BEARER).json()
     assert state["process"] == "running"  # the reload below happens mid-run
     site["wait"].until(lambda d: d.find_elements(By.CSS_SELECTOR, "#train-log"))
     driver.refresh()
@@ -148,7 +158,7 @@ def test_a_launched_run_survives_a_reload_and_finishes(site) -> None:
     assert run["recipe"]["output"] == str(site["runs"].resolve())  # forced into the runs folder
     records = read_metrics(site["runs"] / "launched" / "metrics.jsonl")
     dots, _ = _drawn_points(driver, "loss-chart-svg", "loss")
-    assert dots == pytest.approx([(r["step"], r["loss"]) for r in records if "loss" in r])
+    assert _flat(dots) == pytest.approx(_flat([(r["step"], r["loss"]) for r in records if "loss" in r]))
     assert "run folder" in driver.find_element(By.ID, "train-log").text
     names = [r.get_attribute("data-run") for r in _open(site, "#/", "#runs-table tbody tr").find_elements(
         By.CSS_SELECTOR, "#runs-table tbody tr")]
@@ -168,8 +178,43 @@ def test_the_chat_pane_answers(site) -> None:
         site["wait"].until(lambda d, c=column: d.find_elements(By.CSS_SELECTOR, f"#{c} .bubble.assistant"))
     shown = driver.find_element(By.CSS_SELECTOR, "#chat-tuned .bubble.assistant").text
     messages = [{"role": "user", "content": "Name a colour."}]
-    answer = httpx.post(site["url"] + "api/runs/beta/v1/chat/completions", timeout=120,
+    answer = httpx.post(site["url"] + "api/runs/beta/v1/chat/completions", timeout=120, headers=BEARER,
                         json={"messages": messages, "max_tokens": 10}).json()["choices"][0]["message"]["content"]
     assert shown == (answer.strip() or "(empty answer)")
     assert driver.find_element(By.CSS_SELECTOR, "#chat-base .bubble.user").text == "Name a colour."
     time.sleep(0)  # the conversation stays on the page: a second question continues it
+
+
+def test_the_token_url_signs_in_and_scripts_cannot_read_the_token(site) -> None:
+    driver = site["driver"]
+    (cookie,) = [c for c in driver.get_cookies() if c["name"].startswith("tunesmith-token")]
+    assert cookie["value"] == BROWSER_TOKEN and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    driver = _open(site, "#/", "#runs-table tbody tr")
+    assert "token" not in driver.current_url and BROWSER_TOKEN not in driver.execute_script("return document.cookie")
+    assert httpx.get(site["url"] + "api/runs").status_code == 401  # without it: nothing
+
+
+def test_a_damaged_run_folder_is_one_row_saying_why(site) -> None:
+    from selenium.webdriver.common.by import By
+
+    bad = site["runs"] / "zz-damaged"
+    bad.mkdir()
+    (bad / "run.json").write_text(json.dumps({"name": "zz-damaged", "status": "done", "state": [1, 2]}))
+    try:
+        driver = _open(site, "#/", "#runs-table tbody tr[data-run=zz-damaged]")
+        rows = {r.get_attribute("data-run"): r for r in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")}
+        assert {"alpha", "beta", "zz-damaged"} <= set(rows)
+        assert rows["zz-damaged"].find_element(By.CSS_SELECTOR, "[data-status]").text == "damaged"
+        assert "run.json" in rows["zz-damaged"].find_element(By.CSS_SELECTOR, "td[data-key=error]").text
+        assert rows["alpha"].find_element(By.CSS_SELECTOR, "[data-status]").text == "done"
+    finally:
+        (bad / "run.json").unlink()
+        bad.rmdir()
+
+
+def test_counts_of_one_are_singular(site) -> None:
+    driver = _open(site, "#/", "#runs-table")
+    text = driver.execute_script("""return regressionSection({file: "eval_samples.jsonl", with_base: true, total: 1,
+        rows: [{suite: "hellaswag", id: "7"}]}).querySelector("#regressions-count").textContent""")
+    assert text.startswith("1 item the base model got right")
+    assert driver.execute_script("return plural(2, 'item')") == "2 items"
