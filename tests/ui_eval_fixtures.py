@@ -86,7 +86,7 @@ def build_comparison(root: Path, model: Path, data: Path, data_dir: Path, patch:
                         "mixed_precision": "no"},
               "model_options": {"dtype": "fp32"}, "adapter_args": {"r": 4, "alpha": 8}}
     spec.write_text(json.dumps({
-        "name": "cmp", "out": str(root), "recipe": recipe,
+        "name": "cmp", "out": str(root / "cmp"), "recipe": recipe,
         "strategies": {"lora": {"train": {"lr": 1e-3}}, "full": {"adapter": "full", "train": {"lr": 1e-2}}},
         "eval": {"suites": ["heldout", "hellaswag"], "limit": 24, "data_dir": str(data_dir), "max_new_tokens": 4},
     }))

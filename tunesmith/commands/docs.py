@@ -1,12 +1,20 @@
-"""`tunesmith docs`: the recipe reference, generated from the schema (recipe_docs.py)."""
+"""`tunesmith docs`: the recipe reference (recipe_docs.py) or, with --compare, the comparison spec's
+(compare/docs.py), generated from the schema."""
 
 from __future__ import annotations
 
 import typer
 
 
-def docs() -> None:
+def docs(
+    compare: bool = typer.Option(False, "--compare", help="the comparison spec's keys (docs/compare.md) instead"),
+) -> None:
     """Print the recipe reference (every key, type, default, meaning), generated from the schema."""
+    if compare:
+        from tunesmith.compare.docs import render_compare_docs
+
+        typer.echo(render_compare_docs(), nl=False)
+        return
     from tunesmith.recipe_docs import render_recipe_docs
 
     typer.echo(render_recipe_docs(), nl=False)

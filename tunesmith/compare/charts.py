@@ -1,5 +1,6 @@
 """The comparison's charts: one PNG with a bar panel per trade-off (task loss, general change with its 95%
-interval, perplexity change, peak memory, tokens/s, trainable parameters)."""
+interval, perplexity change, peak memory, tokens/s, trainable parameters). An error key names a row's interval
+[low, high] (asymmetric: a paired change's score interval), drawn as error bars from the bar's value."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 PANELS = (
     ("task_loss", "held-out task loss (lower is better)", None),
-    ("general_change_pts", "general benchmark change vs base (points, 95% CI)", "general_ci95_pts"),
+    ("general_change_pts", "general benchmark change vs base (points, paired 95% CI)", "general_ci95_pts"),
     ("ppl_change", "text perplexity change vs base", None),
     ("peak_rss_mib", "peak memory (MiB)", None),
     ("tokens_per_s", "training tokens/s", None),
@@ -26,7 +27,7 @@ def write_charts(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (key, label, error_key) in zip(axes.flat, PANELS):
         values = [row.get(key) if row.get(key) is not None else 0.0 for row in rows]
-        errors = [row.get(error_key) or 0.0 for row in rows] if error_key else None
+        errors = _error_bars(values, [row.get(error_key) for row in rows]) if error_key else None
         ax.bar(names, values, yerr=errors, capsize=4 if errors else 0, color="#4C72B0")
         ax.set_title(label, fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
@@ -37,3 +38,10 @@ def write_charts(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _error_bars(values: list[float], intervals: list[Any]) -> list[list[float]]:
+    """matplotlib's asymmetric yerr, [[below...], [above...]], from each bar's [low, high] (none: no bar)."""
+    below = [value - interval[0] if interval else 0.0 for value, interval in zip(values, intervals)]
+    above = [interval[1] - value if interval else 0.0 for value, interval in zip(values, intervals)]
+    return [below, above]

@@ -1,25 +1,31 @@
 """Evaluate every strategy and the base model with the same prompts, items and settings.
 
-The base model is scored once (into the comparison folder's base/eval.json), not once per strategy; each
-strategy's eval.json lands in its run folder, as `tunesmith eval RUN` would write it.
+The base model is scored once (into the comparison folder's base/eval.json, its per-item records into
+base/eval_samples.jsonl), not once per strategy; each strategy's eval.json and eval_samples.jsonl land in its
+run folder, as `tunesmith eval RUN` would write them. The same items, so each strategy's change is paired.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tunesmith.compare.run_files import read_eval
 from tunesmith.compare.spec import CompareEval
+from tunesmith.evaluate.samples import write_samples
 from tunesmith.runs.atomic import write_text_atomic
 from tunesmith.runs.record import EVAL_FILE
+
+BASE_NAME = "base model"
+"""How the base is labelled while it is scored and in base/eval.json."""
 
 
 def eval_options(run_dir: Path, settings: CompareEval, out: Path) -> Any:
     from tunesmith.evaluate.run_eval import EvalOptions
 
-    return EvalOptions(target=str(run_dir), suites=settings.suites, limit=settings.limit, shots=settings.shots,
+    return EvalOptions(target=str(run_dir), suites=settings.suite, limit=settings.limit, shots=settings.shots,
                        data_dir=settings.data_dir, ppl_file=settings.ppl_file, out=str(out),
                        batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens)
 
@@ -45,9 +51,11 @@ def evaluate_base(any_run: Path, settings: CompareEval, folder: Path) -> dict[st
 
     options = eval_options(any_run, settings, out)
     target = resolve_target(str(any_run), None)
-    results, _, _ = score(target.base(), make_plan(options, target), options)
-    record = {"target": {"name": "base", "model": target.model}, "results": results,
-              "settings": {"suites": settings.suites, "limit": settings.limit}}
+    base = replace(target.base(), name=BASE_NAME)  # not "<first strategy> (base)": it is every strategy's base
+    results, _, outcomes = score(base, make_plan(options, target), options)
+    record = {"target": {"name": BASE_NAME, "model": base.model}, "results": results,
+              "settings": {"suites": settings.suite, "limit": settings.limit}}
     out.mkdir(parents=True, exist_ok=True)
+    write_samples(out, {}, {suite: o.samples for suite, o in outcomes.items() if o.samples})
     write_text_atomic(out / EVAL_FILE, json.dumps(record, indent=2))
     return record

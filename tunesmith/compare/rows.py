@@ -20,5 +20,6 @@ def comparison_rows(folder: Path, strategies: list[str]) -> list[dict[str, Any]]
     rows = [base_row(base)]
     for name in strategies:
         run_dir = folder / RUNS_FOLDER / name
-        rows.append(strategy_row(name, run_dir, read_eval(run_dir) or {}, base, load_measure(folder, name) or {}))
+        rows.append(strategy_row(name, run_dir, read_eval(run_dir) or {}, base, load_measure(folder, name) or {},
+                                 folder / BASE_FOLDER))
     return rows

@@ -2,16 +2,17 @@
 evaluation applied to every strategy and to the base model alike.
 
     name: smollm2-forgetting
-    out: comparisons                 # the comparison folder is out/name
+    out: comparisons/smollm2-forgetting   # the comparison folder (this is the default: comparisons/<name>)
     recipe: {model: ..., data: {train: ...}, train: {max_steps: 12, ...}}
     strategies:
       full: {adapter: full}
       full-replay: {adapter: full, data: {replay: {train: general.txt, ratio: 0.2}}}
       lora: {adapter: lora}
-    eval: {suites: [heldout, hellaswag, ppl], limit: 40, data_dir: ../shared/data, ppl_file: ...}
+    eval: {suite: [heldout, hellaswag, ppl], limit: 40, data_dir: ../shared/data, ppl_file: ...}
 
 Each strategy's recipe is the shared one deep-merged with its overrides, validated up front (all of them,
-before anything trains), named after the strategy, and written into the comparison folder's runs/.
+before anything trains), named after the strategy, and written into the comparison folder's runs/. The
+keys are documented in docs/compare.md, generated from these classes (`tunesmith docs --compare`).
 """
 
 from __future__ import annotations
@@ -20,50 +21,70 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from tunesmith.errors import UserError
+from tunesmith.errors import UserError, suggestion
 from tunesmith.recipe import Recipe, merge, recipe_from_dict
+from tunesmith.recipe_errors import explain_validation_error
 from tunesmith.registry import EVAL_SUITES
+
+DEFAULT_OUT = "comparisons"
+"""The comparison folder is comparisons/<name> unless the spec's `out` names another."""
 
 
 class CompareEval(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One evaluation for every strategy and the base alike (the keys of `tunesmith eval`)."""
 
-    suites: list[str] = Field(default_factory=lambda: ["heldout"], description=" | ".join(EVAL_SUITES[:-1]))
-    limit: int | None = Field(None, gt=0, description="items per suite (ppl: lines)")
-    shots: int | None = Field(None, ge=0)
-    data_dir: str | None = None
-    ppl_file: str | None = None
-    batch_size: int = Field(8, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    suite: list[str] = Field(["heldout"], validation_alias=AliasChoices("suite", "suites"),
+                             description=" | ".join(EVAL_SUITES[:-1]) + " (as the recipe's `eval.suite`; "
+                             "`suites` is accepted too)")
+    limit: int | None = Field(None, gt=0, description="items per suite (per MMLU subject; ppl: lines)")
+    shots: int | None = Field(None, ge=0, description="few-shot examples; None: 5 for MMLU/GSM8K, 0 for HellaSwag")
+    data_dir: str | None = Field(None, description="folder with mmlu/, hellaswag*.jsonl, gsm8k*.jsonl")
+    ppl_file: str | None = Field(None, description="raw text file for the ppl suite")
+    batch_size: int = Field(8, gt=0, description="items scored per forward pass")
+    max_new_tokens: int = Field(64, gt=0, description="generation length (GSM8K, held-out answers)")
 
 
 class CompareSpec(BaseModel):
+    """Several strategies on one recipe's model, data and budget (`tunesmith compare SPEC`)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    out: str = "comparisons"
-    recipe: dict[str, Any]
-    strategies: dict[str, dict[str, Any]] = Field(min_length=1)
-    eval: CompareEval = CompareEval()
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="the comparison's name (letters, digits, . _ -)")
+    out: str | None = Field(None, description="the comparison folder itself; None: comparisons/<name> (where "
+                            "`tunesmith ui` looks, beside its runs/ folder)")
+    recipe: dict[str, Any] = Field(description="the shared recipe (model, data, train budget): every key of "
+                                   "docs/recipe.md except name and output")
+    strategies: dict[str, dict[str, Any]] = Field(min_length=1, description="strategy name -> recipe keys that "
+                                                  "differ from the shared recipe (deep-merged), e.g. {adapter: lora}")
+    eval: CompareEval = Field(CompareEval(), description="the evaluation every strategy and the base get")
 
     @property
     def folder(self) -> Path:
-        return Path(self.out) / self.name
+        return Path(self.out) if self.out else Path(DEFAULT_OUT) / self.name
 
 
 def load_spec(path: Path) -> CompareSpec:
+    """Read and validate a comparison spec; every mistake is one UserError naming the key (with did-you-mean)."""
     if not path.is_file():
         raise UserError(f"comparison spec not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a comparison spec is a mapping of keys (name, recipe, strategies, eval, out)")
+    try:
         spec = CompareSpec.model_validate(raw)
-    except (yaml.YAMLError, ValidationError) as err:
-        raise UserError(f"{path}: invalid comparison spec: {err}") from None
-    for suite in spec.eval.suites:
+    except ValidationError as err:
+        raise UserError(explain_validation_error(err, CompareSpec, f"{path} (comparison spec)")) from None
+    for suite in spec.eval.suite:
         if suite not in EVAL_SUITES or suite == "judge":
-            raise UserError(f"{path}: eval.suites: '{suite}' is not comparable; use {', '.join(EVAL_SUITES[:-1])}")
+            raise UserError(f"{path}: eval.suite: '{suite}' is not comparable{suggestion(suite, EVAL_SUITES[:-1])}; "
+                            f"use {', '.join(EVAL_SUITES[:-1])}")
     return spec
 
 

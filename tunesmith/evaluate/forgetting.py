@@ -131,14 +131,15 @@ def compare(tuned: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]],
         before = base.get(suite, {})
         for metric in COMPARED:
             if isinstance(scores.get(metric), (int, float)) and isinstance(before.get(metric), (int, float)):
-                paired = _paired(suite, metric, tuned_samples or {}, base_samples or {})
+                paired = paired_by_item(suite, metric, tuned_samples or {}, base_samples or {})
                 deltas.append(Delta(suite, metric, float(before[metric]), float(scores[metric]), paired))
     return deltas
 
 
-def _paired(suite: str, metric: str, tuned: dict[str, list[dict[str, Any]]],
-            base: dict[str, list[dict[str, Any]]]) -> PairedChange | None:
-    """The paired change from per-item correctness, matched by item id; None without item records."""
+def paired_by_item(suite: str, metric: str, tuned: dict[str, list[dict[str, Any]]],
+                   base: dict[str, list[dict[str, Any]]]) -> PairedChange | None:
+    """The paired change from per-item correctness (eval_samples.jsonl records by suite), matched by item id;
+    None without item records, or when the tuned model was scored on items the base was not."""
     before = {r["id"]: r["correct"][metric] for r in base.get(suite, []) if metric in r.get("correct", {})}
     after = {r["id"]: r["correct"][metric] for r in tuned.get(suite, []) if metric in r.get("correct", {})}
     ids = [i for i in after if i in before]

@@ -73,9 +73,13 @@ function lineChart(series, options = {}) {
   return root;
 }
 
-// A bar chart as inline SVG: bars [{name, value, error}] (value null: no bar), options {width, height, id}.
-// Each <rect class="bar"> keeps its data-name/data-value/data-error and the <svg> its scale, as lineChart does.
+// A bar chart as inline SVG: bars [{name, value, error}] (value null: no bar), options {width, height, id}; error is
+// a half-width or an interval's [low, high] (a paired change's 95% CI is not symmetric).
+// Each <rect class="bar"> keeps its data-name/data-value/data-error ("low,high" for an interval) and the <svg>
+// its scale, as lineChart does.
 function barChart(bars, options = {}) {
+  const low = (b) => Array.isArray(b.error) ? b.error[0] : b.value - (b.error || 0);
+  const high = (b) => Array.isArray(b.error) ? b.error[1] : b.value + (b.error || 0);
   const width = options.width || 420, height = options.height || 240;
   const pad = { left: 64, right: 12, top: 12, bottom: 56 };
   const plotW = width - pad.left - pad.right, plotH = height - pad.top - pad.bottom;
@@ -86,7 +90,7 @@ function barChart(bars, options = {}) {
       document.createTextNode("not measured")));
     return root;
   }
-  const ends = known.flatMap((b) => [b.value - (b.error || 0), b.value + (b.error || 0)]);
+  const ends = known.flatMap((b) => [low(b), high(b)]);
   let ymin = Math.min(0, ...ends), ymax = Math.max(0, ...ends);
   if (ymin === ymax) ymax = ymin + 1;
   const margin = (ymax - ymin) * 0.05; ymax += margin; if (ymin < 0) ymin -= margin;
@@ -106,11 +110,12 @@ function barChart(bars, options = {}) {
       document.createTextNode(b.name.length > 14 ? b.name.slice(0, 13) + "…" : b.name)));
     if (typeof b.value !== "number") return;
     const rect = svg("rect", { class: "bar", x, width: w, y: Math.min(sy(0), sy(b.value)), height: Math.abs(sy(0) - sy(b.value)),
-      fill: COLORS[0], "data-name": b.name, "data-value": b.value, "data-error": b.error || 0 });
-    rect.append(svg("title", {}, document.createTextNode(`${b.name}: ${b.value}` + (b.error ? ` ± ${b.error}` : ""))));
+      fill: COLORS[0], "data-name": b.name, "data-value": b.value, "data-error": Array.isArray(b.error) ? b.error.join(",") : b.error || 0 });
+    const spread = Array.isArray(b.error) ? ` (95% CI ${low(b)}..${high(b)})` : b.error ? ` ± ${b.error}` : "";
+    rect.append(svg("title", {}, document.createTextNode(`${b.name}: ${b.value}` + spread)));
     root.append(rect);
-    if (b.error) root.append(svg("line", { class: "error-bar", x1: x + w / 2, x2: x + w / 2, y1: sy(b.value - b.error),
-      y2: sy(b.value + b.error), stroke: "#1d2330" }));
+    if (b.error) root.append(svg("line", { class: "error-bar", x1: x + w / 2, x2: x + w / 2, y1: sy(low(b)),
+      y2: sy(high(b)), stroke: "#1d2330" }));
   });
   return root;
 }
