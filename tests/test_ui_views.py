@@ -167,7 +167,9 @@ def test_comparison_table_and_charts_equal_compare_output(site) -> None:
                 continue
             bar = bars[row["strategy"]]
             assert float(bar.get_attribute("data-value")) == pytest.approx(row[panel], rel=1e-12)
-            assert float(bar.get_attribute("data-error")) == pytest.approx(row.get(error) or 0, rel=1e-12)
+            expected = row.get(error) if error else None  # the general change's interval is [low, high]
+            drawn = [float(x) for x in bar.get_attribute("data-error").split(",")]
+            assert drawn == pytest.approx(expected if isinstance(expected, list) else [expected or 0], rel=1e-12)
             top = float(bar.get_attribute("y")) if row[panel] >= 0 else None
             if top is not None:  # the drawn height, read back through the axis, is the value
                 back = scale["ymin"] + (1 - (top - scale["plot-top"]) / scale["plot-height"]) * (scale["ymax"] - scale["ymin"])
