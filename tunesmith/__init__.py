@@ -1,3 +1,7 @@
 """tunesmith: adapt a pre-trained causal language model to a task or domain, measure it, ship it."""
 
+from tunesmith.third_party_logs import quiet_deepspeed_cpu_notice
+
 __version__ = "0.1.0"
+
+quiet_deepspeed_cpu_notice()

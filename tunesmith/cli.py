@@ -7,11 +7,25 @@ from __future__ import annotations
 
 import typer
 
+from tunesmith import __version__
 from tunesmith.commands import advise, compare, demo, docs, eval, plan, report, serve, ship, train, ui, validate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune language models: plan, train, measure, ship.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tunesmith {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print tunesmith's version and exit")) -> None:
+    """Fine-tune language models: plan, train, measure, ship."""
+
 
 app.command()(advise.advise)
 app.command()(plan.plan)

@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from tunesmith.recipe import Recipe
@@ -40,12 +41,20 @@ def _block(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
         sub = _model_in(field.annotation)
         if sub is not None:
             nested.append((sub, f"{prefix}{name}."))
-        default = "required" if field.default is PydanticUndefined and field.default_factory is None else _show(field.default)
+        default = _default(field)
         meaning = (field.description or "").replace("|", "\\|")
         lines.append(f"| `{prefix}{name}` | {_type(field.annotation)} | {default} | {meaning} |")
     lines.append("")
     for sub, sub_prefix in nested:
         _block(sub, sub_prefix, lines)
+
+
+def _default(field: FieldInfo) -> str:
+    """The default as a user would write it: a default_factory is called (an empty list shows as `[]`, not as
+    pydantic's internal `PydanticUndefined`); no default at all is `required`."""
+    if field.default_factory is not None:
+        return _show(field.get_default(call_default_factory=True, validated_data={}))
+    return "required" if field.default is PydanticUndefined else _show(field.default)
 
 
 def _show(value: Any) -> str:

@@ -9,13 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from tunesmith.commands.common import console, friendly
+from tunesmith.registry import EVAL_SUITES
 
 
 @friendly
 def eval_(
     target: str = typer.Argument(..., help="run folder, adapter folder, model folder or hub id"),
-    suite: Optional[str] = typer.Option(None, "--suite", help="comma-separated: heldout,ppl,mmlu,hellaswag,gsm8k,mtbench,judge "
-                                        "(default: every suite whose data is given)"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="comma-separated, any of: " + ", ".join(EVAL_SUITES)
+                                        + " (default: every suite whose data is given)"),
     base: bool = typer.Option(False, "--base", help="also score the run's base model and print the changes"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="items per suite (per MMLU subject, per MT-Bench category; ppl: lines)"),
     shots: Optional[int] = typer.Option(None, "--shots", min=0, help="few-shot examples (default 5; HellaSwag 0)"),
