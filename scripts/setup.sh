@@ -14,7 +14,11 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
-"$PY" -m pip install -q -e "$spec"
+# The exact versions the suite passed with (scripts/constraints.txt); TUNESMITH_UNLOCKED=1 takes the newest
+# versions pyproject.toml's bounds allow instead.
+lock=(-c scripts/constraints.txt)
+[ -n "${TUNESMITH_UNLOCKED:-}" ] && lock=()
+"$PY" -m pip install -q "${lock[@]}" -e "$spec"
 # The web UI's browser tests drive Debian's chromium (never a downloaded browser); they skip without it.
 if [[ ",$extras," == *",test,"* ]] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
   { { apt-get update -q && apt-get install -y -q chromium chromium-driver; } \
