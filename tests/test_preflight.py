@@ -4,18 +4,17 @@ recipe's user code (--rewards-file), through the real CLI on a tiny model: one c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import Result
+from typer.testing import CliRunner
 
+from tunesmith.cli import app
 from tunesmith.testing.tasks import write_task
 from tunesmith.testing.tiny import save_tiny
 
-REPO = Path(__file__).resolve().parents[1]
 REWARDS = "def letters(prompts, completions, **fields):\n    return [float(len(c)) for c in completions]\n"
 
 
@@ -39,16 +38,19 @@ def write_recipe(setup: tuple[Path, Path], out: Path, **extra: object) -> Path:
     return path
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300, env={**os.environ, "COLUMNS": "200"})
+def cli(*args: str) -> Result:
+    """The real command line, in this process (the imports are paid once for all the tests)."""
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    result.returncode = result.exit_code  # type: ignore[attr-defined]
+    return result
 
 
-def refused(result: subprocess.CompletedProcess, *phrases: str) -> str:
+def refused(result: Result, *phrases: str) -> str:
     """The one-line error of a refused command (exit 2, no traceback), checked for `phrases`."""
     err = " ".join(result.stderr.split())
-    assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-3000:]
-    assert "Traceback" not in result.stderr and "error:" in err
+    assert result.exit_code == 2, result.output[-3000:]
+    assert result.exception is None or isinstance(result.exception, SystemExit), "a traceback, not one message"
+    assert "error:" in err
     for phrase in phrases:
         assert phrase in err, err
     return err
