@@ -43,6 +43,9 @@ def requested_spec(store: ModelStore, name: str, path: str) -> ServeSpec:
         raise ApiError(400, f"adapter folder '{path}' holds no tokenizer ({', '.join(targets.TOKENIZER_FILES)}); "
                        "save the tokenizer beside the adapter (tokenizer.save_pretrained), as tunesmith runs do",
                        param="path")
+    if not any(adapter.glob("*.safetensors")):
+        raise ApiError(400, f"adapter folder '{path}' holds no adapter weights (*.safetensors); save it with "
+                       "save_pretrained (pickled .bin/.pt weights are refused: unpickling runs code)", param="path")
     base = confined_base(store, target.model, target.quantization, path)
     try:
         spec = targets.adapter_spec(name, adapter, base, target.template)

@@ -196,15 +196,28 @@ class ModelStore:
     def _load(self, entry: Entry) -> None:
         base, folder = entry.base, entry.spec.adapter
         if entry.spec.kind in ("lora", "dora"):
-            if base.peft is None:
-                base.peft = PeftModel.from_pretrained(base.model, str(folder), adapter_name=entry.name).eval()
-            else:
-                base.peft.load_adapter(str(folder), adapter_name=entry.name)
-                base.peft.eval()
+            try:
+                if base.peft is None:
+                    base.peft = PeftModel.from_pretrained(base.model, str(folder), adapter_name=entry.name).eval()
+                else:
+                    base.peft.load_adapter(str(folder), adapter_name=entry.name)
+                    base.peft.eval()
+            except Exception:
+                self._undo_lora(entry)
+                raise
         else:
             fresh, _ = targets.load_base(base.spec, self.dtype)
             entry.module = targets.attach(fresh, folder)
         entry.resident = True
+
+    def _undo_lora(self, entry: Entry) -> None:
+        """Take out what a failed LoRA/DoRA load left in the shared base: PEFT injects the adapter's layers
+        before it reads the weights, so a bad weights file would leave them in every later batch."""
+        base = entry.base
+        if base.peft is not None and entry.name in base.peft.peft_config:
+            base.peft.delete_adapter(entry.name)
+        elif base.peft is None and getattr(base.model, "peft_config", None) is not None:
+            base.model, _ = targets.load_base(base.spec, self.dtype)  # changed in place: read it again
 
     def _unload(self, entry: Entry) -> None:
         base = entry.base
