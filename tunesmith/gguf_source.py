@@ -5,8 +5,10 @@ transformers reads GGUF (with the `gguf` package) and de-quantizes every tensor;
 for a 135M-parameter model, and the model it returns keeps a GGUF quantizer that makes `save_pretrained`
 refuse. So we convert a GGUF file once into an ordinary Hugging Face folder (float32 safetensors, config,
 tokenizer with its chat template) in tunesmith's cache, keyed by the file's content, and hand that folder to
-everything downstream: training, eval, merge and export then see a normal model. The user is warned once
-per conversion that training starts from de-quantized weights, not from the original full-precision model.
+everything downstream: training, eval, merge and export then see a normal model. The user is told once per
+process what the file's weights are (F16 weights are not quantized; Q4_1 ones are de-quantized, so training
+starts from them, not from the original full-precision model), and when the copy is written, its size and
+path (a 135M-parameter model takes 538 MB in float32) and that deleting it is safe.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import torch
 
 from tunesmith.errors import UserError
+from tunesmith.gguf_header import UNQUANTIZED, describe_weights, gguf_weight_types
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +64,7 @@ def converted_folder(gguf_file: Path, cache_root: Path | None = None) -> Path:
     target = _target(gguf_file, root)
     if target not in _WARNED:  # once per process and file, though config, tokenizer and weights each resolve it
         _WARNED.add(target)
-        logger.warning("%s is a quantized GGUF file: it is used through its de-quantized weights (what "
-                       "training starts from and what is served; a Hugging Face copy, made once: %s)", gguf_file.name, target)
+        _tell_what_is_used(gguf_file, target)
     if (target / _DONE).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -73,10 +75,32 @@ def converted_folder(gguf_file: Path, cache_root: Path | None = None) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         else:
             os.replace(staging, target)
+            logger.warning("wrote %s: the float32 copy of %s, %s of disk. Delete that folder to free the space "
+                           "(it is made again when needed); TUNESMITH_CACHE=DIR keeps these copies in DIR/gguf/",
+                           target, gguf_file.name, _megabytes(folder_bytes(target)))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _tell_what_is_used(gguf_file: Path, target: Path) -> None:
+    """One warning: what the file's weights are (F16 is not quantized) and that a float32 copy stands in."""
+    types = gguf_weight_types(gguf_file)
+    quantized = any(t not in UNQUANTIZED for t in types)
+    made = f"made once, {_megabytes(folder_bytes(target))}" if (target / _DONE).is_file() else "made now"
+    logger.warning("%s holds %s: it is used through a float32 Hugging Face copy%s (what training starts from "
+                   "and what is served; %s: %s)", gguf_file.name, describe_weights(types),
+                   " of the de-quantized weights" if quantized else "", made, target)
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (what deleting it frees)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.0f} MB" if size >= 1e6 else f"{size / 1e3:,.0f} kB"
 
 
 def cached_conversion(gguf_file: Path, cache_root: Path | None = None) -> Path | None:
