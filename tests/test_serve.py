@@ -174,6 +174,16 @@ def test_load_and_unload_while_serving(client, server, runs, tmp_path) -> None:
         client.delete("/adapters/base", cast_to=httpx.Response)
 
 
+def test_a_run_folder_loads_as_an_adapter_and_is_listed(client, server) -> None:
+    """POST /v1/adapters takes a run folder, as every CLI verb does; GET /v1/adapters lists what is loaded."""
+    client.post("/adapters", body={"name": "cats-run", "path": "cats"}, cast_to=httpx.Response)
+    assert "meow" in ask(client, "cats-run")
+    listed = httpx.get(server.url + "/adapters", headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
+    assert {a["id"]: a["folder"] for a in listed}["cats-run"] == "cats/adapter"
+    client.delete("/adapters/cats-run", cast_to=httpx.Response)
+    assert "cats-run" not in [m.id for m in client.models.list().data]
+
+
 def test_lru_bound_reloads_evicted_adapters(runs) -> None:
     options = ServeOptions([str(runs["cats"]), str(runs["dogs"])], max_adapters=1)
     with local_server(options) as running:

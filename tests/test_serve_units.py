@@ -124,6 +124,23 @@ def test_print_vllm_serves_lora_and_explains_the_rest(tmp_path: Path) -> None:
     assert "IA3" in notes[1] and "merge" in notes[1]
 
 
+def test_print_vllm_points_tokenizer_at_a_folder_with_tokenizer_files(tmp_path: Path) -> None:
+    gguf = tmp_path / "models" / "chat.Q4_1.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF")
+    alone = vllm_commands([str(gguf)])
+    command, *notes = [line for line in alone.splitlines() if line]
+    assert "--tokenizer" not in command and "add --tokenizer" in notes[0]  # the GGUF's folder holds no tokenizer
+    lora = adapter_folder(tmp_path / "lora", str(gguf))
+    tokenizer_config = lora / "tokenizer_config.json"
+    tokenizer_config.write_text("{}")
+    command = vllm_commands([str(lora)]).splitlines()[0]
+    assert f"--tokenizer {lora}" in command
+    (gguf.parent / "tokenizer.json").write_text("{}")
+    tokenizer_config.unlink()
+    assert f"--tokenizer {gguf.parent}" in vllm_commands([str(lora)])
+
+
 def test_cli_serve_prints_vllm_and_needs_a_key_off_loopback(tmp_path: Path, monkeypatch) -> None:
     from typer.testing import CliRunner
 

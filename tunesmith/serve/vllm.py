@@ -12,7 +12,7 @@ import json
 import shlex
 from pathlib import Path
 
-from tunesmith.serve.targets import ServeSpec, resolve
+from tunesmith.serve.targets import ServeSpec, has_tokenizer, resolve
 
 _WHY = {
     "dora": "vLLM does not serve DoRA adapters (vllm-project/vllm issue 10849)",
@@ -37,7 +37,11 @@ def vllm_commands(target_specs: list[str], host: str = "127.0.0.1", port: int = 
         loras = [s for s in group if s.kind == "lora"]
         command = ["vllm", "serve", base, "--host", host, "--port", str(port + offset)]
         if base.endswith(".gguf"):
-            command += ["--tokenizer", str(Path(base).parent)]
+            tokenizer = gguf_tokenizer(base, group)
+            command += ["--tokenizer", str(tokenizer)] if tokenizer is not None else []
+            if tokenizer is None:
+                notes.append(f"# {base}: no folder with its tokenizer files found; vLLM then reads the tokenizer "
+                             "from the GGUF file (slow, and it may differ): add --tokenizer ORIGINAL_MODEL_FOLDER")
         if loras:
             modules = [f"{s.name}={s.adapter}" for s in loras]
             command += ["--enable-lora", "--lora-modules", *modules]
@@ -51,6 +55,14 @@ def vllm_commands(target_specs: list[str], host: str = "127.0.0.1", port: int = 
             if spec.kind in _WHY:
                 notes.append(_note(spec))
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def gguf_tokenizer(base: str, group: list[ServeSpec]) -> Path | None:
+    """A folder holding the tokenizer files of the GGUF model `base`, for vLLM's `--tokenizer`: an adapter
+    trained on it (a run saves the tokenizer, with its chat template, beside the adapter), else the GGUF
+    file's own folder when it holds them; None when neither does."""
+    folders = [s.adapter for s in group if s.adapter is not None] + [Path(base).parent]
+    return next((folder for folder in folders if has_tokenizer(folder)), None)
 
 
 def _note(spec: ServeSpec) -> str:
