@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from tests.test_run_safety import hold_lock_in_subprocess
 from tunesmith.cli import app
+from tunesmith.errors import UserError
 from tunesmith.runs import RunFileError, read_run, resolve_target
 from tunesmith.runs.lock import lock_path
 
@@ -39,6 +40,7 @@ def write_run(folder: Path, **fields: object) -> Path:
     ({"recipe": "x"}, "recipe"),
     ({"recipe": {"data": [1, 2]}}, "recipe"),
     ({"state": [1, 2]}, "state"),
+    ({"state": {"step": "3"}}, "state"),
     ({"started": "yesterday"}, "started"),
     ({"status": "finished"}, "status"),
     ({"base_model": 5}, "base_model"),
@@ -120,3 +122,14 @@ def test_a_lock_naming_a_reused_pid_or_no_lock_at_all_reads_as_killed(tmp_path: 
     assert read_run(run).status == "killed"
     lock_path(run).write_text(json.dumps({**info, "host": "another-host"}))
     assert read_run(run).status == "running"  # held from another machine: this one cannot tell
+
+
+def test_a_target_with_a_nul_or_a_list_shaped_adapter_config_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="NUL"):
+        resolve_target("runs/a\x00b")
+    (tmp_path / "adapter_config.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="not an object"):
+        resolve_target(str(tmp_path))
+    (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": ["a"]}')
+    with pytest.raises(UserError, match="does not name its base model"):
+        resolve_target(str(tmp_path))

@@ -91,6 +91,14 @@ class RunFile(BaseModel):
                 raise ValueError(f"must be an ISO date and time like 2026-01-31T12:00:00+00:00, not {value!r}") from None
         return value
 
+    @field_validator("state")
+    @classmethod
+    def _counters_are_numbers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in ("step", "tokens"):
+            if key in value and (not isinstance(value[key], int) or isinstance(value[key], bool) or value[key] < 0):
+                raise ValueError(f"state.{key} must be a whole number >= 0, not {value[key]!r}")
+        return value
+
     @field_validator("recipe")
     @classmethod
     def _blocks_are_objects(cls, value: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,13 @@ measured on identical prompts.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.errors import UserError
-from tunesmith.runs.record import RunRecord, is_run_folder, read_run
+from tunesmith.runs.record import RunRecord, is_run_folder, read_json, read_run
 
 if TYPE_CHECKING:
     from tunesmith.recipe import Recipe
@@ -84,6 +83,8 @@ class Target:
 def resolve_target(spec: str, template: str | None = None) -> Target:
     """Classify `spec` (run folder, adapter folder, model folder, GGUF file or hub id); `template`
     overrides the run's chat template."""
+    if "\x00" in spec:
+        raise UserError(f"{spec!r} holds a NUL character; name a run folder, adapter folder, model folder or GGUF file")
     path = Path(spec).expanduser()
     if path.is_dir() and is_run_folder(path):
         return _from_run(read_run(path), template)
@@ -119,9 +120,9 @@ def _from_run(run: RunRecord, template: str | None) -> Target:
 
 
 def _from_adapter(folder: Path, template: str | None) -> Target:
-    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    config = read_json(folder / ADAPTER_CONFIG) or {}  # a UserError when it is not a JSON object
     base = config.get("base_model_name_or_path")
-    if not base:
+    if not base or not isinstance(base, str):
         raise UserError(f"{folder / ADAPTER_CONFIG} does not name its base model (base_model_name_or_path)")
     kind = str(config.get("peft_type", "lora")).lower()
     if kind == "lora" and config.get("use_dora"):
