@@ -64,7 +64,21 @@ def test_7b_adapter_follows_gpu_memory_and_data() -> None:
     assert small.paradigm.adapter == "qlora" and mid.paradigm.adapter == "lora"  # 14 GB of bf16 weights
     assert big.paradigm.adapter == "lora"  # hundreds of pairs: PEFT even where full would fit
     assert advise(ALL_FT, model="7B", device=gpu_device("a100-80g"), seq_len=2048).paradigm.adapter == "lora"
-    assert small.recipe is None and any("folder or hub id" in n for n in small.notes)
+    assert small.recipe is None and any("give --out FILE" in n for n in small.notes)
+
+
+def test_a_size_alone_writes_a_recipe_with_fill_ins(tmp_path: Path) -> None:
+    """`advise --model 135M --out R.yaml` writes the recipe; what a size cannot say (which model, which data)
+    is a FILL-IN value the notes name, so `validate` fails on it loudly rather than on a guess."""
+    out = tmp_path / "r.yaml"
+    result = advise(ALL_FT, model="135M", device=gpu_device("l4-24g"), seq_len=512, out=out)
+    assert result.recipe == out and out.is_file()
+    text = out.read_text()
+    assert "model: FILL-IN-135M-model" in text and "train: FILL-IN-data.jsonl" in text and "max_seq_len: 512" in text
+    assert any("replace the FILL-IN values" in n and "135M" in n for n in result.notes)
+    given = advise(ALL_FT, model="135M", data="mine.jsonl", device=gpu_device("l4-24g"), out=tmp_path / "g.yaml")
+    assert "train: mine.jsonl" in given.recipe.read_text()
+    assert any("model:" in n and "data.train" not in n for n in given.notes if "FILL-IN" in n)
 
 
 def test_answers_from_file_flags_and_questions(tmp_path: Path) -> None:

@@ -66,6 +66,12 @@ def resolve_dtype(name: str) -> torch.dtype:
     return DTYPES[key]
 
 
+def load_dtype_name(adapter: str, setting: str) -> str:
+    """The dtype a training run loads its base in: fp32 master weights for full fine-tuning (autocast lowers
+    the matmuls), the recipe's `model_options.dtype` for adapters. The trainer and `plan` both read it here."""
+    return "fp32" if adapter == "full" else setting
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 instructions (Linux only; elsewhere we cannot tell cheaply, so False)."""
     try:

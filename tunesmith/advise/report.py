@@ -24,6 +24,7 @@ def print_advice(advice: Advice, answers: dict[str, str], console: Console) -> N
         for reason in advice.paradigm.reasons:
             console.print(f"  - {reason}")
     if advice.recipe is not None:
-        console.print(f"recipe: {advice.recipe} (check: tunesmith validate {advice.recipe})")
+        console.print(f"recipe written to {advice.recipe} (check it: tunesmith validate {advice.recipe}; then "
+                      f"tunesmith plan {advice.recipe})")
     for note in advice.notes:
         console.print(f"note: {note}")

@@ -23,7 +23,7 @@ def advise(
     preference: Optional[str] = typer.Option(None, "--preference", help="preference pairs too: yes | no"),
     domain_text: Optional[str] = typer.Option(None, "--domain-text", help="raw domain text: none | some | plentiful"),
     interactive: bool = typer.Option(False, "--interactive", "-i", help="ask for the answers still missing"),
-    model: Optional[str] = typer.Option(None, "--model", help="model folder, hub id, or a size such as 7B"),
+    model: Optional[str] = typer.Option(None, "--model", help="model folder, hub id, GGUF file, or a size such as 7B"),
     data: Optional[str] = typer.Option(None, "--data", help="training data file for the written recipe"),
     replay: Optional[str] = typer.Option(None, "--replay", help="general data to replay if full fine-tuning wins"),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="the GPU to fit, e.g. h100-80g"),

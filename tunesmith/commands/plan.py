@@ -21,13 +21,15 @@ def plan(
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw | adamw8bit"),
     tokens: Optional[int] = typer.Option(None, "--tokens", help="training tokens per epoch (default: read the data)"),
 ) -> None:
-    """Peak memory by part, host RAM and time per epoch of a recipe, and what to change if it does not fit."""
+    """Peak memory by part, host RAM, time per step, epoch and run of a recipe, and what to change if it does not
+    fit. The model may be a folder, a cached hub id or a GGUF file (read from its metadata, not converted)."""
     from tunesmith.advise import pick_device
     from tunesmith.plan.report import print_plan
-    from tunesmith.plan.run import epoch_tokens, plan_recipe
+    from tunesmith.plan.run import data_size, given_size, plan_recipe
+    from tunesmith.plan.setup import compute_dtype
     from tunesmith.recipe import load_recipe
 
     spec = load_recipe(recipe)
-    device = pick_device(gpu, memory, probe=True)
-    print_plan(plan_recipe(spec, device, nproc=nproc, sharding=sharding, optimizer=optimizer,
-                           tokens=tokens or epoch_tokens(spec)), Console())
+    device = pick_device(gpu, memory, probe=True, dtype=compute_dtype(spec))
+    size = given_size(spec, tokens) if tokens else data_size(spec)
+    print_plan(plan_recipe(spec, device, nproc=nproc, sharding=sharding, optimizer=optimizer, size=size), Console())

@@ -3,8 +3,10 @@
 GPU figures are the vendors' dense bf16 (fp16 for pre-Ampere) tensor throughput and memory. Achieved
 model-FLOP utilisation is not a vendor figure: `GPU_MFU` is an assumption (0.4 is what well-tuned
 fine-tuning reaches on A100/H100-class GPUs in published runs), to be replaced by a measured run's. On CPU
-the plan measures the machine: a short bf16/fp32 matmul probe, times the MFU tunesmith reached on this
-CPU (bench/RESULTS.md: 26% of the bf16 matmul peak for LoRA, 20M Llama).
+the plan measures the machine: a short matmul probe in the dtype the run computes in (plan/setup.py's
+`compute_dtype`, the trainer's own rule: a CPU without native bf16 trains fp32, and there an emulated bf16
+probe would read ~20x too slow), times the MFU tunesmith reached on this CPU (bench/RESULTS.md: 26% of the
+bf16 matmul peak for LoRA, 20M Llama).
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunesmith.errors import UserError, suggestion
+
+if TYPE_CHECKING:
+    import torch
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -53,6 +59,8 @@ class Device:
     memory: int
     flops: float
     runtime_bytes: int
+    probe: str = ""
+    """The dtype of the matmul probe `flops` was measured with ("" when it is a vendor figure or unmeasured)."""
 
 
 def parse_bytes(text: str) -> int:
@@ -79,15 +87,20 @@ def gpu_device(name: str) -> Device:
     return Device(key, "cuda", int(gpu.memory_gib * GIB), gpu.tflops * 1e12 * GPU_MFU, CUDA_CONTEXT_BYTES)
 
 
-def memory_device(memory: str, flops: float | None = None) -> Device:
-    """A device known only by its memory; its speed is this machine's CPU unless given."""
-    return Device(f"{memory} device", "cuda", parse_bytes(memory), flops or cpu_flops(), CUDA_CONTEXT_BYTES)
+def memory_device(memory: str, flops: float | None = None, dtype: torch.dtype | None = None) -> Device:
+    """A device known only by its memory; its speed is this machine's CPU (a `dtype` probe) unless given."""
+    if flops:
+        return Device(f"{memory} device", "cuda", parse_bytes(memory), flops, CUDA_CONTEXT_BYTES)
+    return Device(f"{memory} device", "cuda", parse_bytes(memory), cpu_flops(dtype=dtype), CUDA_CONTEXT_BYTES,
+                  dtype_name(dtype))
 
 
-def cpu_device(probe: bool = True) -> Device:
-    """This machine's CPU: MemAvailable as memory, the measured matmul rate times CPU_MFU as speed (0 when
-    `probe` is off: memory only)."""
-    return Device("this CPU", "cpu", available_host_bytes() or 0, cpu_flops() if probe else 0.0, CPU_RUNTIME_BYTES)
+def cpu_device(probe: bool = True, dtype: torch.dtype | None = None) -> Device:
+    """This machine's CPU: MemAvailable as memory, the measured `dtype` matmul rate times CPU_MFU as speed (0
+    when `probe` is off: memory only)."""
+    flops = cpu_flops(dtype=dtype) if probe else 0.0
+    return Device("this CPU", "cpu", available_host_bytes() or 0, flops, CPU_RUNTIME_BYTES,
+                  dtype_name(dtype) if probe else "")
 
 
 def available_host_bytes() -> int | None:
@@ -101,14 +114,29 @@ def available_host_bytes() -> int | None:
     return None
 
 
-def cpu_flops(seconds: float = 0.2) -> float:
-    """Achievable training FLOP/s on this CPU: a bf16 matmul probe's rate times CPU_MFU."""
+def cpu_flops(seconds: float = 0.2, dtype: torch.dtype | None = None) -> float:
+    """Achievable training FLOP/s on this CPU: a matmul probe's rate in `dtype` (the run's compute dtype; bf16
+    when not given) times CPU_MFU."""
     import torch
 
-    a = torch.randn(512, 512, dtype=torch.bfloat16)
+    return matmul_rate(seconds, dtype or torch.bfloat16) * CPU_MFU
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """'bf16', 'fp16' or 'fp32' for the probe's dtype (bf16 when not given, as cpu_flops)."""
+    import torch
+
+    return {torch.float32: "fp32", torch.float16: "fp16"}.get(dtype, "bf16")  # type: ignore[arg-type]
+
+
+def matmul_rate(seconds: float, dtype: torch.dtype) -> float:
+    """FLOP/s of repeated 512 x 512 matmuls in `dtype` for about `seconds`."""
+    import torch
+
+    a = torch.randn(512, 512, dtype=dtype)
     a @ a
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ a
         count += 1
-    return 2 * 512**3 * count / (time.perf_counter() - start) * CPU_MFU
+    return 2 * 512**3 * count / (time.perf_counter() - start)

@@ -36,11 +36,7 @@ def print_plan(result: PlanResult, console: Console) -> None:
     console.print(f"gradient checkpointing {'on' if result.checkpointing else 'off'}: peak {result.chosen.total / GIB:.2f} "
                   f"GiB of {result.device.memory / GIB:.1f} GiB per device: {verdict}")
     console.print(f"host RAM: {result.host_bytes / GIB:.1f} GiB for {s.nproc} process(es)")
-    if result.epoch_seconds is not None:
-        console.print(f"time per epoch: ~{_duration(result.epoch_seconds)} for {result.tokens:,} tokens "
-                      f"(model FLOPs at {result.device.flops / 1e12:.3g} TFLOP/s achieved per device)")
-    else:
-        console.print("time per epoch: unknown (the data could not be read; give --tokens N)")
+    print_time(result, console)
     if not result.fits:
         if result.fixes:
             console.print("to fit, change one of:")
@@ -50,7 +46,26 @@ def print_plan(result: PlanResult, console: Console) -> None:
             console.print("no single change fits it: combine them, use a smaller model, or more/larger devices")
 
 
+def print_time(result: PlanResult, console: Console) -> None:
+    """Time per step, per epoch and for the run (train.max_steps honoured), and what the speed rests on."""
+    t = result.time
+    if t is None:
+        why = "the data could not be read; give --tokens N" if result.size is None else "no speed for this device"
+        console.print(f"time: unknown ({why})")
+        return
+    speed = f"{result.device.flops / 1e9:.3g} GFLOP/s achieved per device"
+    if result.device.probe:
+        speed += f", from a {result.device.probe} matmul probe of this CPU (the dtype the run computes in)"
+    console.print(f"time per step: ~{_duration(t.step_seconds)} ({t.tokens_per_step:,.0f} tokens; {speed})")
+    console.print(f"time per epoch: ~{_duration(t.epoch_seconds)} ({t.epoch_steps} steps, "
+                  f"{result.size.tokens if result.size else 0:,} tokens)")
+    console.print(f"time for the run: ~{_duration(t.run_seconds)} ({t.steps} steps"
+                  f"{', train.max_steps' if t.max_steps else ''})")
+
+
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

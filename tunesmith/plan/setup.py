@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunesmith.plan.hardware import Device
 from tunesmith.plan.memory import TrainSetup
 from tunesmith.plan.shape import ModelShape
 from tunesmith.recipe import Recipe
+
+if TYPE_CHECKING:
+    import torch
 
 FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
                             "gpt2", "gpt_neox"})
@@ -21,11 +25,23 @@ FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemm
 REFERENCE_METHODS = ("dpo", "kto", "ppo")
 
 
+def compute_dtype(recipe: Recipe) -> torch.dtype:
+    """The dtype this machine's run computes its matmuls in: the loaded weights' when half, else autocast's
+    (the trainer's rules: models.resolve_dtype, train/precision.py, kernels.attention_dtype). What the CPU
+    time probe measures: an fp32 run timed with a bf16 probe is off by the emulation factor (~20x)."""
+    from tunesmith.kernels import attention_dtype
+    from tunesmith.models import load_dtype_name, resolve_dtype
+    from tunesmith.train.precision import resolve_mixed_precision
+
+    loaded = resolve_dtype(load_dtype_name(recipe.adapter, recipe.model_options.dtype))
+    return attention_dtype(loaded, resolve_mixed_precision(recipe.train.mixed_precision))
+
+
 def resolved_dtype(recipe: Recipe, device: Device) -> str:
     """The frozen weights' dtype name: full fine-tuning trains fp32; auto is bf16 on GPU, else what torch has."""
-    if recipe.adapter == "full":
-        return "fp32"
-    setting = recipe.model_options.dtype
+    from tunesmith.models import load_dtype_name
+
+    setting = load_dtype_name(recipe.adapter, recipe.model_options.dtype)
     if setting != "auto":
         return setting
     if device.kind == "cuda":

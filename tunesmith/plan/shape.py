@@ -1,6 +1,6 @@
 """A model's shape, as the memory and time model needs it: counts of each kind of parameter.
 
-Read from a model config (a local folder's config.json; no weights are loaded) or, for `tunesmith advise`
+Read from a model config (a local folder's config.json or a GGUF file's metadata; no weights are loaded) or, for `tunesmith advise`
 with only a size ("7B"), a dense Llama-style shape guessed from the parameter count: hidden ~ 128 x layers
 (Llama 2 7B is 4096 x 32, 13B 5120 x 40), MLP 8/3 of hidden, a 32k vocabulary.
 """
@@ -138,17 +138,18 @@ def parse_count(text: str) -> int | None:
 
 
 def load_shape(model: str, trust_remote_code: bool = False) -> ModelShape:
-    """The shape of a model folder or hub id (config only, from the local cache), or of a count like '7B'."""
+    """The shape of a model folder, hub id (config only, from the local cache) or GGUF file (its metadata,
+    no de-quantizing: plan/model_source.py), or of a count like '7B'."""
     count = parse_count(model)
     if count is not None:
         return shape_from_count(count)
-    from transformers import AutoConfig
+    from tunesmith.plan.model_source import read_config
 
     try:
-        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        config = read_config(model, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read the config of model '{model}': {err}; give a model folder, a cached hub id, "
-                        "or a parameter count such as 7B") from None
+                        "a GGUF file, or a parameter count such as 7B") from None
     return shape_from_config(config)
 
 
