@@ -25,7 +25,7 @@ from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.errors import UserError
 from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.methods import build_objective
-from tunesmith.models import count_parameters, load_model, load_tokenizer, resolve_dtype
+from tunesmith.models import count_parameters, load_dtype_name, load_model, load_tokenizer, resolve_dtype
 from tunesmith.plan.checkpointing import decide_checkpointing
 from tunesmith.recipe import Recipe
 from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk, tokenizer_bytes
@@ -39,10 +39,10 @@ from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoi
 from tunesmith.train.monitor import detect_overfitting, plot_losses
 from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler
-from tunesmith.train.peak_memory import peak_memory
+from tunesmith.train.plan_check import measure_run
 from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
-from tunesmith.train.progress import TrainProgress
+from tunesmith.train.progress import BASE_EVAL, TrainProgress
 from tunesmith.train.schedule_change import apply_schedule_change, schedule_settings
 from tunesmith.train.speedups import apply_speedups
 from tunesmith.train.trackers import accelerator_kwargs, end_trackers, log_to_trackers, start_trackers
@@ -108,7 +108,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         torch.set_num_threads(recipe.train.threads)
     tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     data = prepare_data(recipe, tokenizer)
-    dtype = recipe.model_options.dtype if recipe.adapter != "full" else "fp32"
+    dtype = load_dtype_name(recipe.adapter, recipe.model_options.dtype)
     model = load_model(
         recipe.model,
         dtype=dtype,
@@ -223,9 +223,9 @@ def _run_steps(trainer: Trainer) -> None:
     recipe, state = trainer.recipe, trainer.state
     written = trainer.folder.write_record(recipe, trainer.data.summary(), state, status="running")
     start_trackers(trainer.accelerator, recipe, written.recipe)
-    if state["step"] == 0:
-        _evaluate(trainer, step=0)
     progress = TrainProgress(total=trainer.objective.steps, start=state["step"])
+    if state["step"] == 0:  # labelled on the bar; the display it starts goes on into the steps
+        progress.during(BASE_EVAL, lambda: _evaluate(trainer, step=0))
     try:
         with progress:
             for step in range(state["step"], trainer.objective.steps):
@@ -281,7 +281,7 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
     state["tokens"] += real_tokens
     record = {
         "step": step + 1, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": state["tokens"],
-        "units": total_units, "tokens_per_s": real_tokens / max(elapsed, 1e-9),
+        "units": total_units, "tokens_per_s": real_tokens / max(elapsed, 1e-9), "step_seconds": elapsed,
         **{key: value / max(total_units, 1) for key, value in extras.items()},
     }
     if (step + 1) % trainer.recipe.train.log_every == 0 or step + 1 == trainer.objective.steps:
@@ -376,7 +376,7 @@ def _finish(trainer: Trainer) -> None:
     best_step = state.get("best_step")
     saved = dict(list_checkpoints(trainer.folder.path))
     best_checkpoint = output if best_step == state["step"] else saved.get(best_step)
-    state.update(peak_memory(trainer.accelerator))  # every rank takes part; run.json shows the largest
+    state.update(measure_run(trainer, model.config))  # peak memory (all ranks; the largest) beside the plan's
     state["final"] = {
         "train_loss": trainer.metrics.trains[-1][1] if trainer.metrics.trains else None,
         "eval_loss_before": evals[0][1] if evals and evals[0][0] == 0 else None,
