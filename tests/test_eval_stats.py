@@ -172,6 +172,7 @@ def test_only_significant_changes_are_coloured_and_worded_so():
     assert change_text(unsure).startswith("-5.0 pts, not significant (95% CI -1")
     assert unsure["paired"]["change"] == pytest.approx(-5.0) and unsure["paired"]["unit"] == "points"
     assert unsure["paired"]["ci95"] == unsure["ci95"] and unsure["p_value"] == unsure["paired"]["p_value"]
+    assert unsure["text"] == change_text(unsure)  # eval.json says it in words too
     base, tuned = _pairs(100, 40, 2, 20)
     sure = Delta("hellaswag", "acc_norm", 0.60, 0.42, paired_change(base, tuned)).as_dict()
     assert sure["significant"] is True and change_trend(sure) == "bad"

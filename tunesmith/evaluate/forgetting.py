@@ -5,7 +5,8 @@ points: 41.0% -> 38.5% is -2.5); losses, perplexities and judge ratings as plain
 models were scored item by item (the benchmarks' eval_samples), a change carries its paired 95% interval
 (stats.paired_change: Tango's score interval and McNemar's test). eval.json keeps every change in one unit:
 `change`, `ci95` and the whole `paired` record are in points for fractions (`unit`), plain otherwise, and
-`significant` says whether the 95% interval excludes zero (None: no per-item scores, so not tested).
+`significant` says whether the 95% interval excludes zero (None: no per-item scores, so not tested), and
+`text` says it in words.
 `change_text` and `change_trend` word and colour a stored change for every output (console, report.html,
 dashboard, compare): only a significant change is coloured. The gate watches the gated benchmarks' primary scores only (MMLU acc, HellaSwag
 acc_norm, GSM8K exact match): those measure what the model knew before, which fine-tuning on a narrow task
@@ -83,6 +84,7 @@ class Delta:
         record["paired"] = {**self.paired.as_dict(scale), "unit": unit} if self.paired else None
         record["ci95"] = list(self.interval) if self.interval else None
         record["p_value"] = self.paired.p_value if self.paired else None
+        record["text"] = change_text(record)
         return record
 
 

@@ -95,5 +95,5 @@ function deltaTable(deltas) {
   return el("table", { id: "forgetting-table" }, el("thead", {}, el("tr", {}, ["suite", "metric", "base", "tuned", "change"].map((c) => el("th", {}, c)))),
     el("tbody", {}, general.map((d) => el("tr", {}, el("td", {}, d.suite), el("td", {}, d.metric), el("td", { class: "num" }, fmt(d.base)),
       el("td", { class: "num" }, fmt(d.tuned)), el("td", { class: "num " + (!d.significant ? "" : d.improved ? "good" : d.improved === false ? "bad" : "") },
-        `${d.change >= 0 ? "+" : ""}${d.change.toFixed(2)} ${d.unit}`)))));
+        d.text || `${d.change >= 0 ? "+" : ""}${d.change.toFixed(2)} ${d.unit}`)))));
 }
