@@ -140,9 +140,9 @@ class TrainSpec(Strict):
 class JudgeSpec(Strict):
     """An OpenAI-compatible endpoint that grades answers (MT-Bench style) for `tunesmith eval --suite judge`."""
 
-    url: str | None = Field(None, description="e.g. http://localhost:8000/v1 or https://api.openai.com/v1")
+    url: str | None = Field(None, description="not used by tunesmith eval of a run folder (a run never chooses where answers and keys go): pass --judge URL or set TUNESMITH_JUDGE_URL")
     model: str | None = Field(None, description="the judge model's name at that endpoint")
-    key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    key_env: str = Field("OPENAI_API_KEY", description="not used by tunesmith eval of a run folder: the key comes from --judge-key-env NAME, else TUNESMITH_JUDGE_KEY, else OPENAI_API_KEY")
     questions: str | None = Field(None, description='JSONL of {"question": ..., "reference": optional}')
 
 
