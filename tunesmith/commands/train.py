@@ -27,10 +27,12 @@ def train(
     from tunesmith.recipe import load_recipe
     from tunesmith.train.launch import relaunch, under_launcher
     from tunesmith.train.loop import train as run_training
+    from tunesmith.train.preflight import check_before_loading
     from tunesmith.user_code import UserCode
 
     spec = load_recipe(recipe, overrides or [], UserCode.from_files(rewards_file or []))
-    if nproc > 1 and not under_launcher():  # a broken recipe fails once, here, not in every process
+    if nproc > 1 and not under_launcher():  # a broken recipe or layout fails once, here, not in every process
+        check_before_loading(spec, nproc)
         raise typer.Exit(relaunch(nproc, sys.argv[1:]))
 
     run_training(spec, resume=resume, overwrite=overwrite, profile=profile)

@@ -1,9 +1,14 @@
-"""`tunesmith train RECIPE --nproc N`: start N training processes on this machine with torch's launcher.
+"""`tunesmith train RECIPE --nproc N`: start N training processes on this machine, in this process's group.
 
-The same command line runs in every process (minus `--nproc`), under `torch.distributed.run`
-(torchrun) with a local rendezvous; on CPU the processes talk over gloo, on GPUs over NCCL, and each
-process finds its rank in the environment the launcher sets (distributed.py explains the split). For
-several machines use accelerate's or torchrun's own arguments instead, e.g. on each of two nodes:
+The same command line runs in every process (minus `--nproc`), each told its rank the way torchrun tells it
+(RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT on 127.0.0.1); on CPU the processes talk over gloo, on GPUs
+over NCCL (distributed.py explains the split). We start them ourselves instead of through torchrun because
+torchrun puts every rank in a session of its own: Ctrl-C in the terminal, the dashboard's Stop (a signal to
+the launch's process group) and `kill -- -PGID` then reach the launcher but leave the ranks training. Here the
+ranks share the launcher's group, so any of them reaches every rank, and the ranks agree on the stop
+(train/stop_request.py) so they all keep the same last checkpoint. When one rank fails, the others are stopped.
+
+For several machines use accelerate's or torchrun's own arguments instead, e.g. on each of two nodes:
 
     accelerate launch --multi_gpu --num_machines 2 --machine_rank R --main_process_ip HOST --main_process_port 29500 \\
         --num_processes 16 -m tunesmith train recipe.yaml
@@ -12,10 +17,16 @@ several machines use accelerate's or torchrun's own arguments instead, e.g. on e
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 from tunesmith.errors import UserError
+
+INTERRUPTED = 130
+"""A rank's exit status after a stop request (Ctrl-C): the others are stopping too, so they are let finish."""
 
 
 def under_launcher() -> bool:
@@ -23,12 +34,26 @@ def under_launcher() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def launch_command(nproc: int, argv: list[str]) -> list[str]:
-    """The torchrun command that runs `tunesmith <argv>` (already stripped of --nproc) in `nproc` processes."""
+def launch_command(argv: list[str]) -> list[str]:
+    """The command every rank runs: `tunesmith <argv>` (already stripped of --nproc)."""
+    return [sys.executable, "-m", "tunesmith", *argv]
+
+
+def rank_environments(nproc: int, port: int) -> list[dict[str, str]]:
+    """The environment of each of `nproc` ranks on this machine, as torchrun would set it."""
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1, got {nproc}")
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "tunesmith", *argv]
+    base = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0",
+            "NODE_RANK": "0", "ROLE_WORLD_SIZE": str(nproc)}
+    return [{**base, "RANK": str(r), "LOCAL_RANK": str(r), "ROLE_RANK": str(r)} for r in range(nproc)]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for the ranks' rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def strip_nproc(argv: list[str]) -> list[str]:
@@ -46,10 +71,32 @@ def strip_nproc(argv: list[str]) -> list[str]:
 
 
 def relaunch(nproc: int, argv: list[str]) -> int:
-    """Run the command in `nproc` processes and return the launcher's exit status (the worst rank's)."""
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    child = subprocess.Popen(launch_command(nproc, strip_nproc(argv)), env=env)
-    try:
-        return child.wait()
-    except KeyboardInterrupt:  # Ctrl-C reached the ranks too: let them record the stop, then end as they do
-        return child.wait()
+    """Run the command in `nproc` processes of this process group; returns the worst rank's exit status."""
+    command = launch_command(strip_nproc(argv))
+    ranks = [subprocess.Popen(command, env=env) for env in rank_environments(nproc, free_port())]
+    while True:
+        try:
+            return _supervise(ranks)
+        except KeyboardInterrupt:  # a signal to the launcher alone: pass it on (ranks take repeats as one)
+            _signal(ranks, signal.SIGINT)
+
+
+def _supervise(ranks: list[subprocess.Popen]) -> int:
+    """Wait for every rank; once one fails (other than by a stop request) the others are terminated, since
+    they would wait for it forever in their next collective."""
+    terminated = False
+    while True:
+        codes = [rank.poll() for rank in ranks]
+        if all(code is not None for code in codes):
+            worst = max(codes, key=lambda c: (c != 0, abs(c or 0)))  # type: ignore[arg-type]
+            return 128 - worst if worst and worst < 0 else worst or 0  # killed by signal S: 128 + S, as a shell says
+        if not terminated and any(code not in (None, 0, INTERRUPTED) for code in codes):
+            _signal(ranks, signal.SIGTERM)
+            terminated = True
+        time.sleep(0.2)
+
+
+def _signal(ranks: list[subprocess.Popen], sig: signal.Signals) -> None:
+    for rank in ranks:
+        if rank.poll() is None:
+            rank.send_signal(sig)
