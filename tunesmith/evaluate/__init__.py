@@ -6,8 +6,8 @@
     context_scoring.py choices scored with one pass per context (shared few-shot prefix cached, head at scored
                        positions); loglik.py the per-pair scorer it falls back to; generate.py greedy generation
     textmetrics.py     exact / normalized match, ROUGE-L, GSM8K number extraction
-    stats.py           standard errors, 95% intervals, paired change and McNemar
-    forgetting.py      before-vs-after deltas (with paired intervals) and the max-drop gate
+    stats.py           standard errors, 95% intervals, paired change (Tango's interval, McNemar), significance
+    forgetting.py      before-vs-after deltas (paired, in points), their wording and colour, the max-drop gate
     samples.py         eval_samples.jsonl and the worst regressions; report_sections.py their report views
     judge.py           LLM-as-judge over an OpenAI-compatible endpoint
 """
