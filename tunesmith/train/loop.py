@@ -32,7 +32,7 @@ from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk
 from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
-from tunesmith.train import distributed, fsdp2, preflight, resume_guard
+from tunesmith.train import distributed, fsdp2, preflight, resume_guard, stop_request
 from tunesmith.train.accelerator import fresh_accelerator
 from tunesmith.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint
 from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
@@ -227,15 +227,15 @@ def _run_steps(trainer: Trainer) -> None:
     if state["step"] == 0:  # labelled on the bar; the display it starts goes on into the steps
         progress.during(BASE_EVAL, lambda: _evaluate(trainer, step=0))
     try:
-        with progress:
+        with progress, stop_request.agreed_stop(trainer.accelerator) as stop:
             for step in range(state["step"], trainer.objective.steps):
                 record = _train_step(trainer, step)
                 progress.update(step + 1, record)
+                stop.check()  # several processes: all stop after the same step, so the save below is collective
                 if _after_step(trainer, step + 1):
                     break
     except KeyboardInterrupt:
-        if trainer.accelerator.num_processes == 1:  # ranks stop at different points: no collective save
-            console.print(f"[yellow]interrupted[/]: saved {_save(trainer)}; continue with --resume")
+        console.print(f"[yellow]interrupted[/]: saved {_save(trainer)}; continue with --resume")
         trainer.folder.write_record(recipe, trainer.data.summary(), state, status="interrupted",
                                     reason=f"interrupted (Ctrl-C) during step {state['step'] + 1}")
         end_trackers(trainer.accelerator)
