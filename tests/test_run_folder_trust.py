@@ -133,3 +133,9 @@ def test_a_target_with_a_nul_or_a_list_shaped_adapter_config_is_a_clear_error(tm
     (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": ["a"]}')
     with pytest.raises(UserError, match="does not name its base model"):
         resolve_target(str(tmp_path))
+
+
+def test_a_field_that_looks_like_console_markup_is_printed_as_it_is(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", output="[/x]")
+    result = CliRunner().invoke(app, ["merge", str(run)])
+    assert result.exit_code == 2 and "'[/x]'" in result.output and "Traceback" not in result.output

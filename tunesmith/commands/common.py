@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tunesmith.errors import UserError
 
@@ -24,7 +25,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except UserError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+            console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, markup=True)  # may quote input
             raise typer.Exit(2) from None
 
     return wrapper
