@@ -4,8 +4,8 @@ fixed count.
 A fixed queue is either too short for a fast model (a burst of 200 small requests that the engine would
 finish in seconds gets 503s) or too long for a slow one (requests wait minutes and time out in the client).
 So, by default, a request is admitted while the queue ahead of it is work for at most `max_wait_s` at the
-rows per second the engine ran its recent batches (an exponential moving average), and always while fewer
-than `floor` wait (before any batch has been measured). `cap`, when given (`--queue-size`), is a fixed
+rows per second the engine ran its recent batches (an exponential moving average, seeded at start by one
+timed full batch: Engine.measure), and always while fewer than `floor` wait. `cap`, when given (`--queue-size`), is a fixed
 bound instead. A refusal says how long the queue needs: the 503's `Retry-After`.
 """
 

@@ -32,6 +32,9 @@ from tunesmith.serve.store import Entry, ModelStore
 Event = tuple[Any, ...]
 SEED_SPACE = 2**64
 """torch generators take seeds in [0, 2^64): a request's seed (any int64) plus its choice index wraps into it."""
+MEASURE_TOKENS = 16
+"""New tokens per row of the batch timed at start (OpenAI's default max_tokens for completions)."""
+"""torch generators take seeds in [0, 2^64): a request's seed (any int64) plus its choice index wraps into it."""
 STEPWISE = ("prefix", "prompt")
 """Kinds decoded by `_decode_stepwise`: PEFT 0.21's `generate` under transformers 5 drops a prefix-tuning
 prefix altogether and lets prompt tuning drift from its own forward after a few tokens (measured on tiny
@@ -77,7 +80,27 @@ class Engine:
         """The model ids of each recent batch, row by row: what tests and the load benchmark inspect."""
 
     def start(self) -> None:
+        """Measure the throughput (so the first burst meets a queue sized for this model), then serve."""
+        self.measure()
         self._thread.start()
+
+    def measure(self, tokens: int = MEASURE_TOKENS) -> None:
+        """Time one full batch (`max_batch` rows, `tokens` new tokens each; after a short one that pays the
+        first call's costs) on the first served base model and record it in the admission rule. A model that
+        fails here is left to fail on its first request."""
+        entry = next((e for e in self.store.entries.values() if not e.is_adapter), None)
+        if entry is None:
+            return
+        prompt = list(entry.tokenizer("Once upon a time", add_special_tokens=True)["input_ids"]) or [0]
+        try:
+            self._run([Job(entry, prompt, Params(max_tokens=2, n=1), lambda event: None)])  # first-call costs
+            start = time.monotonic()
+            self._run([Job(entry, prompt, Params(max_tokens=tokens, n=self.max_batch), lambda event: None)])
+        except Exception:  # noqa: BLE001 -- a measurement only; requests will report the failure
+            return
+        finally:
+            self.history.clear()
+        self.admission.record(self.max_batch, time.monotonic() - start)
 
     def stop(self) -> None:
         with self._cond:

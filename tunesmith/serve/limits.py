@@ -1,7 +1,8 @@
 """Bounds that keep one oversized request from stalling the server for everyone.
 
-* `BodyLimit`: a request body over `max_bytes` is refused 413 before any of it is parsed: at once when its
-  Content-Length says so, else as soon as the bytes read pass the bound (a chunked upload).
+* `BodyLimit`: a request body over `max_bytes` is refused 413 before any of it is parsed: when its
+  Content-Length says so (the bytes are read and dropped, unparsed, so the client gets the answer), else as
+  soon as the bytes read pass the bound (a chunked upload).
 * `check_prompt_chars`: a prompt whose character count alone proves it longer than the model's context is
   refused 400 before it is tokenized (tokenizing megabytes takes seconds to minutes of CPU), as vLLM's
   `--max-model-len` and llama.cpp's server refuse it. The proof: one token stands for at most as many
@@ -24,6 +25,9 @@ from tunesmith.serve.errors import ApiError
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 """4 MiB: over a million tokens of text for any model's tokenizer, far beyond the contexts served here."""
 NORMALIZER_SLACK = 4
+DRAIN_BYTES = 256 * 1024 * 1024
+"""A refused body up to this size is read (and dropped) before the 413, so the client receives the answer;
+a larger one gets the 413 and the connection closed at once."""
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -48,6 +52,8 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            if declared.isdigit() and int(declared) <= DRAIN_BYTES:
+                await _drain(receive)
             await _send_error(send, too_large(self.max_bytes))
             return
         seen = 0
@@ -61,6 +67,15 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read the refused body and drop it, unparsed: a client still sending when the server closes the
+    connection sees a reset instead of the 413."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _send_error(send: Send, error: ApiError) -> None:
