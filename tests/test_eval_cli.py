@@ -76,6 +76,10 @@ def test_forgetting_report_and_gate_both_ways(stories260k, shared_data, tmp_path
     low, high = record["results"]["mmlu"]["intervals"]["acc"]["ci95"]
     assert 0.0 <= low <= record["results"]["mmlu"]["acc"] <= high <= 1.0
     assert deltas[("mmlu", "acc")]["paired"]["n"] == 2 and len(deltas[("hellaswag", "acc_norm")]["ci95"]) == 2
+    hella = deltas[("hellaswag", "acc_norm")]  # one unit: the paired record is in points, as `change` is
+    assert hella["paired"]["change"] == pytest.approx(hella["change"]) and hella["paired"]["ci95"] == hella["ci95"]
+    assert hella["significant"] is False and hella["text"].split(", ")[1].startswith("not significant")  # 2 items
+    assert deltas[("heldout", "loss")]["significant"] is None  # no per-item losses: untested, never coloured
     samples = [json.loads(line) for line in (run / "eval_samples.jsonl").read_text().splitlines()]
     assert {(s["model"], s["suite"]) for s in samples} == {(m, b) for m in ("tuned", "base")
                                                           for b in ("mmlu", "hellaswag")}
