@@ -91,6 +91,7 @@ def test_one_signal_to_the_group_stops_every_rank_at_the_same_checkpoint(recipe:
     launcher = subprocess.Popen([sys.executable, "-m", "tunesmith", "train", str(recipe), "--nproc", "2"], cwd=REPO,
                                 env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
+    ranks: dict[int, int] = {}
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not _trained_steps(run):
@@ -102,6 +103,9 @@ def test_one_signal_to_the_group_stops_every_rank_at_the_same_checkpoint(recipe:
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
+        for pid in ranks:  # ranks that escaped the group (the failure this test is about) must not outlive it
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
     assert launcher.returncode == 130, output[-3000:]
     assert not any(_alive(pid) for pid in ranks)
     info = json.loads((run / "run.json").read_text())
