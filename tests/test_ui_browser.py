@@ -218,3 +218,38 @@ def test_counts_of_one_are_singular(site) -> None:
         rows: [{suite: "hellaswag", id: "7"}]}).querySelector("#regressions-count").textContent""")
     assert text.startswith("1 item the base model got right")
     assert driver.execute_script("return plural(2, 'item')") == "2 items"
+
+
+def _long_run(folder: Path) -> None:
+    """A run named and evaluated as real ones are: long names, a GGUF base, changes told in words, a note."""
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({
+        "name": folder.name, "status": "done", "recipe": {}, "method": "sft", "adapter": "lora",
+        "base_model": "/root/.cache/tunesmith/gguf/SmolLM2-135M-Instruct-Q4_1-converted-fp32",
+        "state": {"step": 20, "peak_memory_mib": 1234.5}, "started": "2026-01-01T00:00:00+00:00",
+        "ended": "2026-01-01T00:36:30+00:00"}))
+    delta = {"suite": "hellaswag", "metric": "acc_norm", "base": 0.40, "tuned": 0.35, "change": -5.0, "unit": "pts",
+             "general": True, "improved": False, "ci95": [-14.8, 4.8], "p_value": 1.0, "n": 80}
+    (folder / "eval.json").write_text(json.dumps({
+        "results": {"heldout": {"loss": 2.01, "exact_match": 0.12, "n": 100}, "hellaswag": {"acc_norm": 0.35, "n": 80},
+                    "mtbench": {"score": 3.2, "n": 80, "wins": 10, "losses": 30, "ties": 40, "failures": {"timeout": 2}}},
+        "base_results": {"heldout": {"loss": 2.07}, "hellaswag": {"acc_norm": 0.40}}, "deltas": [delta]}))
+
+
+def test_tables_fit_a_1400px_window(site) -> None:
+    """Long run names, base paths and changes told in words wrap; the tables fit their box, not overflow it."""
+    import shutil
+
+    name = "smollm2-135m-instruct-lora-alpaca-r16-lr1e-4-seed1"
+    _long_run(site["runs"] / name)
+    try:
+        site["driver"].set_window_size(1400, 1000)
+        for hash_, table in (("#/", "#runs-table"), (f"#/run/{name}", "#eval-table")):
+            driver = _open(site, hash_, f"{table} tbody tr")
+            sticking_out = driver.execute_script(
+                "const t = document.querySelector(arguments[0]); "
+                "return t.getBoundingClientRect().right - t.parentElement.getBoundingClientRect().right", table)
+            assert sticking_out <= 0, f"{table} on {hash_} sticks {sticking_out:.0f} px out of its box"
+            assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        shutil.rmtree(site["runs"] / name)

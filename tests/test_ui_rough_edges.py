@@ -44,6 +44,11 @@ def test_one_damaged_run_folder_is_one_damaged_row(tmp_path: Path) -> None:
     assert "eval.json: field 'deltas[0]'" in rows["bad-delta"]["error"]
     page = client.get("/api/runs/bad-eval")
     assert page.status_code == 200 and page.json()["row"]["status"] == "damaged"
+    samples = _run(runs / "bad-samples")  # read by the run's page only (its verdicts and regressions)
+    (samples / "eval.json").write_text(json.dumps({"results": {"hellaswag": {"acc_norm": 0.5, "n": 4}}}))
+    (samples / "eval_samples.jsonl").write_text('[1, 2]\n{"suite": 3}\n')
+    page = client.get("/api/runs/bad-samples")
+    assert page.status_code == 200 and "is damaged" in page.json()["row"]["error"]
 
 
 def test_numbers_the_page_draws_are_numbers_or_nothing(tmp_path: Path) -> None:

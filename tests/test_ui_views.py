@@ -14,13 +14,14 @@ import httpx
 import pytest
 import yaml
 from ui_eval_fixtures import build_comparison, eval_data_dir, evaluate_with_judge, judge_app
-from ui_fixtures import tiny_model_and_data, tiny_recipe
+from ui_fixtures import BEARER, BROWSER_TOKEN, tiny_model_and_data, tiny_recipe
 
 from tunesmith.compare.rows import comparison_rows
 from tunesmith.compare.table import cell
 from tunesmith.evaluate.forgetting import change_text
+from tunesmith.ui.access import Access
 from tunesmith.ui.app import create_app
-from tunesmith.ui.headless import chromium, missing_browser, serve_in_thread
+from tunesmith.ui.headless import chromium, missing_browser, open_with_token, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[1]
 WHY = missing_browser()
@@ -44,9 +45,11 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         judge_server.should_exit = True
         patch.setenv("PYTHONPATH", str(REPO))
         patch.setenv("OMP_NUM_THREADS", "1")
-        url, server = serve_in_thread(create_app(folder / "runs", workdir=REPO))
+        access = Access.build("127.0.0.1", None, BROWSER_TOKEN)
+        url, server = serve_in_thread(create_app(folder / "runs", access=access, workdir=REPO))
         driver = chromium()
         try:
+            open_with_token(driver, url, BROWSER_TOKEN)
             yield {"url": url, "folder": folder, "runs": folder / "runs", "model": model, "data": data,
                    "driver": driver,
                    "wait": WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,))}
@@ -192,6 +195,10 @@ def test_side_by_side_shows_both_runs_from_their_files(site) -> None:
     assert table["eval hellaswag acc_norm"][0].startswith(f"{100 * lora_eval['hellaswag']['acc_norm']:.1f}%")
     assert table["eval hellaswag acc_norm"][1].startswith(f"{100 * full_eval['hellaswag']['acc_norm']:.1f}%")
     assert table["regressions"] == ["—", str(len(_lost(site, "full")[1]))]  # only full was scored with --base
+    measured = {r["strategy"]: r["train_wall_s"] for r in comparison_rows(site["folder"], ["lora", "full"])[1:]}
+    for name in ("lora", "full"):  # one wall time: the comparison's, on the runs table and side by side alike
+        row = httpx.get(f"{site['url']}api/runs/{name}", headers=BEARER).json()["row"]
+        assert (row["wall_time_s"], row["wall_time_source"]) == (measured[name], "compare")
 
 
 def test_launch_form_validates_nproc_and_passes_it_on(site) -> None:
@@ -215,11 +222,12 @@ def test_launch_form_validates_nproc_and_passes_it_on(site) -> None:
     assert validate("2", 2).startswith("valid: run two-procs on 2 processes")
     driver.find_element(By.ID, "launch-button").click()
     site["wait"].until(lambda d: d.current_url.endswith("#/run/two-procs"))
-    state = httpx.get(site["url"] + "api/launches/two-procs").json()
+    state = httpx.get(site["url"] + "api/launches/two-procs", headers=BEARER).json()
     process = json.loads((site["runs"] / ".launches" / "two-procs" / "process.json").read_text())
     assert state["nproc"] == 2 and process["command"][-2:] == ["--nproc", "2"]
     assert process["command"][1:4] == ["-m", "tunesmith", "train"]
     site["wait"].until(lambda d: "(2 processes)" in d.find_element(By.ID, "process-nproc").text)
     if state["process"] == "running":
-        httpx.post(site["url"] + "api/runs/two-procs/stop")  # SIGINT to the launch's whole process group
-    site["wait"].until(lambda d: httpx.get(site["url"] + "api/launches/two-procs").json()["process"] != "running")
+        httpx.post(site["url"] + "api/runs/two-procs/stop", json={}, headers=BEARER)  # SIGINT to the launch's whole process group
+    site["wait"].until(lambda d: httpx.get(site["url"] + "api/launches/two-procs", headers=BEARER).json()["process"] != "running")
+

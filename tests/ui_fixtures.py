@@ -42,3 +42,8 @@ LOCAL = "http://127.0.0.1:7860"
 def local_client(app: FastAPI, **kwargs: Any) -> TestClient:
     """A TestClient that reaches `app` as a browser on this machine would (Host 127.0.0.1:7860)."""
     return TestClient(app, base_url=LOCAL, **kwargs)
+
+BROWSER_TOKEN = "browser-test-token"
+"""The token of the dashboards the browser tests open (through `headless.open_with_token`)."""
+BEARER = {"Authorization": f"Bearer {BROWSER_TOKEN}"}
+"""What scripts (httpx) beside the browser send instead of the page's cookie."""

@@ -43,6 +43,19 @@ def chromium(width: int = 1400, height: int = 1000) -> Any:
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
 
+def open_with_token(driver: Any, url: str, token: str) -> None:
+    """Open the dashboard as its printed URL (`url?token=T`) once: the server keeps the token as a cookie and
+    sends the browser on to `url`, so later pages open without it."""
+    from urllib.parse import quote
+
+    driver.get(f"{url}?token={quote(token, safe='')}")
+    deadline = time.monotonic() + 30
+    while "token=" in driver.current_url:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the dashboard at {url} did not take its token")
+        time.sleep(0.05)
+
+
 def serve_in_thread(app: Any) -> tuple[str, Any]:
     """`app` on a free loopback port in a daemon thread: its base URL and the uvicorn server (set
     `server.should_exit = True` to stop it)."""

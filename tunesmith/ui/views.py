@@ -55,7 +55,8 @@ def read_page(path: Path, launcher: str | None = None) -> dict[str, Any]:
 
 
 def damaged_row(path: Path, err: Exception) -> dict[str, Any]:
-    reason = str(err) if isinstance(err, UserError) else f"{path} cannot be read ({type(err).__name__}: {err})"
+    reason = str(err) if isinstance(err, UserError) else (
+        f"a file in {path} is damaged ({type(err).__name__}: {err}); run again the command that wrote it")
     return {"name": path.name, "folder": path.name, "status": "damaged", "error": reason, "started": None}
 
 

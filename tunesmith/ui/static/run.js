@@ -86,7 +86,8 @@ function evalTable(rows) {
   const columns = ["suite", "metric", "n", "score", "base", "change", "note"];
   return el("table", { id: "eval-table" }, el("thead", {}, el("tr", {}, columns.map((c) => el("th", {}, c)))),
     el("tbody", {}, rows.map((r) => el("tr", {}, columns.map((c) =>
-      el("td", { class: c === "change" ? ({ good: "good", bad: "bad" }[r.trend] || "") : "" }, r[c]))))));
+      el("td", { class: [c === "change" ? ({ good: "good", bad: "bad" }[r.trend] || "") : "",
+        ["change", "note"].includes(c) ? "wrap-text" : ""].join(" ") }, r[c]))))));
 }
 
 function deltaTable(deltas) {

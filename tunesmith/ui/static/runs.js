@@ -1,15 +1,15 @@
 // The runs table (sortable, filterable; pick two runs to compare) and the comparison folders' tables.
 const RUN_COLUMNS = [
-  { key: "name", label: "name" },
+  { key: "name", label: "name", wrap: true },
   { key: "method", label: "method" },
   { key: "adapter", label: "adapter" },
-  { key: "base", label: "base", show: (r) => (r.base || "").split("/").slice(-1)[0] },
+  { key: "base", label: "base", wrap: true, show: (r) => (r.base || "").split("/").slice(-1)[0] },
   { key: "status", label: "status", show: (r) => statusBadge(r.status) },
   { key: "steps", label: "steps", num: true },
   { key: "best_eval_loss", label: "best eval loss", num: true },
-  { key: "task_score", label: "task score", num: true, value: (r) => r.task_score && r.task_score.value,
+  { key: "task_score", label: "task score", num: true, wrap: true, value: (r) => r.task_score && r.task_score.value,
     show: (r) => r.task_score ? `${fmt(r.task_score.value)} (${r.task_score.metric})` : "—" },
-  { key: "forgetting", label: "forgetting change", num: true, value: (r) => r.forgetting && r.forgetting.change,
+  { key: "forgetting", label: "forgetting change", num: true, wrap: true, value: (r) => r.forgetting && r.forgetting.change,
     show: (r) => r.forgetting ? el("span", { class: r.forgetting.trend || "" },
       forgettingText(r.forgetting)) : "—" },
   { key: "peak_memory_mib", label: "peak memory", num: true, show: (r) => r.peak_memory_mib === null || r.peak_memory_mib === undefined
@@ -56,7 +56,7 @@ function runsTable(runs, onSelect) {
       runsView.sortKey = c.key;
       event.target.closest("div").replaceChildren(runsTable(runs, onSelect));
     } }, c.label)));
-  const cell = (r, c) => el("td", { class: c.num ? "num" : "", "data-key": c.key },
+  const cell = (r, c) => el("td", { class: [c.num ? "num" : "", c.wrap ? "wrap-text" : ""].join(" "), "data-key": c.key },
     c.key === "name" ? el("a", { href: "#/run/" + encodeURIComponent(r.folder || r.name) }, r.name)
       : c.show ? c.show(r) : fmt(r[c.key]));
   const body = shown.map((r) => el("tr", { "data-run": r.name },
