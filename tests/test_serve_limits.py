@@ -205,3 +205,16 @@ def test_serve_says_where_the_request_log_is(base: Path, tmp_path: Path, monkeyp
     err = capsys.readouterr().err
     (log,) = (tmp_path / "serve-logs").glob("requests-*.jsonl")
     assert f"request log: {log.resolve()}" in err
+
+
+def test_without_a_key_only_loopback_hosts_are_answered(base: Path) -> None:
+    """DNS rebinding: a web page whose domain resolves to 127.0.0.1 sends its own name as Host."""
+    with local_server(ServeOptions([str(base)])) as running:
+        port = running.url.split(":")[2].split("/")[0]
+        for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+            assert httpx.get(running.url + "/models", headers={"Host": host}).status_code == 200, host
+        for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", ""):
+            response = httpx.get(running.url + "/models", headers={"Host": host})
+            assert response.status_code == 421 and response.json()["error"]["code"] == "host_not_allowed", host
+    with local_server(ServeOptions([str(base)], api_key=KEY)) as running:  # with a key, the key guards
+        assert httpx.get(running.url + "/models", headers={"Host": "my-server:80", **AUTH}).status_code == 200

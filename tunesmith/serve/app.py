@@ -10,8 +10,10 @@
 
 Every route but /health needs `Authorization: Bearer KEY` when the server has a key; with a key, the
 interactive docs (/docs, /redoc, /openapi.json) are off, since a browser cannot send the key to them.
+Without a key, only requests addressed to a loopback name are answered (serve/hosts.py: DNS rebinding).
 Errors use OpenAI's error object: 400 bad input or too long for the context, 401 missing or wrong key,
-404 unknown model, 413 body over --max-body-bytes, 503 queue full (with Retry-After).
+404 unknown model, 413 body over --max-body-bytes, 421 a non-loopback Host without a key, 503 queue full
+(with Retry-After).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from starlette.exceptions import HTTPException
 from tunesmith.serve.completions import complete
 from tunesmith.serve.engine import Engine
 from tunesmith.serve.errors import ApiError
+from tunesmith.serve.hosts import LoopbackHosts
 from tunesmith.serve.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from tunesmith.serve.loading import load_requested
 from tunesmith.serve.requestlog import RequestLog, RequestLogMiddleware, note
@@ -57,6 +60,8 @@ def create_app(store: ModelStore, engine: Engine, api_key: str | None = None,
     _error_handlers(app)
     _routes(app, store, engine, [Depends(_key_check(api_key))])
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if api_key is None:
+        app.add_middleware(LoopbackHosts)
     if request_log is not None:
         app.add_middleware(RequestLogMiddleware, log=request_log)  # outermost: logs the 413s too
     return app
