@@ -52,6 +52,9 @@ def test_the_url_token_becomes_an_http_only_strict_cookie(guarded: TestClient) -
     assert guarded.get("/").status_code == 200  # the client kept the cookie
     assert guarded.get("/api/runs").status_code == 200
     assert local_client(guarded.app).get("/?token=wrong").status_code == 401
+    for answer in (guarded.get("/"), guarded.get("/api/nope"), local_client(guarded.app).get("/")):
+        assert answer.headers["x-frame-options"] == "DENY"  # no other page may frame it, signed in or not
+        assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"
 
 
 @pytest.mark.parametrize("host", ["evil.example:7860", "evil.example", "127.0.0.1.nip.io:7860", "127.0.0.1:7861",

@@ -12,6 +12,7 @@ Jupyter Server and TensorBoard make them:
 - Actions (every POST): an `Origin` other than this server's own is refused (403), and the body must be
   JSON (`Content-Type: application/json`, 415 otherwise) — a form on another site cannot send that, and a
   script on another site must ask first (a CORS preflight this server never grants).
+- Every answer forbids framing (another page cannot overlay the dashboard to steer clicks) and sniffing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 OPEN_PATHS = ("/static/", "/favicon.ico")
 """Served without the token: the page's own code and icon, no data."""
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+"""Sent with every answer."""
 
 
 @dataclass(frozen=True)
@@ -111,10 +115,11 @@ def add_access_checks(app: FastAPI, access: Access) -> None:
 
     @app.middleware("http")
     async def check(request: Request, call_next: object) -> Response:
-        refused = refusal(access, request)
-        if refused is not None:
-            return refused
-        return await call_next(request)  # type: ignore[operator]
+        answer = refusal(access, request)
+        if answer is None:
+            answer = await call_next(request)  # type: ignore[operator]
+        answer.headers.update(HEADERS)
+        return answer
 
 
 def refusal(access: Access, request: Request) -> Response | None:
