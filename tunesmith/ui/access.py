@@ -32,7 +32,7 @@ OPEN_PATHS = ("/static/", "/favicon.ico")
 """Served without the token: the page's own code and icon, no data."""
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
-           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 """Sent with every answer."""
 
 
