@@ -19,12 +19,13 @@ from tunesmith.plan.shape import load_shape, shape_from_config
 from tunesmith.testing.tiny import save_tiny
 
 
-@pytest.fixture
-def tiny_gguf(tmp_path: Path) -> tuple[Path, Any]:
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """A tiny Llama written as an f16 GGUF file alone in its folder, and the config it came from."""
-    folder = save_tiny("llama", tmp_path / "hf", vocab_size=300, num_hidden_layers=3, intermediate_size=96)
+    root = tmp_path_factory.mktemp("gguf-model")
+    folder = save_tiny("llama", root / "hf", vocab_size=300, num_hidden_layers=3, intermediate_size=96)
     model = AutoModelForCausalLM.from_pretrained(folder)
-    out = tmp_path / "gguf" / "tiny.gguf"
+    out = root / "gguf" / "tiny.gguf"
     out.parent.mkdir()
     write_gguf(model, AutoTokenizer.from_pretrained(folder), out, "f16", "tiny")
     return out, model.config
