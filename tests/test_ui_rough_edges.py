@@ -100,3 +100,21 @@ def test_the_perplexity_chart_names_the_text_it_measured(tmp_path: Path, ppl_fil
     (folder / "spec.yaml").write_text(json.dumps(spec))
     panels = local_client(create_app(tmp_path / "runs")).get("/api/comparisons/cmp").json()["panels"]
     assert {p["key"]: p["label"] for p in panels}["ppl_change"] == label
+
+
+def test_a_damaged_comparison_is_a_message_not_a_500(tmp_path: Path) -> None:
+    folder = tmp_path / "cmp"
+    (folder / "logs").mkdir(parents=True)
+    (folder / "spec.yaml").write_text(json.dumps({"name": "cmp", "recipe": {"model": "m"}, "strategies": {"lora": {}}}))
+    (_run(folder / "runs" / "lora") / "eval.json").write_text(json.dumps({"results": {"heldout": {"loss": 2.0}}}))
+    (folder / "measures").mkdir()
+    (folder / "measures" / "lora.json").write_text(json.dumps({"wall_seconds": "slow", "peak_rss_mib": [1]}))
+    client = local_client(create_app(folder / "runs"), raise_server_exceptions=False)
+    page = client.get("/api/comparisons/cmp")
+    assert page.status_code == 200
+    lora = page.json()["rows"][1]
+    assert lora["peak_rss_mib"] is None and lora["task_loss"] == 2.0  # a chart draws numbers or nothing
+    (folder / "base").mkdir()
+    (folder / "base" / "eval.json").write_text(json.dumps({"results": [1]}))  # the base model's evaluation
+    broken = client.get("/api/comparisons/cmp")
+    assert broken.status_code == 400 and "holds a damaged file" in broken.json()["error"]

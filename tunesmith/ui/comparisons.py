@@ -61,7 +61,11 @@ def comparison_page(runs_dir: Path, name: str) -> dict[str, Any]:
         raise NotFound(f"no comparison named '{name}' beside or inside {runs_dir} (a folder `tunesmith compare` "
                         "wrote, holding spec.yaml and logs/)")
     spec = load_spec(folder / SPEC_FILE)
-    rows = comparison_rows(folder, list(spec.strategies))
+    try:
+        rows = [_drawable(row) for row in comparison_rows(folder, list(spec.strategies))]
+    except (ValueError, TypeError, AttributeError, KeyError) as err:  # the folder's files are untrusted input
+        raise UserError(f"comparison {name} ({folder}) holds a damaged file ({type(err).__name__}: {err}); run "
+                        "`tunesmith compare` on its spec again") from None
     runs_dir = runs_dir.resolve()
     for row in rows[1:]:  # a strategy's run opens from the table when the dashboard shows its runs folder
         run_dir = (folder / RUNS_FOLDER / row["strategy"]).resolve()
@@ -72,6 +76,13 @@ def comparison_page(runs_dir: Path, name: str) -> dict[str, Any]:
         "panels": [{"key": key, "label": _label(key, label, spec.eval.ppl_file), "error": error}
                    for key, label, error in PANELS],
     }
+
+
+def _drawable(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with every chart value a number or None (a damaged measures/*.json may hold anything)."""
+    keys = {key for key, _, error in PANELS for key in (key, error) if key}
+    return {k: (v if k not in keys or (isinstance(v, (int, float)) and not isinstance(v, bool)) else None)
+            for k, v in row.items()}
 
 
 def _label(key: str, label: str, ppl_file: str | None) -> str:
