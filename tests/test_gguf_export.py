@@ -16,12 +16,24 @@ from tunesmith.cli import app
 from tunesmith.errors import UserError
 from tunesmith.gguf_export import TOLERANCE, export_gguf, load_gguf
 from tunesmith.merge import PARITY_PROMPTS
+from tunesmith.ollama import modelfile_text
 from tunesmith.recipe import recipe_from_dict
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
-from tunesmith.testing.tiny import save_tiny
+from tunesmith.testing.tiny import save_tiny, tiny_tokenizer
 from tunesmith.train.loop import train
 
 SMOLLM2 = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "smollm2-135m-instruct"
+LLAMA3_JINJA = ("{% for message in messages %}{% set content = '<|start_header_id|>' + message['role'] + "
+                "'<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+                "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+                "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+"""Meta-Llama-3-8B-Instruct's chat template."""
+CHATML_WITH_DEFAULT_SYSTEM = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+"""SmolLM2-Instruct's chat template: ChatML, with a system prompt of its own when a conversation has none."""
 
 
 def logits_gap(reference: torch.nn.Module, tokenizer, gguf: Path) -> float:
@@ -129,3 +141,35 @@ def test_merged_folder_and_gguf_file_are_serve_targets(tmp_path: Path) -> None:
                                  do_sample=False, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
             served = client.completions.create(model=name, prompt="Once upon a time", max_tokens=8, temperature=0)
             assert served.choices[0].text == tokenizer.decode(out[0, ids.shape[1]:]), name
+
+
+@pytest.mark.parametrize(("jinja", "template", "system"), [
+    (LLAMA3_JINJA, "<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>", None),
+    (CHATML_WITH_DEFAULT_SYSTEM, "<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>",
+     'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""'),
+])
+def test_modelfile_translates_a_models_own_template(jinja: str, template: str, system: str | None) -> None:
+    tokenizer = tiny_tokenizer(None, 300)
+    tokenizer.chat_template = jinja
+    text = modelfile_text("m.gguf", "auto", tokenizer.eos_token, tokenizer)
+    assert f'TEMPLATE """{{{{- range .Messages }}}}{template}' in text
+    assert (system in text) if system else "SYSTEM" not in text
+
+
+def test_modelfile_says_when_it_cannot_translate_a_template() -> None:
+    tokenizer = tiny_tokenizer(None, 300)
+    tokenizer.chat_template = "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    text = modelfile_text("m.gguf", "auto", "", tokenizer)
+    assert "TEMPLATE" in text and 'TEMPLATE """' not in text and "neither ChatML nor Llama 3" in text
+    # a ChatML look-alike that renders a conversation differently is not taken for ChatML
+    tokenizer.chat_template = CHATML_WITH_DEFAULT_SYSTEM.replace("'\n'}}{% endfor", "'\n\n'}}{% endfor")
+    assert 'TEMPLATE """' not in modelfile_text("m.gguf", "auto", "", tokenizer)
+
+
+def test_export_writes_the_template_of_a_model_folder(tmp_path: Path) -> None:
+    folder = save_tiny("llama", tmp_path / "m", vocab_size=300)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = LLAMA3_JINJA
+    tokenizer.save_pretrained(folder)
+    modelfile = export_gguf(folder, tmp_path / "m.gguf").modelfile.read_text()
+    assert "<|start_header_id|>{{ .Role }}<|end_header_id|>" in modelfile

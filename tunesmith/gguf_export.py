@@ -1,16 +1,19 @@
-"""`tunesmith export RUN --format gguf [--outtype f16|bf16|q8_0]`: the run's merged model as one GGUF file for
-llama.cpp and Ollama, written with the `gguf` package (no llama.cpp build needed), then checked.
+"""`tunesmith export RUN --format gguf [--outtype f16|bf16|q8_0|q4_k_m|q5_k_m|q6_k]`: the run's merged model as
+one GGUF file for llama.cpp and Ollama, written with the `gguf` package (no llama.cpp build needed), then checked.
 
 RUN is a run folder (its adapter is merged first, through `merge_run` and its parity check; a full
 fine-tune's model/ is taken as is) or a model folder. Families: Llama and Mistral (written as llama.cpp's
 `llama` architecture, whose q/k rows are permuted to its rotary layout) and Qwen2 (`qwen2`, with its q/k/v
 biases). Norms and biases stay fp32, as llama.cpp's converter keeps them; q8_0 falls back to f16 for a
-matrix whose rows are not a multiple of 32 wide (llama.cpp does the same).
+matrix whose rows are not a multiple of 32 wide (llama.cpp does the same). q4_k_m, q5_k_m and q6_k are
+llama-quantize's mixes of K-quants (gguf_types.py), encoded by tunesmith's port of llama.cpp's reference
+encoders (gguf_kquants.py), since the `gguf` package can only read K-quants.
 
 The check: the file is read back by transformers' GGUF reader, which must tokenize PARITY_PROMPTS to the same
 ids and give logits within TOLERANCE[outtype] of the merged model's (fp32) on every token; otherwise the file
 is deleted and the export fails. An Ollama Modelfile is written next to it (its TEMPLATE in Ollama's Go
-syntax for tunesmith's named chat templates; a model's own template travels inside the GGUF).
+syntax for tunesmith's named chat templates, and for a model's own template when it renders as ChatML or
+Llama 3; the template also travels inside the GGUF).
 """
 
 from __future__ import annotations
@@ -25,17 +28,21 @@ import torch
 
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
+from tunesmith.gguf_types import OUTTYPES, encode, file_type, tensor_type
 from tunesmith.gguf_vocab import gguf_vocab, write_vocab
 from tunesmith.merge import PARITY_PROMPTS, merge_run
 from tunesmith.models import load_model, load_tokenizer
 from tunesmith.ollama import modelfile_text
 from tunesmith.runs.record import is_run_folder, read_run
 
-OUTTYPES = ("f16", "bf16", "q8_0")
-TOLERANCE = {"f16": 0.05, "bf16": 0.3, "q8_0": 1.0}
+TOLERANCE = {"f16": 0.05, "bf16": 0.3, "q8_0": 1.5, "q6_k": 4.0, "q5_k_m": 10.0, "q4_k_m": 12.0}
 """Largest |logit difference| accepted between the GGUF read back and the merged model in fp32: rounding of
-the weights alone (f16 keeps 11 significant bits, bf16 8, q8_0 8 per block of 32); measured values are in
-tests/test_gguf_export.py and bench/RESULTS.md."""
+the weights alone (f16 keeps 11 significant bits, bf16 8, q8_0 8 per block of 32, the K-quant mixes about
+6.6, 5.7 and 4.9 bits per weight). Measured on SmolLM2-135M (logits span about 40), the largest difference
+over every vocabulary entry at every position of PARITY_PROMPTS: q8_0 1.06, q6_k 2.45, q5_k_m 6.61, q4_k_m 7.73 (its
+576-wide rows take llama.cpp's Q8_0/Q5_1/Q5_0 fallbacks, and its weights come from a Q4_1 file, whose grid
+Q5_1 fits worse than Q4_K does); the bounds leave about 1.5x of that. A misplaced byte gives
+garbage logits, far past them; tests/test_gguf_kquants.py checks the encoders more closely."""
 _ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
 
 
@@ -69,7 +76,7 @@ def export_gguf(run: Path, out: Path | None = None, outtype: str = "f16", overwr
         raise UserError(f"the GGUF read back differs from the merged model by {diff:.3g} in logits (tolerance "
                         f"{TOLERANCE[outtype]:g} for {outtype}); nothing was kept")
     modelfile = path.with_suffix(".Modelfile")
-    modelfile.write_text(modelfile_text(path.name, template, end_of_turn(tokenizer, template)))
+    modelfile.write_text(modelfile_text(path.name, template, end_of_turn(tokenizer, template), tokenizer))
     return GGUFResult(path, outtype, diff, TOLERANCE[outtype], modelfile)
 
 
@@ -103,6 +110,7 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, outtype: str, name: str) 
                 tokenizer)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA if arch == "llama" else gguf.MODEL_ARCH.QWEN2,
                                      config.num_hidden_layers)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
     for key, tensor in _tensors(model):
         gguf_name = names.get_name(key, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
@@ -111,7 +119,12 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, outtype: str, name: str) 
         if arch == "llama" and key.endswith(("q_proj.weight", "k_proj.weight")):
             heads = config.num_attention_heads if "q_proj" in key else config.num_key_value_heads
             data = _permute(data, heads)
-        _add_tensor(writer, gguf_name, data, outtype)
+        if data.ndim == 1:
+            writer.add_tensor(gguf_name, data.astype(np.float32))
+            continue
+        values, raw_dtype = encode(data, tensor_type(gguf_name, data.shape[-1], outtype, config.num_hidden_layers,
+                                                     tied))
+        writer.add_tensor(gguf_name, values, raw_dtype=raw_dtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -119,7 +132,6 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, outtype: str, name: str) 
 
 
 def _write_config(writer: Any, config: Any, outtype: str) -> None:
-    import gguf
 
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
@@ -137,9 +149,7 @@ def _write_config(writer: Any, config: Any, outtype: str) -> None:
     writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    file_types = {"f16": gguf.LlamaFileType.MOSTLY_F16, "bf16": gguf.LlamaFileType.MOSTLY_BF16,
-                  "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}
-    writer.add_file_type(file_types[outtype])
+    writer.add_file_type(file_type(outtype))
 
 
 def _tensors(model: Any) -> list[tuple[str, torch.Tensor]]:
@@ -153,21 +163,6 @@ def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
     """HF's rotary layout (halves) -> llama.cpp's (interleaved pairs), as llama.cpp's converter permutes."""
     return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
             .swapaxes(1, 2).reshape(weights.shape))
-
-
-def _add_tensor(writer: Any, name: str, data: np.ndarray, outtype: str) -> None:
-    import gguf
-
-    if data.ndim == 1:
-        writer.add_tensor(name, data.astype(np.float32))
-    elif outtype == "bf16":
-        writer.add_tensor(name, gguf.quants.quantize(data, gguf.GGMLQuantizationType.BF16),
-                          raw_dtype=gguf.GGMLQuantizationType.BF16)
-    elif outtype == "q8_0" and data.shape[-1] % 32 == 0:
-        writer.add_tensor(name, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
-                          raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-    else:
-        writer.add_tensor(name, data.astype(np.float16))
 
 
 def load_gguf(path: Path) -> tuple[Any, Any]:

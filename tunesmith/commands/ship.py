@@ -38,7 +38,8 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output"),
     format: str = typer.Option("adapter", "--format", help="adapter (the adapter alone) | gguf (merged, for "
                                "llama.cpp and Ollama)"),
-    outtype: str = typer.Option("f16", "--outtype", help="gguf weights: f16 | bf16 | q8_0"),
+    outtype: str = typer.Option("f16", "--outtype", help="gguf weights: f16 | bf16 | q8_0 | q4_k_m | q5_k_m | q6_k "
+                                "(the K-quant mixes Ollama serves)"),
 ) -> None:
     """Write the run's adapter alone (hot-swap serving), or with --format gguf the merged model as one GGUF file."""
     if format == "gguf":
