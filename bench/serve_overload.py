@@ -3,10 +3,10 @@ through the official `openai` client (no retries), while /health is probed, then
 /health is probed again. The server is the real CLI (`python -m tunesmith serve`) in its own process on
 loopback: default queue (sized from measured throughput), default body limit, default request log.
 
-    python -m bench.serve_overload [--requests 200] [--max-tokens 16] [--model PATH] [--out runs/bench-overload]
+    python -m bench.serve_overload [--requests 200] [--max-tokens 16] [--model PATH | --tiny] [--out runs/bench-overload]
 
-The model is the real stories260K Llama (../shared/fixtures/stories260k) when present, else a tiny
-random-init Llama (tunesmith/testing). Prints counts by status, p50/p99 latency (client side), how many 503s
+The model is the real stories260K Llama (../shared/fixtures/stories260k) when present, else (or with
+`--tiny`) a tiny random-init Llama (tunesmith/testing). Prints counts by status, p50/p99 latency (client side), how many 503s
 lacked Retry-After, /health latency under load, and what the 10 MB prompt got. Exit status 1 when any
 request failed other than by a 503 carrying Retry-After, or /health took over a second.
 """
@@ -133,10 +133,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--huge-mb", type=int, default=10, help="size of the oversized prompt")
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--tiny", action="store_true", help="serve a tiny random-init Llama, even with stories260K")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-overload"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    model = args.model or (STORIES if (STORIES / "config.json").is_file() else None)
+    model = args.model or (STORIES if (STORIES / "config.json").is_file() and not args.tiny else None)
     if model is None:
         model = args.out / "tiny-llama"
         if not (model / "config.json").is_file():

@@ -150,14 +150,23 @@ def test_docs_are_off_with_a_key_and_on_without(client: TestClient, base: Path) 
 
 def test_admission_follows_measured_throughput() -> None:
     rule = Admission(floor=4, max_wait_s=10.0)
-    assert rule.admits(3, 3) and not rule.admits(4, 4)  # nothing measured yet: the floor
-    rule.record(rows=16, seconds=2.0)  # 8 rows/s: 10 s of work is 80 rows
-    assert rule.admits(79, 79) and not rule.admits(80, 80)
-    assert rule.retry_after_s(100, 100) == 3  # 12.5 s of work, 2.5 s beyond the bound
-    rule.record(rows=16, seconds=0.5)  # faster: 0.3 * 32 + 0.7 * 8 = 15.2 rows/s
-    assert rule.admits(140, 140)
+    assert rule.admits(3, 300) and not rule.admits(4, 4)  # nothing measured yet: the floor
+    rule.record(work=16 * 16, seconds=2.0)  # 128 budgeted tokens/s: 10 s of work is 1280 tokens
+    assert rule.admits(79, 1279) and not rule.admits(80, 1280)
+    assert rule.retry_after_s(100, 1600) == 3  # 12.5 s of work, 2.5 s beyond the bound
+    rule.record(work=16 * 16, seconds=0.5)  # faster: 0.3 * 512 + 0.7 * 128 = 243.2 tokens/s
+    assert rule.admits(150, 2400) and not rule.admits(150, 2440)
     fixed = Admission(floor=4, cap=2)
-    assert fixed.admits(1, 1) and not fixed.admits(2, 2) and fixed.retry_after_s(2, 2) == 1
+    assert fixed.admits(1, 16) and not fixed.admits(2, 32) and fixed.retry_after_s(2, 32) == 1
+
+
+def test_the_queue_is_sized_at_start_from_a_timed_batch(base: Path) -> None:
+    """The first burst meets a queue sized for this model: measured before the server accepts requests."""
+    app, engine = build(ServeOptions([str(base)]))
+    assert engine.admission.work_per_s is None
+    with TestClient(app):
+        assert engine.admission.work_per_s is not None and engine.admission.work_per_s > 0
+        assert len(engine.history) == 0  # the timing batches are not served requests
 
 
 def test_every_503_carries_retry_after(base: Path) -> None:

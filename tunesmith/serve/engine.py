@@ -100,7 +100,7 @@ class Engine:
             return
         finally:
             self.history.clear()
-        self.admission.record(self.max_batch, time.monotonic() - start)
+        self.admission.record(self.max_batch * tokens, time.monotonic() - start)
 
     def stop(self) -> None:
         with self._cond:
@@ -111,9 +111,9 @@ class Engine:
     def submit(self, job: Job) -> None:
         """Queue `job`, or raise the 503 ApiError when the queue is full (the caller releases its entry)."""
         with self._cond:
-            rows = sum(waiting.params.n for waiting in self._queue)
-            if not self.admission.admits(len(self._queue), rows):
-                raise queue_full(len(self._queue), self.admission.retry_after_s(len(self._queue), rows))
+            work = sum(_work(waiting) for waiting in self._queue)
+            if not self.admission.admits(len(self._queue), work):
+                raise queue_full(len(self._queue), self.admission.retry_after_s(len(self._queue), work))
             self._queue.append(job)
             self._cond.notify()
 
@@ -125,7 +125,7 @@ class Engine:
             start = time.monotonic()
             try:
                 self._run(batch)
-                self.admission.record(sum(job.params.n for job in batch), time.monotonic() - start)
+                self.admission.record(sum(_work(job) for job in batch), time.monotonic() - start)
             except Exception as e:  # noqa: BLE001 -- one bad batch must not stop the server
                 error = ApiError(500, f"generation failed: {type(e).__name__}: {e}", type_="server_error")
                 for job in batch:
@@ -186,6 +186,11 @@ def _decode_stepwise(model: Any, ids: torch.Tensor, mask: torch.Tensor, sampler:
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         if bool(stopper(ids, scores).all()):
             return
+
+
+def _work(job: Job) -> int:
+    """A job's work in the admission rule's unit: budgeted tokens, every choice its max_tokens."""
+    return job.params.n * job.params.max_tokens
 
 
 def _batch_key(job: Job) -> tuple[str, int]:
