@@ -103,7 +103,7 @@ def module_names(config: Any, trust_remote_code: bool) -> dict[str, bool] | None
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    except ValueError:
+    except (ValueError, TypeError, NotImplementedError, RuntimeError):  # an architecture it cannot build here
         return None
     return {name: isinstance(m, (torch.nn.Linear, Conv1D)) for name, m in model.named_modules() if name}
 
