@@ -60,7 +60,7 @@ def test_malformed_row_names_file_and_line(tmp_path: Path, stories260k: Path) ->
     data = tmp_path / "d.jsonl"
     data.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": ""}\n')
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: x\nmodel: {stories260k}\ndata: {{train: {data}, template: plain}}\n")
+    recipe.write_text(f"name: x\nmodel: {stories260k}\ndata: {{train: {data}, template: plain}}\ntrain: {{max_seq_len: 128}}\n")
     result = cli("validate", str(recipe))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{data}:2:" in result.stderr.replace("\n", "")
