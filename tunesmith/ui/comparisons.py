@@ -62,27 +62,35 @@ def comparison_page(runs_dir: Path, name: str) -> dict[str, Any]:
                         "wrote, holding spec.yaml and logs/)")
     spec = load_spec(folder / SPEC_FILE)
     try:
-        rows = [_drawable(row) for row in comparison_rows(folder, list(spec.strategies))]
+        raw = comparison_rows(folder, list(spec.strategies))
+        cells = [[cell(row.get(key), key) for key in COLUMNS] for row in raw]
     except (ValueError, TypeError, AttributeError, KeyError) as err:  # the folder's files are untrusted input
         raise UserError(f"comparison {name} ({folder}) holds a damaged file ({type(err).__name__}: {err}); run "
                         "`tunesmith compare` on its spec again") from None
+    rows = [_drawable(row) for row in raw]
     runs_dir = runs_dir.resolve()
     for row in rows[1:]:  # a strategy's run opens from the table when the dashboard shows its runs folder
         run_dir = (folder / RUNS_FOLDER / row["strategy"]).resolve()
         row["run"] = row["strategy"] if run_dir.parent == runs_dir and is_run_folder(run_dir) else None
     return {
         "name": name, "folder": str(folder), "columns": list(COLUMNS),
-        "rows": rows, "cells": [[cell(row.get(key), key) for key in COLUMNS] for row in rows],
+        "rows": rows, "cells": cells,
         "panels": [{"key": key, "label": _label(key, label, spec.eval.ppl_file), "error": error}
                    for key, label, error in PANELS],
     }
 
 
 def _drawable(row: dict[str, Any]) -> dict[str, Any]:
-    """`row` with every chart value a number or None (a damaged measures/*.json may hold anything)."""
+    """`row` with every chart value a number (an error bar: a number or a [low, high] interval) or None: a
+    damaged measures/*.json may hold anything."""
     keys = {key for key, _, error in PANELS for key in (key, error) if key}
-    return {k: (v if k not in keys or (isinstance(v, (int, float)) and not isinstance(v, bool)) else None)
-            for k, v in row.items()}
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def drawable(v: Any) -> bool:
+        return number(v) or (isinstance(v, list) and len(v) == 2 and all(map(number, v)))
+    return {k: (v if k not in keys or drawable(v) else None) for k, v in row.items()}
 
 
 def _label(key: str, label: str, ppl_file: str | None) -> str:
