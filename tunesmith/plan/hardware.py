@@ -5,8 +5,7 @@ model-FLOP utilisation is not a vendor figure: `GPU_MFU` is an assumption (0.4 i
 fine-tuning reaches on A100/H100-class GPUs in published runs), to be replaced by a measured run's. On CPU
 the plan measures the machine: a short matmul probe in the dtype the run computes in (plan/setup.py's
 `compute_dtype`, the trainer's own rule: a CPU without native bf16 trains fp32, and there an emulated bf16
-probe would read ~20x too slow), times the MFU tunesmith reached on this CPU (bench/RESULTS.md: 26% of the
-bf16 matmul peak for LoRA, 20M Llama).
+probe would read ~20x too slow), times the share of that peak training reaches in that dtype (CPU_MFU).
 """
 
 from __future__ import annotations
@@ -39,7 +38,13 @@ GPUS: dict[str, Gpu] = {
     "v100-16g": Gpu(16, 125), "t4-16g": Gpu(16, 65), "mi300x-192g": Gpu(192, 1307),
 }
 GPU_MFU = 0.4
-CPU_MFU = 0.26
+CPU_MFU = {"fp32": 0.6, "bf16": 0.16, "fp16": 0.16}
+"""Share of the probe's matmul rate a training step reaches on CPU, per compute dtype. fp32: 53-82% of the fp32
+peak (bench/RESULTS.md, Throughput II: LoRA and full, 20M and 60M Llama, AVX2). bf16 on AMX/AVX-512-bf16,
+whose matmul peak is far higher while the step's other work (norms, softmax, optimizer, fp32 master weights)
+is not: 26% for a 20M Llama's LoRA (bench), 12-14% for SmolLM2-135M (LoRA and full, batch 8 x 128, measured
+in CPU seconds on one thread so that other processes on the machine do not count); 0.16 keeps both within
+1.7x."""
 CUDA_CONTEXT_BYTES = 600 * MIB
 """CUDA context, cuBLAS workspaces and the caching allocator's slack, per process (typical, measured by users
 at 0.4-1 GiB)."""
@@ -119,7 +124,8 @@ def cpu_flops(seconds: float = 0.2, dtype: torch.dtype | None = None) -> float:
     when not given) times CPU_MFU."""
     import torch
 
-    return matmul_rate(seconds, dtype or torch.bfloat16) * CPU_MFU
+    dtype = dtype or torch.bfloat16
+    return matmul_rate(seconds, dtype) * CPU_MFU[dtype_name(dtype)]
 
 
 def dtype_name(dtype: torch.dtype | None) -> str:
