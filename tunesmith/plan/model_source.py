@@ -12,6 +12,10 @@ tokenizer (the data cache's fingerprint is equal), so the tokens `plan` counts a
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,8 @@ def read_config(model: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+        with metadata_read_once():
+            return AutoConfig.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"cannot read the metadata of GGUF file '{gguf_file}': {err}; check that the file is "
                         "whole (re-download it) and that `pip install gguf` succeeded") from None
@@ -49,10 +54,40 @@ def _gguf_tokenizer(gguf_file: Path) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+        with metadata_read_once():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"cannot read the tokenizer of GGUF file '{gguf_file}': {err}") from None
     if tokenizer.pad_token is None:  # as models.load_tokenizer: training pads with eos (or unk)
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def _metadata(read: Any, path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    """`read(path)`'s metadata, once per file content (size and mtime) and reader."""
+    return read(path, return_tensors=False)
+
+
+@contextmanager
+def metadata_read_once() -> Iterator[None]:
+    """Within the block, transformers' GGUF metadata reads (`return_tensors=False`) of one file parse it once:
+    AutoTokenizer alone parses the whole header twice, AutoConfig once more, and parsing SmolLM2's 49k-token
+    vocabulary takes 5-30 s each time. Reads that want tensors go to transformers untouched; each caller gets
+    its own copy, as transformers may change what it is given."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    real = gguf_utils.load_gguf_checkpoint
+
+    def once(path: Any, return_tensors: bool = False, **kwargs: Any) -> dict[str, Any]:
+        if return_tensors or kwargs:
+            return real(path, return_tensors=return_tensors, **kwargs)
+        stat = Path(path).stat()
+        return copy.deepcopy(_metadata(real, str(path), stat.st_size, stat.st_mtime_ns))
+
+    gguf_utils.load_gguf_checkpoint = once
+    try:
+        yield
+    finally:
+        gguf_utils.load_gguf_checkpoint = real
