@@ -3,7 +3,7 @@ through the official `openai` client (no retries), while /health is probed, then
 /health is probed again. The server is the real CLI (`python -m tunesmith serve`) in its own process on
 loopback: default queue (sized from measured throughput), default body limit, default request log.
 
-    python -m bench.serve_overload [--requests 200] [--max-tokens 16] [--model PATH | --tiny] [--out runs/bench-overload]
+    python -m bench.serve_overload [--requests 200] [--max-tokens 16] [--retries 0] [--model PATH | --tiny]
 
 The model is the real stories260K Llama (../shared/fixtures/stories260k) when present, else (or with
 `--tiny`) a tiny random-init Llama (tunesmith/testing). Prints counts by status, p50/p99 latency (client side), how many 503s
@@ -78,8 +78,8 @@ class HealthProbe:
         self.process.join(timeout=30)
 
 
-async def _overload(url: str, model: str, requests: int, max_tokens: int) -> dict[str, Any]:
-    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600,
+async def _overload(url: str, model: str, requests: int, max_tokens: int, retries: int) -> dict[str, Any]:
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=retries, timeout=600,
                                 http_client=openai.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=1000)))
     with HealthProbe(url + "/health") as probe:
         start = time.perf_counter()
@@ -131,6 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--retries", type=int, default=0, help="the openai client's max_retries (it honours "
+                        "Retry-After); 0 counts every 503")
     parser.add_argument("--huge-mb", type=int, default=10, help="size of the oversized prompt")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--tiny", action="store_true", help="serve a tiny random-init Llama, even with stories260K")
@@ -145,7 +147,9 @@ def main() -> None:
     server, url, log = _start_server(model, args.out)
     try:
         served = httpx.get(url + "/v1/models").json()["data"][0]["id"]
-        load = asyncio.run(_overload(url, served, args.requests, args.max_tokens))
+        print(f"measured at start: {httpx.get(url + '/health').json()['measured_tokens_per_s']} budgeted tokens/s")
+        load = asyncio.run(_overload(url, served, args.requests, args.max_tokens, args.retries))
+        print(f"measured after the load: {httpx.get(url + '/health').json()['measured_tokens_per_s']} tokens/s")
         huge = asyncio.run(_huge_prompt(url, served, args.huge_mb))
     finally:
         server.terminate()
@@ -158,7 +162,8 @@ def _report(model: Path, args: argparse.Namespace, load: dict[str, Any], huge: d
     failed = sum(c for s, c in load["statuses"].items() if s not in (200, 503)) + load["503_without_retry_after"]
     p50 = f"{load['p50_s']:.2f}" if load["p50_s"] is not None else "-"
     p99 = f"{load['p99_s']:.2f}" if load["p99_s"] is not None else "-"
-    print(f"model {model.name}, {args.requests} concurrent chats, max_tokens {args.max_tokens}, default settings")
+    print(f"model {model.name}, {args.requests} concurrent chats, max_tokens {args.max_tokens}, default settings, "
+          f"client retries {args.retries}")
     print(f"statuses {{{statuses}}}; failed (not 200, not 503 + Retry-After) {failed}; wall {load['wall_s']:.1f} s")
     print(f"latency of the 200s: p50 {p50} s, p99 {p99} s; 503s with Retry-After {load['retry_after_seen']}")
     print(f"/health under load: p50 {load['health_p50_s'] * 1000:.0f} ms, max {load['health_max_s'] * 1000:.0f} ms")

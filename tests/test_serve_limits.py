@@ -149,11 +149,12 @@ def test_docs_are_off_with_a_key_and_on_without(client: TestClient, base: Path) 
 
 
 def test_admission_follows_measured_throughput() -> None:
-    rule = Admission(floor=4, max_wait_s=10.0)
+    rule = Admission(floor=4, max_wait_s=10.0, max_batch=16)
     assert rule.admits(3, 300) and not rule.admits(4, 4)  # nothing measured yet: the floor
     rule.record(work=16 * 16, seconds=2.0)  # 128 budgeted tokens/s: 10 s of work is 1280 tokens
     assert rule.admits(79, 1279) and not rule.admits(80, 1280)
-    assert rule.retry_after_s(100, 1600) == 3  # 12.5 s of work, 2.5 s beyond the bound
+    assert rule.retry_after_s(10, 3200) == 15  # 25 s of work, 15 s beyond the bound (a batch: 40 s)
+    assert rule.retry_after_s(100, 1600) == 2  # 12.5 s of work, 2.5 s beyond; the next batch ends in 2 s
     rule.record(work=16 * 16, seconds=0.5)  # faster: 0.3 * 512 + 0.7 * 128 = 243.2 tokens/s
     assert rule.admits(150, 2400) and not rule.admits(150, 2440)
     fixed = Admission(floor=4, cap=2)

@@ -29,6 +29,7 @@ class Admission:
 
     floor: int
     max_wait_s: float = 30.0
+    max_batch: int = 16
     cap: int | None = None
     work_per_s: float | None = None
     """Budgeted tokens per second; None before any batch was timed."""
@@ -54,10 +55,12 @@ class Admission:
         return queued_jobs < self.floor or (wait is not None and wait < self.max_wait_s)
 
     def retry_after_s(self, queued_jobs: int, queued_work: int) -> int:
-        """Whole seconds (1 to 60) until the queue has drained enough to admit again: the work beyond
-        `max_wait_s`, or with a fixed `cap` the share of one waiting request."""
+        """Whole seconds (1 to 60) until the queue should admit again: the work beyond `max_wait_s` (with a
+        fixed `cap`, one waiting request's share), but no later than the next full batch ends, when the
+        measured speed is updated (work counted at its budget is often done sooner)."""
         wait = self.wait_s(queued_work)
         if wait is None:
             return 1
-        excess = wait / max(1, queued_jobs) if self.cap is not None else wait - self.max_wait_s
-        return int(min(MAX_RETRY_AFTER_S, max(1, math.ceil(excess))))
+        per_job = wait / max(1, queued_jobs)
+        excess = per_job if self.cap is not None else wait - self.max_wait_s
+        return int(min(MAX_RETRY_AFTER_S, max(1, math.ceil(min(excess, per_job * self.max_batch)))))

@@ -1,6 +1,6 @@
 """The FastAPI app: OpenAI-compatible routes over an Engine and its ModelStore.
 
-    GET  /health                     open (no key): liveness for load balancers
+    GET  /health                     open (no key): liveness, waiting requests, measured speed
     GET  /v1/models                  served ids; adapters name their base in `parent`
     POST /v1/chat/completions        chat, rendered with the model's own template
     POST /v1/completions             raw text (or token ids) continuation
@@ -70,7 +70,9 @@ def create_app(store: ModelStore, engine: Engine, api_key: str | None = None,
 def _routes(app: FastAPI, store: ModelStore, engine: Engine, auth: list[Any]) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "models": len(store.names())}
+        rate = engine.admission.work_per_s
+        return {"status": "ok", "models": len(store.names()), "waiting": engine.waiting(),
+                "measured_tokens_per_s": round(rate, 1) if rate is not None else None}
 
     @app.get("/v1/models", dependencies=auth)
     async def models() -> dict[str, Any]:

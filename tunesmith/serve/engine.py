@@ -34,6 +34,7 @@ SEED_SPACE = 2**64
 """torch generators take seeds in [0, 2^64): a request's seed (any int64) plus its choice index wraps into it."""
 MEASURE_TOKENS = 16
 """New tokens per row of the batch timed at start (OpenAI's default max_tokens for completions)."""
+MEASURE_TIMEOUT_S = 300.0
 """torch generators take seeds in [0, 2^64): a request's seed (any int64) plus its choice index wraps into it."""
 STEPWISE = ("prefix", "prompt")
 """Kinds decoded by `_decode_stepwise`: PEFT 0.21's `generate` under transformers 5 drops a prefix-tuning
@@ -71,18 +72,26 @@ class Engine:
     def __init__(self, store: ModelStore, queue_size: int | None = None, max_batch: int = 16,
                  batch_wait_s: float = 0.005, max_wait_s: float = 30.0) -> None:
         self.store, self.max_batch, self.batch_wait_s = store, max_batch, batch_wait_s
-        self.admission = Admission(floor=4 * max_batch, max_wait_s=max_wait_s, cap=queue_size)
+        self.admission = Admission(floor=max_batch, max_wait_s=max_wait_s, max_batch=max_batch, cap=queue_size)
         self._queue: list[Job] = []
         self._cond = threading.Condition()
         self._stopped = False
+        self._measured = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tunesmith-serve-worker", daemon=True)
         self.history: deque[tuple[str, ...]] = deque(maxlen=1000)
         """The model ids of each recent batch, row by row: what tests and the load benchmark inspect."""
 
     def start(self) -> None:
-        """Measure the throughput (so the first burst meets a queue sized for this model), then serve."""
-        self.measure()
+        """Start the worker; it first measures the throughput (so the first burst meets a queue sized for
+        this model), and this returns once it has. The measurement runs on the worker's own thread: torch's
+        thread pool behaves differently on the main thread, and timing there was up to 6x off (busy CPUs).
+
+        One small parallel op runs here first: when the worker thread is the first to enter torch's OpenMP
+        pool, its batches ran 4-10x slower on this 2-core machine (stories260K, a 16 x 16 batch: 1.2 s
+        against 0.12-0.3 s after a 64x64 matmul on the starting thread; bench/serve_overload.py shows it)."""
+        torch.ones(64, 64) @ torch.ones(64, 64)
         self._thread.start()
+        self._measured.wait(timeout=MEASURE_TIMEOUT_S)
 
     def measure(self, tokens: int = MEASURE_TOKENS) -> None:
         """Time one full batch (`max_batch` rows, `tokens` new tokens each; after a short one that pays the
@@ -108,6 +117,10 @@ class Engine:
             self._cond.notify_all()
         self._thread.join(timeout=30)
 
+    def waiting(self) -> int:
+        """Requests queued, not yet in a batch."""
+        return len(self._queue)
+
     def submit(self, job: Job) -> None:
         """Queue `job`, or raise the 503 ApiError when the queue is full (the caller releases its entry)."""
         with self._cond:
@@ -118,6 +131,8 @@ class Engine:
             self._cond.notify()
 
     def _loop(self) -> None:
+        self.measure()
+        self._measured.set()
         while True:
             batch = self._take()
             if batch is None:
