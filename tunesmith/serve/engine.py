@@ -87,8 +87,9 @@ class Engine:
         thread pool behaves differently on the main thread, and timing there was up to 6x off (busy CPUs).
 
         One small parallel op runs here first: when the worker thread is the first to enter torch's OpenMP
-        pool, its batches ran 4-10x slower on this 2-core machine (stories260K, a 16 x 16 batch: 1.2 s
-        against 0.12-0.3 s after a 64x64 matmul on the starting thread; bench/serve_overload.py shows it)."""
+        pool, its batches ran 4-10x slower on a busy 2-core machine (stories260K, a 16 x 16 batch: 1.2 s,
+        against 0.12-0.3 s after a 64x64 matmul on the starting thread; bench/serve_overload.py went from
+        117 to 800 budgeted tokens/s)."""
         torch.ones(64, 64) @ torch.ones(64, 64)
         self._thread.start()
         self._measured.wait(timeout=MEASURE_TIMEOUT_S)
