@@ -51,6 +51,19 @@ def test_ranks_run_tunesmith_itself_with_torchruns_environment() -> None:
         [("0", "0", "2", "29555"), ("1", "1", "2", "29555")]
 
 
+def test_one_failing_rank_stops_the_others_and_gives_the_status(tmp_path: Path) -> None:
+    def rank(code: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code])
+
+    waiting = rank("import time; time.sleep(120)")  # as a rank blocked in a collective with the failed one
+    started = time.monotonic()
+    assert launch._supervise([rank("raise SystemExit(3)"), waiting]) == 3
+    assert waiting.returncode == -signal.SIGTERM and time.monotonic() - started < 60
+    assert launch._supervise([rank("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"),
+                              rank("import time; time.sleep(120)")]) == 128 + signal.SIGKILL
+    assert launch._supervise([rank("raise SystemExit(130)"), rank("import time; time.sleep(1)")]) == 130
+
+
 def test_a_layout_the_processes_cannot_share_fails_once_before_launching(recipe: Path, monkeypatch) -> None:
     def no_launch(nproc: int, argv: list[str]) -> int:
         raise AssertionError("processes were launched for a recipe they cannot share")

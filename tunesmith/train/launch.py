@@ -84,15 +84,16 @@ def relaunch(nproc: int, argv: list[str]) -> int:
 def _supervise(ranks: list[subprocess.Popen]) -> int:
     """Wait for every rank; once one fails (other than by a stop request) the others are terminated, since
     they would wait for it forever in their next collective."""
-    terminated = False
+    cause: int | None = None  # the first failure's status: the terminated ranks' own say nothing
     while True:
         codes = [rank.poll() for rank in ranks]
-        if all(code is not None for code in codes):
-            worst = max(codes, key=lambda c: (c != 0, abs(c or 0)))  # type: ignore[arg-type]
-            return 128 - worst if worst and worst < 0 else worst or 0  # killed by signal S: 128 + S, as a shell says
-        if not terminated and any(code not in (None, 0, INTERRUPTED) for code in codes):
+        failed = [code for code in codes if code not in (None, 0, INTERRUPTED)]
+        if failed and cause is None:
+            cause = failed[0]
             _signal(ranks, signal.SIGTERM)
-            terminated = True
+        if all(code is not None for code in codes):
+            status = cause if cause is not None else max(codes, key=lambda c: abs(c or 0)) or 0  # type: ignore[arg-type]
+            return 128 - status if status < 0 else status  # killed by signal S: 128 + S, as a shell says
         time.sleep(0.2)
 
 
