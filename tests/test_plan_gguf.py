@@ -32,8 +32,9 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
 
 
 @pytest.fixture
-def no_dequantizing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Every way to GGUF weights fails: tunesmith's conversion, transformers' tensor reading, gguf's dequantize."""
+def no_dequantizing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Every way to GGUF weights fails: tunesmith's conversion, transformers' tensor reading, gguf's dequantize.
+    Returns the metadata reads (file paths) transformers made."""
     import gguf
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
 
@@ -41,19 +42,22 @@ def no_dequantizing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         raise AssertionError("the GGUF's weights were read (de-quantized) for a config or tokenizer")
 
     real = gguf_utils.load_gguf_checkpoint
+    reads: list[str] = []
 
     def metadata_only(path: str, return_tensors: bool = False, **kwargs: Any) -> dict[str, Any]:
         if return_tensors:
             refuse()
+        reads.append(str(path))
         return real(path, return_tensors=False, **kwargs)
 
     monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(gguf_source, "_convert", refuse)
     monkeypatch.setattr(gguf_utils, "load_gguf_checkpoint", metadata_only)
     monkeypatch.setattr(gguf, "dequantize", refuse)
+    return reads
 
 
-def test_gguf_shape_is_read_from_its_metadata(tiny_gguf: tuple[Path, Any], no_dequantizing: None) -> None:
+def test_gguf_shape_is_read_from_its_metadata(tiny_gguf: tuple[Path, Any], no_dequantizing: list[str]) -> None:
     file, config = tiny_gguf
     expected = shape_from_config(config)
     assert load_shape(str(file)) == expected
@@ -80,15 +84,16 @@ def _recipe(tmp_path: Path, model: Path, adapter: str = "lora", extra: str = "")
     return recipe
 
 
-def test_plan_cli_takes_a_gguf_model(tiny_gguf: tuple[Path, Any], no_dequantizing: None, tmp_path: Path) -> None:
+def test_plan_cli_takes_a_gguf_model(tiny_gguf: tuple[Path, Any], no_dequantizing: list[str], tmp_path: Path) -> None:
     file, _ = tiny_gguf
     result = CliRunner().invoke(app, ["plan", str(_recipe(tmp_path, file, extra=", max_steps: 3"))])
     assert result.exit_code == 0, result.output
+    assert no_dequantizing == [str(file)], "config and tokenizer share one parse of the header"
     assert "time per step" in result.output and "unknown" not in result.output  # its tokenizer counted the data
     assert "3 steps, train.max_steps" in result.output
 
 
-def test_advise_writes_a_recipe_for_a_gguf_and_says_where(tiny_gguf: tuple[Path, Any], no_dequantizing: None,
+def test_advise_writes_a_recipe_for_a_gguf_and_says_where(tiny_gguf: tuple[Path, Any], no_dequantizing: list[str],
                                                           tmp_path: Path) -> None:
     file, _ = tiny_gguf
     out = tmp_path / "advised.yaml"
