@@ -206,15 +206,24 @@ def test_request_log_has_one_line_per_request_and_no_prompt_or_key(base: Path, t
 
 def test_serve_says_where_the_request_log_is(base: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     import uvicorn
+    from typer.testing import CliRunner
 
+    from tunesmith.cli import app
     from tunesmith.serve import server
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    started: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda built, **kwargs: started.append(built))
     server.serve(ServeOptions([str(base)]))
     err = capsys.readouterr().err
     (log,) = (tmp_path / "serve-logs").glob("requests-*.jsonl")
     assert f"request log: {log.resolve()}" in err
+    result = CliRunner().invoke(app, ["serve", str(base), "--request-log", "mine.jsonl", "--max-body-bytes", "2048",
+                                      "--max-queue-wait", "5"])
+    assert result.exit_code == 0 and f"request log: {tmp_path / 'mine.jsonl'}" in result.output
+    with TestClient(started[-1]) as cli_client:  # the options reached the app
+        assert chat(cli_client, messages=[{"role": "user", "content": "x" * 3000}]).status_code == 413
+    assert [json.loads(line)["status"] for line in (tmp_path / "mine.jsonl").read_text().splitlines()] == [413]
 
 
 def test_without_a_key_only_loopback_hosts_are_answered(base: Path) -> None:
