@@ -147,7 +147,7 @@ def test_merged_folder_and_gguf_file_are_serve_targets(tmp_path: Path) -> None:
     (LLAMA3_JINJA, "<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>", None),
     (CHATML_WITH_DEFAULT_SYSTEM, "<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>",
      'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""'),
-])
+], ids=["llama3", "chatml-with-default-system"])
 def test_modelfile_translates_a_models_own_template(jinja: str, template: str, system: str | None) -> None:
     tokenizer = tiny_tokenizer(None, 300)
     tokenizer.chat_template = jinja
