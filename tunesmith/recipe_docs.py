@@ -26,11 +26,13 @@ def render_recipe_docs() -> str:
         "`key.sub=value`, e.g. `tunesmith train r.yaml train.lr=2e-5`.",
         "",
     ]
-    _block(Recipe, "", lines)
+    schema_tables(Recipe, "", lines)
     return "\n".join(lines) + "\n"
 
 
-def _block(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
+def schema_tables(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
+    """Append one markdown table per block of a pydantic schema (key, type, default, meaning), nested blocks
+    after their parent: the recipe and the comparison spec are documented by the same rules."""
     title = prefix.rstrip(".") or "top level"
     lines += [f"## `{title}`", ""]
     if model.__doc__ and not model.__doc__.startswith(model.__name__ + "("):
@@ -46,7 +48,7 @@ def _block(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
         lines.append(f"| `{prefix}{name}` | {_type(field.annotation)} | {default} | {meaning} |")
     lines.append("")
     for sub, sub_prefix in nested:
-        _block(sub, sub_prefix, lines)
+        schema_tables(sub, sub_prefix, lines)
 
 
 def _default(field: FieldInfo) -> str:

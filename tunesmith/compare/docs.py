@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from tunesmith.compare.spec import CompareSpec
-from tunesmith.recipe_docs import _block
+from tunesmith.recipe_docs import schema_tables
 
 
 def render_compare_docs() -> str:
@@ -31,5 +31,5 @@ def render_compare_docs() -> str:
         "```",
         "",
     ]
-    _block(CompareSpec, "", lines)
+    schema_tables(CompareSpec, "", lines)
     return "\n".join(lines) + "\n"
