@@ -202,7 +202,7 @@ def test_validate_says_when_the_data_came_from_the_cache(
 ) -> None:
     model = save_tiny("llama", tmp_path / "model", vocab_size=300)
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: r\nmodel: {model}\ndata: {{train: {data_file}, template: plain}}\n")
+    recipe.write_text(f"name: r\nmodel: {model}\ndata: {{train: {data_file}, template: plain}}\ntrain: {{max_seq_len: 128}}\n")
     validate_recipe(recipe, [])
     assert "from cache" not in capsys.readouterr().out
     validate_recipe(recipe, [])

@@ -160,4 +160,4 @@ def test_mtbench_without_a_judge_says_what_to_add(stories260k, shared_data, tmp_
 
     result = CliRunner().invoke(app, ["eval", str(stories260k), "--suite", "mtbench", "--data-dir", str(shared_data),
                                       "--out", str(tmp_path)])
-    assert result.exit_code != 0 and "--judge-url" in " ".join(result.output.split())
+    assert result.exit_code != 0 and "--judge URL" in " ".join(result.output.split())
