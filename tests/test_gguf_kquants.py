@@ -12,9 +12,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.test_gguf_export import SMOLLM2, logits_gap
+from tests.test_gguf_export import logits_gap
 from tunesmith.errors import UserError
-from tunesmith.gguf_export import TOLERANCE, export_gguf, load_gguf
+from tunesmith.gguf_export import TOLERANCE, export_gguf
 from tunesmith.gguf_header import gguf_weight_types
 from tunesmith.gguf_kquants import _make_qkx2, quantize_k
 from tunesmith.gguf_types import tensor_type
@@ -120,16 +120,11 @@ def test_unknown_outtype_names_the_choices(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_q4_k_m(tmp_path: Path) -> None:
+def test_smollm2_q4_k_m(smollm2: Path, tmp_path: Path) -> None:
     """The real chat model at the type Ollama users pull most: within tolerance, llama-quantize's mix for its
-    576-wide rows, a quarter of the f16 size or less, and a Modelfile with its ChatML template and system prompt."""
-    source = SMOLLM2 / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not source.is_file():
-        pytest.skip(f"SmolLM2 fixture not found at {SMOLLM2}")
-    model, tokenizer = load_gguf(source)
-    model.save_pretrained(tmp_path / "smollm2")
-    tokenizer.save_pretrained(tmp_path / "smollm2")
-    result = export_gguf(tmp_path / "smollm2", tmp_path / "smollm2-q4_k_m.gguf", "q4_k_m")
+    576-wide rows, a quarter of the f16 size or less, and a Modelfile with its ChatML template and system prompt.
+    `smollm2` is the session's one conversion of the GGUF fixture (conftest), not a second one here."""
+    result = export_gguf(smollm2, tmp_path / "smollm2-q4_k_m.gguf", "q4_k_m")
     assert 0 < result.max_abs_diff <= TOLERANCE["q4_k_m"]  # 7.73 measured
     # 30 layers, 14 of them picked by use_more_bits: ffn_down is 1536 wide (Q4_K, Q6_K in those), every other
     # matrix 576 (Q5_0; attn_v Q6_K falls back to Q8_0 in those), the tied embedding Q8_0 (the head's type)

@@ -101,7 +101,8 @@ def test_fused_families_match_the_trainer() -> None:
     assert FUSED_FAMILIES == TRAINER
 
 
-def test_plan_cli_prints_the_breakdown_and_fixes(tmp_path: Path) -> None:
+def tiny_full_recipe(tmp_path: Path, train: str) -> Path:
+    """A full fine-tuning recipe over a tiny random Llama and 20 Alpaca rows; `train` is the recipe's train block."""
     import json
 
     from tunesmith.testing.tiny import save_tiny
@@ -111,7 +112,12 @@ def test_plan_cli_prints_the_breakdown_and_fixes(tmp_path: Path) -> None:
     data.write_text("".join(json.dumps({"instruction": f"say {i}", "output": f"{i}"}) + "\n" for i in range(20)))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: p\nmodel: {model}\nadapter: full\ndata: {{train: {data}, template: plain}}\n"
-                      "train: {batch_size: 64, max_seq_len: 4096}\n")
+                      f"train: {train}\n")
+    return recipe
+
+
+def test_plan_cli_prints_the_breakdown_and_fixes(tmp_path: Path) -> None:
+    recipe = tiny_full_recipe(tmp_path, "{batch_size: 64, max_seq_len: 4096}")
     result = CliRunner().invoke(app, ["plan", str(recipe), "--memory", "1GiB"])
     assert result.exit_code == 0, result.output
     assert "optimizer states" in result.output and "does not fit" in result.output

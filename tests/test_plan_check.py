@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.test_plan import tiny_full_recipe
 from tunesmith import models
 from tunesmith.cli import app
 from tunesmith.plan import hardware
@@ -49,12 +50,7 @@ def test_the_probe_dtype_is_the_one_the_run_computes_in(monkeypatch: pytest.Monk
 def test_plan_cli_probes_in_the_runs_dtype(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probed: list[torch.dtype] = []
     monkeypatch.setattr(hardware, "matmul_rate", lambda seconds, dtype: probed.append(dtype) or 1e10)
-    model = save_tiny("llama", tmp_path / "m", vocab_size=300)
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"instruction": f"say {i}", "output": f"{i}"}) + "\n" for i in range(20)))
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: p\nmodel: {model}\nadapter: full\ndata: {{train: {data}, template: plain}}\n"
-                      "train: {batch_size: 2, max_seq_len: 64, mixed_precision: 'no', max_steps: 7}\n")
+    recipe = tiny_full_recipe(tmp_path, "{batch_size: 2, max_seq_len: 64, mixed_precision: 'no', max_steps: 7}")
     result = CliRunner().invoke(app, ["plan", str(recipe)], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert probed == [torch.float32]
