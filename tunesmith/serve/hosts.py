@@ -16,15 +16,23 @@ from typing import Any
 
 from tunesmith.serve.errors import ApiError
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+"""Host names that mean this machine (IPv6 without brackets): the dashboard's and the server's one list."""
 IN_PROCESS_CLIENT = "testclient"
 
 
-def host_name(host: str) -> str:
-    """`host` (a Host header value) without its port."""
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+def split_host(header: str) -> tuple[str, int | None]:
+    """("name", port) of a Host header, lower case, IPv6 without brackets: `127.0.0.1:7860`, `[::1]:7860`,
+    `localhost` (port 80); a port that is not a number is None."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, _, rest = header[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, port_text = header.partition(":") if header.count(":") == 1 else (header, "", "")
+    if not port_text:
+        return name, 80
+    return (name, int(port_text)) if port_text.isdigit() else (name, None)
 
 
 class LoopbackHosts:
@@ -38,7 +46,7 @@ class LoopbackHosts:
         client = scope.get("client") or ("", 0)
         if scope["type"] == "http" and client[0] != IN_PROCESS_CLIENT:
             host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-            if host_name(host).lower() not in LOOPBACK_NAMES:
+            if split_host(host)[0] not in LOOPBACK_NAMES:
                 error = ApiError(421, f"This server answers only requests to localhost or 127.0.0.1 (it has no API "
                                  f"key), not to '{host[:100]}'; start it with --api-key to serve other names",
                                  code="host_not_allowed")

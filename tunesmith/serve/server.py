@@ -18,12 +18,12 @@ from tunesmith.errors import UserError
 from tunesmith.serve import targets
 from tunesmith.serve.app import create_app
 from tunesmith.serve.engine import Engine
+from tunesmith.serve.hosts import LOOPBACK_NAMES
 from tunesmith.serve.limits import DEFAULT_MAX_BODY_BYTES
 from tunesmith.serve.requestlog import RequestLog, default_path
 from tunesmith.serve.store import ModelStore
 
 API_KEY_ENV = "TUNESMITH_API_KEY"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -76,7 +76,7 @@ def serve(options: ServeOptions) -> None:
     """Load the targets and serve until interrupted; off loopback, a key is required."""
     import uvicorn
 
-    if options.host not in LOOPBACK and api_key(options) is None:
+    if options.host not in LOOPBACK_NAMES and api_key(options) is None:
         raise UserError(f"serving on {options.host} (beyond this machine) needs --api-key or {API_KEY_ENV}")
     if options.request_log is None:
         options = replace(options, request_log=default_path())

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from tunesmith.serve.hosts import LOOPBACK_NAMES, split_host
 from tunesmith.ui.guard import is_loopback, token_matches
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 OPEN_PATHS = ("/static/", "/favicon.ico")
 """Served without the token: the page's own code and icon, no data."""
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -95,19 +95,6 @@ class Access:
         if auth.lower().startswith("bearer "):
             return auth[7:].strip()
         return request.cookies.get(self.cookie)
-
-
-def split_host(header: str) -> tuple[str, int | None]:
-    """("name", port) of a Host header: `127.0.0.1:7860`, `[::1]:7860`, `localhost` (port 80)."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        name, _, rest = header[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        name, _, port_text = header.partition(":") if header.count(":") == 1 else (header, "", "")
-    if not port_text:
-        return name, 80
-    return (name, int(port_text)) if port_text.isdigit() else (name, None)
 
 
 def add_access_checks(app: FastAPI, access: Access) -> None:
