@@ -1,4 +1,4 @@
-"""`tunesmith demo`: the whole job, offline, a few minutes on 2 CPU cores (testing/demo.py builds and runs it)."""
+"""`tunesmith demo`: the whole job, offline, about a minute on 2 idle CPU cores (testing/demo.py builds and runs it)."""
 
 from __future__ import annotations
 

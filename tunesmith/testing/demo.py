@@ -1,4 +1,4 @@
-"""`tunesmith demo`: the whole job, offline, a few minutes on 2 CPU cores (README gives the measured time).
+"""`tunesmith demo`: the whole job, offline, about a minute on 2 idle CPU cores (README gives the measured times).
 
 It needs no download and no file from anywhere. It writes small instruction datasets of word-list skills,
 builds a tiny random Llama with a byte-level BPE tokenizer trained on that data, and then, through the same
