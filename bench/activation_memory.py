@@ -21,7 +21,7 @@ import torch
 
 from bench.common import SHARED_DATA, runs_folder
 from bench.throughput import LORA, build_inputs
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.train.loop import build_trainer
 
 MIB = 2**20

@@ -38,7 +38,7 @@ from bench.common import SHARED_DATA, child_or_parent, machine_summary, peak_rss
 from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.errors import UserError
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run
 

@@ -32,8 +32,8 @@ from typing import Any
 from bench.common import SHARED_DATA, machine_summary, save_bench_model, write_chat_data
 from tunesmith.data.cache import CACHE_ENV, cache_dir
 from tunesmith.data.pipeline import PreparedData, prepare_data
-from tunesmith.models import load_tokenizer
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.load import load_tokenizer
+from tunesmith.recipe.spec import recipe_from_dict
 
 DATA_FILES = ("alpaca_1k.jsonl", "sharegpt_glaive_toolcall_300.jsonl")
 MODES = ("off", "cold", "warm")

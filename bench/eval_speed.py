@@ -31,7 +31,7 @@ from bench.smollm2 import SHARED, smollm2_folder
 from tunesmith.evaluate.benchmarks import RunSettings, get, locate
 from tunesmith.evaluate.benchmarks.multiple_choice import MultipleChoice
 from tunesmith.evaluate.loglik import loglikelihoods
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 
 
 def _ours(model: Any, tokenizer: Any, suite: str, data: Any, settings: RunSettings) -> tuple[dict[str, int], float]:

@@ -20,8 +20,8 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 from bench.common import write_chat_data
 from tunesmith.data.pipeline import prepare_data
-from tunesmith.models import load_tokenizer
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.load import load_tokenizer
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.testing.tiny import tiny_config, tiny_tokenizer
 
 LLAMA3_8B: dict[str, int] = {"hidden": 4096, "layers": 32, "heads": 32, "kv_heads": 8, "intermediate": 14336,

@@ -53,8 +53,8 @@ from bench.common import (
 from tunesmith.data.packing import pack
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.data.types import Sample
-from tunesmith.models import load_tokenizer
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.load import load_tokenizer
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.metrics import METRICS_FILE, read_metrics
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.loop import build_trainer, trainer_run

@@ -34,7 +34,7 @@ def child_main(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from tunesmith.plan import plan_memory_for
-    from tunesmith.recipe import recipe_from_dict
+    from tunesmith.recipe.spec import recipe_from_dict
     from tunesmith.train.loop import _train_step, build_trainer
 
     torch.set_num_threads(payload["threads"])

@@ -27,10 +27,10 @@ from typing import Any
 import httpx
 import openai
 
-from tunesmith.merge import merge_run
 from tunesmith.serve.local import local_server
 from tunesmith.serve.server import ServeOptions
 from tunesmith.serve.styles import PROMPT, make_style_runs
+from tunesmith.ship.merge import merge_run
 
 
 async def _one(client: openai.AsyncOpenAI, model: str, max_tokens: int) -> tuple[float, int, str | None]:

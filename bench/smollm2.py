@@ -1,6 +1,6 @@
 """The SmolLM2-135M-Instruct fixture (a Q4_1 GGUF in ../shared) as a Hugging Face folder, converted once.
 
-The conversion is tunesmith's own (`tunesmith/gguf_source.py`: de-quantized once into a cache folder, the
+The conversion is tunesmith's own (`tunesmith/gguf/source.py`: de-quantized once into a cache folder, the
 GGUF quantizer state dropped), the same one `model: <file>.gguf` uses in a recipe. Used by
 bench/eval_speed.py and the slow parity tests.
 """
@@ -16,7 +16,7 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def smollm2_folder(cache: Path | None = None) -> Path:
     """The converted folder (converting on first use, atomically); FileNotFoundError without the fixture."""
-    from tunesmith.gguf_source import converted_folder
+    from tunesmith.gguf.source import converted_folder
 
     gguf = SMOLLM2_DIR / GGUF_NAME
     if not gguf.is_file():

@@ -40,8 +40,8 @@ import torch
 from bench.common import SHARED_DATA, machine_summary, peak_matmul_gflops, run_child, runs_folder, write_chat_data
 from bench.flops import ModelShape, model_shape
 from tunesmith.data.pipeline import prepare_data
-from tunesmith.models import cpu_has_native_bf16, load_tokenizer
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.load import cpu_has_native_bf16, load_tokenizer
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.testing.tiny import save_tiny
 
 DATA_FILES = ("alpaca_1k.jsonl", "sharegpt_glaive_toolcall_300.jsonl")

@@ -60,7 +60,7 @@ def stories260k() -> Path:
 def smollm2_gguf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The cache root holding the SmolLM2 GGUF fixture converted to a Hugging Face folder: converted once per
     test run (~20-100 s), not per test. Point TUNESMITH_CACHE here to make `model: <the .gguf>` a cache hit."""
-    from tunesmith.gguf_source import converted_folder, find_gguf
+    from tunesmith.gguf.source import converted_folder, find_gguf
 
     gguf_file = find_gguf(str(SMOLLM2)) if SMOLLM2.is_dir() else None
     if gguf_file is None:

@@ -17,14 +17,14 @@ import torch
 from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
-from tunesmith.adapters import apply_adapter, load_adapter
-from tunesmith.bottleneck import CONFIG_FILE, WEIGHTS_FILE, add_bottleneck, decoder_layers, load_bottleneck
+from tunesmith.adapters.bottleneck import CONFIG_FILE, WEIGHTS_FILE, add_bottleneck, decoder_layers, load_bottleneck
+from tunesmith.adapters.build import apply_adapter, load_adapter
 from tunesmith.data.packing import collate_packed, collate_padded, pack
 from tunesmith.data.types import Sample
 from tunesmith.errors import UserError
-from tunesmith.models import count_parameters, load_model
-from tunesmith.recipe import AdapterArgs, Recipe, recipe_from_dict
-from tunesmith.registry import ADAPTERS
+from tunesmith.models.load import count_parameters, load_model
+from tunesmith.recipe.registry import ADAPTERS
+from tunesmith.recipe.spec import AdapterArgs, Recipe, recipe_from_dict
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny, tiny_model
 from tunesmith.train.loop import build_trainer, train, trainer_run
@@ -169,7 +169,7 @@ def test_bottleneck_starts_as_the_identity_and_sits_after_attention_and_mlp(fami
 
 
 def test_load_bottleneck_refuses_another_architecture(tmp_path: Path) -> None:
-    from tunesmith.bottleneck import save_bottleneck
+    from tunesmith.adapters.bottleneck import save_bottleneck
 
     save_bottleneck(add_bottleneck(tiny_model("llama", 300), size=BOTTLENECK), tmp_path)
     with pytest.raises(UserError, match="hidden size 64 and 2 layers"):

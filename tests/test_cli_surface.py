@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tunesmith
-from tunesmith.registry import EVAL_SUITES
+from tunesmith.recipe.registry import EVAL_SUITES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEPSPEED_NOTICE = "Setting accelerator to CPU"
@@ -63,7 +63,7 @@ def test_saving_a_model_prints_no_deepspeed_notice_but_other_warnings_show(tmp_p
 
 
 def test_recipe_docs_show_real_defaults_and_gguf_models() -> None:
-    from tunesmith.recipe_docs import render_recipe_docs
+    from tunesmith.recipe.docs import render_recipe_docs
 
     docs = render_recipe_docs()
     assert "PydanticUndefined" not in docs

@@ -18,7 +18,7 @@ from tunesmith.data.loading import Row
 from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.data.templates import TEMPLATES
 from tunesmith.errors import UserError
-from tunesmith.recipe import Recipe, recipe_from_dict
+from tunesmith.recipe.spec import Recipe, recipe_from_dict
 from tunesmith.testing.tiny import save_tiny, tiny_tokenizer
 
 ROWS = [

@@ -20,7 +20,7 @@ import yaml
 from tests.test_distributed import TOLERANCE, max_difference, trained, write_recipe
 from tests.test_train import make_recipe, tiny_setup  # noqa: F401  (fixture)
 from tunesmith.errors import UserError
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.load import load_target
 from tunesmith.runs.targets import resolve_target
 from tunesmith.train import zero
@@ -117,7 +117,7 @@ def test_zero_options_are_checked(options, message, tiny_setup, tmp_path) -> Non
 def test_partitioned_weights_keep_their_decay_group_and_size() -> None:
     """ZeRO-3 leaves each rank an empty placeholder and the full shape in `ds_shape`: weight decay and the
     parameter counts must follow the full shape, as in one process."""
-    from tunesmith.models import count_parameters
+    from tunesmith.models.load import count_parameters
     from tunesmith.train.optim import build_optimizer
 
     model = torch.nn.Sequential(torch.nn.Linear(8, 8))

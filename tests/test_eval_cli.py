@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tunesmith.cli import app
 from tunesmith.errors import UserError
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.targets import resolve_target
 from tunesmith.train.loop import train
 

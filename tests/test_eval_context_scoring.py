@@ -13,7 +13,7 @@ from tunesmith.evaluate.benchmarks import hellaswag, locate, mmlu
 from tunesmith.evaluate.benchmarks.multiple_choice import with_shots
 from tunesmith.evaluate.context_scoring import ChoiceRequest, score_choices
 from tunesmith.evaluate.loglik import loglikelihoods
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.testing.tiny import tiny_model, tiny_tokenizer
 
 SHARED = ("The following are short stories with their endings. Once upon a time there was a little dog who "

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.errors import UserError
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.testing.demo import WORDS, make_rows
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train

@@ -86,7 +86,7 @@ def test_questions_and_references_are_read_in_fastchat_format(shared_data):
 
 
 def _run(model, data, out, template: str = "chatml"):
-    from tunesmith.recipe import recipe_from_dict
+    from tunesmith.recipe.spec import recipe_from_dict
     from tunesmith.train.loop import train
 
     recipe = recipe_from_dict({

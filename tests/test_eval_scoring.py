@@ -11,7 +11,7 @@ from tunesmith.evaluate.benchmarks.gsm8k import Problem
 from tunesmith.evaluate.benchmarks.multiple_choice import MultipleChoice, first_n_shots, with_shots
 from tunesmith.evaluate.generate import _StopOnText, cut_at_stop, generate
 from tunesmith.evaluate.loglik import encode_pair, loglikelihoods
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.testing.tiny import tiny_tokenizer
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tunesmith.evaluate.forgetting import Delta
 from tunesmith.evaluate.stats import paired_change
-from tunesmith.report import eval_rows, write_report
+from tunesmith.runs.report import eval_rows, write_report
 
 
 def _pairs(n: int, both: int, gained: int, lost: int) -> tuple[list[bool], list[bool]]:

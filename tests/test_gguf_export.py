@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from tunesmith.cli import app
 from tunesmith.errors import UserError
-from tunesmith.gguf_export import TOLERANCE, export_gguf, load_gguf
-from tunesmith.merge import PARITY_PROMPTS
-from tunesmith.ollama import modelfile_text
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.gguf.export import TOLERANCE, export_gguf, load_gguf
+from tunesmith.recipe.spec import recipe_from_dict
+from tunesmith.ship.merge import PARITY_PROMPTS
+from tunesmith.ship.ollama import modelfile_text
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny, tiny_tokenizer
 from tunesmith.train.loop import train

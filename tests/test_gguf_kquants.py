@@ -14,10 +14,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.test_gguf_export import logits_gap
 from tunesmith.errors import UserError
-from tunesmith.gguf_export import TOLERANCE, export_gguf
-from tunesmith.gguf_header import gguf_weight_types
-from tunesmith.gguf_kquants import _make_qkx2, quantize_k
-from tunesmith.gguf_types import tensor_type
+from tunesmith.gguf.export import TOLERANCE, export_gguf
+from tunesmith.gguf.header import gguf_weight_types
+from tunesmith.gguf.kquants import _make_qkx2, quantize_k
+from tunesmith.gguf.types import tensor_type
 from tunesmith.testing.tiny import save_tiny
 
 

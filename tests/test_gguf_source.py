@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith import gguf_source
 from tunesmith.errors import UserError
-from tunesmith.gguf_export import export_gguf
-from tunesmith.gguf_header import describe_weights, gguf_weight_types
-from tunesmith.gguf_source import converted_folder, find_gguf
+from tunesmith.gguf import source as gguf_source
+from tunesmith.gguf.export import export_gguf
+from tunesmith.gguf.header import describe_weights, gguf_weight_types
+from tunesmith.gguf.source import converted_folder, find_gguf
 from tunesmith.testing.tiny import save_tiny
 
 

@@ -11,23 +11,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunesmith.adapters import apply_adapter
+from tunesmith.adapters.build import apply_adapter
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.data.types import IGNORE_INDEX, Message, Prompt
 from tunesmith.errors import UserError
 from tunesmith.methods.grpo.losses import group_advantages
 from tunesmith.methods.grpo.objective import Grpo
 from tunesmith.methods.rollout_spec import RewardFnSpec
-from tunesmith.models import load_model, load_tokenizer
-from tunesmith.recipe import recipe_from_dict
-from tunesmith.registry import REWARDS
+from tunesmith.models.load import load_model, load_tokenizer
+from tunesmith.recipe.registry import REWARDS
+from tunesmith.recipe.spec import recipe_from_dict
+from tunesmith.recipe.user_code import RECORDED, UserCode
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.tasks import name_rows, write_task
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run
 from tunesmith.train.rewards import BUILTINS, check_answer_field, load_rewards, score
 from tunesmith.train.rollout import rollout_batch, until_eos
-from tunesmith.user_code import RECORDED, UserCode
 
 REPO = Path(__file__).resolve().parents[1]
 

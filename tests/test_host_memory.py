@@ -1,4 +1,4 @@
-"""Keeping freed host memory (host_memory.py): a freed block is reused without faulting its pages in again.
+"""Keeping freed host memory (speedups/host_memory.py): a freed block is reused without faulting its pages in again.
 
 Each check runs in a fresh interpreter, because the setting is process-wide.
 """
@@ -12,14 +12,14 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="host_memory.py tunes glibc's malloc only")
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="speedups/host_memory.py tunes glibc's malloc only")
 
 MIB = 2**20
 PAGES_16_MIB = 16 * MIB // 4096
 
 REUSE = """
 import ctypes, json, resource, sys
-from tunesmith.host_memory import keep_freed_host_memory
+from tunesmith.speedups.host_memory import keep_freed_host_memory
 kept = keep_freed_host_memory() if sys.argv[1] == "kept" else None
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
@@ -37,7 +37,7 @@ print(json.dumps({"kept": kept, "faults": faults}))
 
 STEPS = """
 import json, resource, torch
-from tunesmith.host_memory import keep_freed_host_memory
+from tunesmith.speedups.host_memory import keep_freed_host_memory
 kept = keep_freed_host_memory()
 x = torch.ones(4, 512, 1024)
 def step():  # as a training step does: activations kept for backward (8 MiB each), then all freed

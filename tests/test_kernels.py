@@ -15,20 +15,20 @@ import torch.nn.functional as F
 import transformers.modeling_flash_attention_utils as fa_utils
 from transformers import BloomConfig, BloomForCausalLM
 
-from tunesmith import kernels
-from tunesmith.adapters import apply_adapter
+from tunesmith.adapters.build import apply_adapter
 from tunesmith.data.packing import collate_flat, collate_packed, pack
 from tunesmith.data.types import IGNORE_INDEX, Sample
 from tunesmith.errors import UserError
-from tunesmith.kernels import (
+from tunesmith.models.load import load_model
+from tunesmith.recipe.spec import AdapterArgs, recipe_from_dict
+from tunesmith.speedups import kernels
+from tunesmith.speedups.kernels import (
     KernelChoice,
     apply_kernels,
     attention_dtype,
     needs_flat_batches,
     resolve_attn_implementation,
 )
-from tunesmith.models import load_model
-from tunesmith.recipe import AdapterArgs, recipe_from_dict
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny, tiny_model
 from tunesmith.train.batches import plan_batches
@@ -244,10 +244,10 @@ def test_a_tiny_llama_trains_with_auto_kernels_and_records_what_ran(tiny_llama: 
     run = train(_recipe(tiny_llama, tmp_path, "auto")).path
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "done" and info["recipe"]["model_options"]["kernels"] == "auto"
-    # auto attention on CPU: sdpa, one packed sample at a time (packed_attention.py)
+    # auto attention on CPU: sdpa, one packed sample at a time (speedups/packed_attention.py)
     assert (info["state"]["attn_implementation"], info["state"]["kernels"]) == ("sdpa_per_sample", "none")
-    assert info["state"]["fused_lora_layers"] == 14  # q, k, v, o, gate, up, down of 2 layers (lora_fused.py)
-    assert info["state"]["host_memory_kept"] is (platform.libc_ver()[0] == "glibc")  # host_memory.py
+    assert info["state"]["fused_lora_layers"] == 14  # q, k, v, o, gate, up, down of 2 layers (speedups/lora_fused.py)
+    assert info["state"]["host_memory_kept"] is (platform.libc_ver()[0] == "glibc")  # speedups/host_memory.py
     err = " ".join(capsys.readouterr().err.split())
     assert "attention sdpa_per_sample, kernels none, 14 LoRA layers fused" in err and "liger" not in err
 

@@ -10,7 +10,7 @@ import pytest
 
 from bench.lm_eval_reference import run_harness, write_tasks
 from tunesmith.evaluate.benchmarks import RunSettings, get, locate
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 
 pytest.importorskip("lm_eval", reason="lm-eval (test extra) is not installed")
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from tunesmith.lora_fused import LoraCall, LoraLinearFunction, dropout_noise, fuse_lora_layers
+from tunesmith.speedups.lora_fused import LoraCall, LoraLinearFunction, dropout_noise, fuse_lora_layers
 from tunesmith.testing.tiny import tiny_model
 from tunesmith.train.speedups import fuse_for_run
 

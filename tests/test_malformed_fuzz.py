@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.errors import UserError
-from tunesmith.recipe import load_recipe, recipe_from_dict
+from tunesmith.recipe.spec import load_recipe, recipe_from_dict
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SUFFIXES = [".jsonl", ".json", ".csv", ".txt"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tunesmith.errors import UserError
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 
 BASE = {"name": "r", "model": "m", "data": {"train": "x.jsonl"}}
 

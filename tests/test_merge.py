@@ -12,14 +12,14 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
-from tunesmith import merge as merge_module
-from tunesmith.adapters import load_adapter
+from tunesmith.adapters.build import load_adapter
 from tunesmith.cli import app
 from tunesmith.errors import UserError
-from tunesmith.merge import MergeParityError, export_run, merge_run
-from tunesmith.models import load_model
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.load import load_model
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs import read_run
+from tunesmith.ship import merge as merge_module
+from tunesmith.ship.merge import MergeParityError, export_run, merge_run
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train
@@ -152,7 +152,7 @@ def test_merge_keeps_the_base_stored_dtype_and_reports_parity_in_both(runs: dict
 
 
 def test_stored_dtype_reads_the_config_or_the_weights(tmp_path: Path) -> None:
-    from tunesmith.stored_dtype import stored_dtype
+    from tunesmith.models.stored_dtype import stored_dtype
 
     base = save_tiny("llama", tmp_path / "bf16", vocab_size=300)
     assert stored_dtype(str(base)) == torch.float32

@@ -8,8 +8,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from tests.test_lora_fused import loss_and_grads, saved_bytes
-from tunesmith.lora_fused import LoraCall, fuse_lora_layers
-from tunesmith.mlp_fused import SwiGluLoraFunction, fuse_mlps
+from tunesmith.speedups.lora_fused import LoraCall, fuse_lora_layers
+from tunesmith.speedups.mlp_fused import SwiGluLoraFunction, fuse_mlps
 from tunesmith.testing.tiny import tiny_model
 from tunesmith.train.speedups import fuse_for_run
 

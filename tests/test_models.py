@@ -1,4 +1,4 @@
-"""Model, tokenizer and config loading (tunesmith.models) and the tiny-model factory (tunesmith.testing.tiny)."""
+"""Model, tokenizer and config loading (tunesmith.models.load) and the tiny-model factory (tunesmith.testing.tiny)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tunesmith import models
 from tunesmith.errors import UserError
-from tunesmith.models import count_parameters, load_config, load_model, load_tokenizer, resolve_dtype
+from tunesmith.models.load import count_parameters, load_config, load_model, load_tokenizer, resolve_dtype
+from tunesmith.models.load import load as models
 from tunesmith.testing.tiny import (
     BOS_ID,
     EOS_ID,

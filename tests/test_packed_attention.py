@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from tunesmith.packed_attention import NAME, segment_bounds, use_per_sample_attention
+from tunesmith.speedups.packed_attention import NAME, segment_bounds, use_per_sample_attention
 from tunesmith.testing.tiny import tiny_model
 
 ROW_LENGTHS = [[10, 25, 5], [40], [3, 30, 7]]  # three packed rows of 40 tokens

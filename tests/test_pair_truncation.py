@@ -14,8 +14,8 @@ from tunesmith.data.pairs import drop_unusable, fit, tokenize_pairs
 from tunesmith.data.pipeline import prepare_data
 from tunesmith.data.report import build_report, print_report
 from tunesmith.data.types import IGNORE_INDEX, Message, Preference, Sample, Unpaired
-from tunesmith.models import load_tokenizer
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.load import load_tokenizer
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.testing.tiny import save_tiny
 
 IDS = list(range(100, 130))  # 20 prompt tokens, 8 answer tokens, then 2 after the answer

@@ -19,7 +19,7 @@ from tests.conftest import DATA, SMOLLM2
 from tunesmith.data.cache import CACHE_ENV
 from tunesmith.plan.hardware import MIB, cpu_device
 from tunesmith.plan.run import plan_recipe, size_of
-from tunesmith.recipe import load_recipe
+from tunesmith.recipe.spec import load_recipe
 from tunesmith.runs import read_run
 
 pytestmark = pytest.mark.slow

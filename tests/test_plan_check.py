@@ -12,14 +12,14 @@ import torch
 from typer.testing import CliRunner
 
 from tests.test_plan import tiny_full_recipe
-from tunesmith import models
 from tunesmith.cli import app
+from tunesmith.models.load import load as models
 from tunesmith.plan import hardware
 from tunesmith.plan.memory import TrainSetup
 from tunesmith.plan.setup import compute_dtype
 from tunesmith.plan.shape import shape_from_count
 from tunesmith.plan.timing import DataSize, estimate_time
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs import read_run
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny

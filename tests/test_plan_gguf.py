@@ -12,9 +12,9 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
-from tunesmith import gguf_source
 from tunesmith.cli import app
-from tunesmith.gguf_export import write_gguf
+from tunesmith.gguf import source as gguf_source
+from tunesmith.gguf.export import write_gguf
 from tunesmith.plan.shape import load_shape, shape_from_config
 from tunesmith.testing.tiny import save_tiny
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tunesmith.methods.ppo.losses import clipped_value_loss, gae, whiten
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.tasks import write_task
 from tunesmith.testing.tiny import save_tiny

@@ -15,8 +15,8 @@ from tunesmith.data.pipeline import prepare_data
 from tunesmith.data.types import IGNORE_INDEX, Message, Preference, Sample
 from tunesmith.errors import UserError
 from tunesmith.methods import METHODS, UNITS
-from tunesmith.models import load_tokenizer
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.load import load_tokenizer
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run

@@ -72,7 +72,7 @@ def test_a_target_module_that_matches_nothing_is_named(setup, tmp_path: Path, ve
 
 
 def test_target_modules_that_exist_pass(setup, tmp_path: Path) -> None:
-    from tunesmith.recipe import load_recipe
+    from tunesmith.recipe.spec import load_recipe
     from tunesmith.train.preflight import check_before_loading
 
     for targets in (["q_proj", "mlp.down_proj"], r".*\.v_proj", "all-linear"):
@@ -102,8 +102,8 @@ def test_a_batch_larger_than_the_data_warns_in_validate_and_train(setup, tmp_pat
 
 def test_packed_rows_count_for_the_batch_warning(setup, tmp_path: Path) -> None:
     from tunesmith.data.pipeline import prepare_data
-    from tunesmith.models import load_tokenizer
-    from tunesmith.recipe import load_recipe
+    from tunesmith.models.load import load_tokenizer
+    from tunesmith.recipe.spec import load_recipe
     from tunesmith.train.preflight import batch_notes
 
     recipe = load_recipe(write_recipe(setup, tmp_path), ["train.batch_size=32"])  # 40 samples, fewer packed rows

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tunesmith.errors import UserError
-from tunesmith.recipe import DEFAULT_ADAPTER_LR, DEFAULT_FULL_LR, load_recipe, parse_overrides, recipe_from_dict
+from tunesmith.recipe.spec import DEFAULT_ADAPTER_LR, DEFAULT_FULL_LR, load_recipe, parse_overrides, recipe_from_dict
 
 CONTRACT = """
 name: my-run
@@ -131,7 +131,7 @@ def test_shipped_recipes_all_validate() -> None:
 
 
 def test_recipe_docs_are_generated_from_the_schema() -> None:
-    from tunesmith.recipe_docs import render_recipe_docs
+    from tunesmith.recipe.docs import render_recipe_docs
 
     docs = Path(__file__).resolve().parents[1] / "docs" / "recipe.md"
     assert docs.read_text() == render_recipe_docs(), "docs/recipe.md is stale: run `tunesmith docs > docs/recipe.md`"

@@ -10,7 +10,7 @@ import torch
 
 from tests.test_train import tiny_setup  # noqa: F401  (fixture)
 from tunesmith.data.types import IGNORE_INDEX
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.train.loop import build_trainer
 
 

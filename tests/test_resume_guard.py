@@ -13,7 +13,7 @@ import pytest
 
 from tests.test_train import make_recipe, tiny_setup  # noqa: F401  (fixture)
 from tunesmith.errors import UserError
-from tunesmith.recipe import Recipe, recipe_from_dict
+from tunesmith.recipe.spec import Recipe, recipe_from_dict
 from tunesmith.runs import disk
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.runs.prior import mark_status

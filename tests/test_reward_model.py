@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 
 from tunesmith.data.types import Message, Prompt
 from tunesmith.errors import UserError
-from tunesmith.heads import attach_head, last_token_scores
 from tunesmith.methods.reward.objective import RewardModel
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.heads import attach_head, last_token_scores
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.tiny import save_tiny, tiny_model
 from tunesmith.train.loop import train

@@ -16,11 +16,11 @@ import httpx
 import pytest
 import torch
 
-from tunesmith.adapters import load_adapter
+from tunesmith.adapters.build import load_adapter
 from tunesmith.data.templates import apply_template
 from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt
 from tunesmith.data.types import Conversation, Message
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.serve.local import local_server
 from tunesmith.serve.server import ServeOptions
 from tunesmith.serve.styles import PROMPT, make_style_runs

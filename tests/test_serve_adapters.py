@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from peft import LoraConfig, get_peft_model
 
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.serve.server import ServeOptions, build
 from tunesmith.testing.tiny import save_tiny
 

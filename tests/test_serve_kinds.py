@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunesmith.adapters import load_adapter
+from tunesmith.adapters.build import load_adapter
 from tunesmith.data.templates import apply_template
 from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.serve.local import local_server
 from tunesmith.serve.server import ServeOptions
 from tunesmith.serve.styles import PROMPT, make_style_runs

@@ -20,7 +20,7 @@ from tunesmith.data.formats import parse_rows
 from tunesmith.data.loading import load_rows
 from tunesmith.data.tokenize import check_round_trip, tokenize_conversation, tokenize_prompt
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Message
-from tunesmith.models import load_config, load_model, load_tokenizer
+from tunesmith.models.load import load_config, load_model, load_tokenizer
 
 pytestmark = pytest.mark.slow
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -92,7 +92,7 @@ def test_sharegpt_system_turn_is_kept(smollm2: Path, tmp_path: Path) -> None:
 
 def test_lora_sft_from_the_gguf_lowers_held_out_loss_and_still_ends_its_turn(
         smollm2_gguf_cache: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunesmith.recipe import recipe_from_dict
+    from tunesmith.recipe.spec import recipe_from_dict
     from tunesmith.train.loop import train
 
     monkeypatch.setenv(CACHE_ENV, str(smollm2_gguf_cache))
@@ -133,7 +133,7 @@ def _assert_merge_and_export_ship_it(run_dir: Path, answer: list[int], tmp_path:
     that answers as base + adapter did, and exports as a PEFT folder that names its base."""
     from transformers import AutoModelForCausalLM
 
-    from tunesmith.merge import export_run, merge_run
+    from tunesmith.ship.merge import export_run, merge_run
 
     merged = merge_run(run_dir, tmp_path / "merged")
     print(f"merge: max |logit diff| {merged.max_abs_diff:.2e} (fp32, tolerance {merged.tolerance:.2e}), saved {merged.dtype}: {merged.saved_max_abs_diff:.2e}")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tunesmith.errors import UserError
-from tunesmith.recipe import Recipe, recipe_from_dict
+from tunesmith.recipe.spec import Recipe, recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny

@@ -14,7 +14,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from tunesmith.recipe import Recipe, recipe_from_dict
+from tunesmith.recipe.spec import Recipe, recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny

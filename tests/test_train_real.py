@@ -9,7 +9,7 @@ import pytest
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.train.loop import train
 
 

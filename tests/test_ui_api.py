@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from ui_fixtures import local_client, tiny_model_and_data, tiny_recipe
 
 from tunesmith.evaluate.forgetting import compare
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.train.loop import train
 from tunesmith.ui.access import Access

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from ui_fixtures import BEARER, BROWSER_TOKEN, tiny_model_and_data, tiny_recipe
 
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.train.loop import train
 from tunesmith.ui.access import Access

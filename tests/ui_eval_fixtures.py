@@ -70,7 +70,7 @@ def eval_data_dir(root: Path) -> Path:
 def build_comparison(root: Path, model: Path, data: Path, data_dir: Path, patch: pytest.MonkeyPatch) -> Path:
     """`tunesmith compare` of LoRA and full fine-tuning on HellaSwag and the held-out set."""
     import tunesmith.compare as compare
-    from tunesmith.recipe import load_recipe
+    from tunesmith.recipe.spec import load_recipe
     from tunesmith.runs.record import read_run
     from tunesmith.train.loop import train
 

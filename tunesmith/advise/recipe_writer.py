@@ -17,7 +17,7 @@ from tunesmith.errors import UserError
 from tunesmith.plan.hardware import Device
 from tunesmith.plan.memory import TrainSetup, estimate_memory
 from tunesmith.plan.shape import ModelShape
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.recipe.spec import recipe_from_dict
 
 EFFECTIVE_BATCH = 8
 HEADROOM = 0.9

@@ -1,4 +1,4 @@
-"""`tunesmith docs`: the recipe reference (recipe_docs.py) or, with --compare, the comparison spec's
+"""`tunesmith docs`: the recipe reference (recipe/docs.py) or, with --compare, the comparison spec's
 (compare/docs.py), generated from the schema."""
 
 from __future__ import annotations
@@ -15,6 +15,6 @@ def docs(
 
         typer.echo(render_compare_docs(), nl=False)
         return
-    from tunesmith.recipe_docs import render_recipe_docs
+    from tunesmith.recipe.docs import render_recipe_docs
 
     typer.echo(render_recipe_docs(), nl=False)

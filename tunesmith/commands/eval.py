@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunesmith.commands.common import console, friendly
-from tunesmith.registry import EVAL_SUITES
+from tunesmith.recipe.registry import EVAL_SUITES
 
 
 @friendly
@@ -63,7 +63,7 @@ def eval_(
 
 def print_table(record: dict[str, Any]) -> None:
     """The results (and base, change) as a rich table on stdout; gate failures below it on stderr."""
-    from tunesmith.report import eval_rows
+    from tunesmith.runs.report import eval_rows
 
     with_base = record.get("base_results") is not None
     table = Table(title=f"eval: {record['target']['name']}")

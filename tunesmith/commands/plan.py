@@ -27,7 +27,7 @@ def plan(
     from tunesmith.plan.report import print_plan
     from tunesmith.plan.run import data_size, given_size, plan_recipe
     from tunesmith.plan.setup import compute_dtype
-    from tunesmith.recipe import load_recipe
+    from tunesmith.recipe.spec import load_recipe
 
     spec = load_recipe(recipe)
     device = pick_device(gpu, memory, probe=True, dtype=compute_dtype(spec))

@@ -1,4 +1,4 @@
-"""`tunesmith merge` and `tunesmith export`: ship a finished run (merge.py)."""
+"""`tunesmith merge` and `tunesmith export`: ship a finished run (ship/merge.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def merge(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
 ) -> None:
     """Fold the run's adapter into its base weights: one standard model folder; logit parity is checked first."""
-    from tunesmith.merge import merge_run
+    from tunesmith.ship.merge import merge_run
 
     result = merge_run(run_dir, out, dtype, overwrite)
     console.print(f"merged (in fp32): max |logit diff| vs base + adapter = {result.max_abs_diff:.2e} "
@@ -43,7 +43,7 @@ def export(
 ) -> None:
     """Write the run's adapter alone (hot-swap serving), or with --format gguf the merged model as one GGUF file."""
     if format == "gguf":
-        from tunesmith.gguf_export import export_gguf
+        from tunesmith.gguf.export import export_gguf
 
         result = export_gguf(run_dir, out, outtype, overwrite)
         console.print(f"GGUF: {result.path} ({result.outtype}); read back by transformers: max |logit diff| vs "
@@ -55,6 +55,6 @@ def export(
         raise UserError(f"--format '{format}' is unknown; use adapter or gguf")
     if out is None:
         raise UserError("export --format adapter needs --out DIR")
-    from tunesmith.merge import export_run
+    from tunesmith.ship.merge import export_run
 
     console.print(f"adapter folder: {export_run(run_dir, out, overwrite)} (see its README.md)")

@@ -24,11 +24,11 @@ def train(
     """Fine-tune: the recipe's method and adapter, in one loop; writes the run folder."""
     import sys
 
-    from tunesmith.recipe import load_recipe
-    from tunesmith.train.launch import relaunch, under_launcher
+    from tunesmith.recipe.spec import load_recipe
+    from tunesmith.recipe.user_code import UserCode
+    from tunesmith.train.launch import leave_process_group, relaunch, under_launcher
     from tunesmith.train.loop import train as run_training
     from tunesmith.train.preflight import check_before_loading
-    from tunesmith.user_code import UserCode
 
     spec = load_recipe(recipe, overrides or [], UserCode.from_files(rewards_file or []))
     if nproc > 1 and not under_launcher():  # a broken recipe or layout fails once, here, not in every process
@@ -36,3 +36,5 @@ def train(
         raise typer.Exit(relaunch(nproc, sys.argv[1:]))
 
     run_training(spec, resume=resume, overwrite=overwrite, profile=profile)
+    if under_launcher():  # after a failure the rank exits non-zero anyway; a teardown could wait on its peers
+        leave_process_group()

@@ -16,14 +16,14 @@ from tunesmith.commands.common import friendly
 
 if TYPE_CHECKING:
     from tunesmith.data.pipeline import PreparedData
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 console = Console()
 
 
 def validate_recipe(path: Path, overrides: list[str], rewards_files: list[Path] | None = None) -> PreparedData:
-    from tunesmith.recipe import load_recipe
-    from tunesmith.user_code import UserCode
+    from tunesmith.recipe.spec import load_recipe
+    from tunesmith.recipe.user_code import UserCode
 
     recipe = load_recipe(path, overrides, UserCode.from_files(rewards_files or []))
     console.print(f"[green]recipe ok[/]: {recipe.name} — {recipe.method} / {recipe.adapter}, lr {recipe.lr:g}")
@@ -34,7 +34,7 @@ def validate_recipe(path: Path, overrides: list[str], rewards_files: list[Path] 
 
 def file_report(file: str, model: str, fmt: str, template: str, max_seq_len: int) -> PreparedData:
     from tunesmith.methods import METHOD_FORMATS
-    from tunesmith.recipe import recipe_from_dict
+    from tunesmith.recipe.spec import recipe_from_dict
 
     method = next((m for m, formats in METHOD_FORMATS.items() if fmt in formats), "sft")
     recipe = recipe_from_dict(
@@ -49,7 +49,7 @@ def file_report(file: str, model: str, fmt: str, template: str, max_seq_len: int
 def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
     from tunesmith.data.pipeline import prepare_data
     from tunesmith.data.report import build_report, print_report
-    from tunesmith.models import load_config, load_tokenizer
+    from tunesmith.models.load import load_config, load_tokenizer
     from tunesmith.train import preflight
 
     if check_method:  # a whole recipe: what `train` checks before loading weights (a file report has no run)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from tunesmith.compare.spec import CompareSpec
-from tunesmith.recipe_docs import schema_tables
+from tunesmith.recipe.docs import schema_tables
 
 
 def render_compare_docs() -> str:

@@ -24,9 +24,9 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from tunesmith.errors import UserError, suggestion
-from tunesmith.recipe import Recipe, merge, recipe_from_dict
-from tunesmith.recipe_errors import explain_validation_error
-from tunesmith.registry import EVAL_SUITES
+from tunesmith.recipe.errors import explain_validation_error
+from tunesmith.recipe.registry import EVAL_SUITES
+from tunesmith.recipe.spec import Recipe, merge, recipe_from_dict
 
 DEFAULT_OUT = "comparisons"
 """The comparison folder is comparisons/<name> unless the spec's `out` names another."""

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import tunesmith
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 from tunesmith.runs.atomic import atomic_file
 
 logger = logging.getLogger(__name__)

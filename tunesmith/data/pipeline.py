@@ -24,7 +24,7 @@ from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt, toke
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Preference, Prompt, Sample, Text, Unpaired
 from tunesmith.errors import UserError
 from tunesmith.methods import METHOD_FORMATS
-from tunesmith.recipe import DataSpec, Recipe
+from tunesmith.recipe.spec import DataSpec, Recipe
 
 logger = logging.getLogger(__name__)
 

@@ -38,11 +38,11 @@ from tunesmith.evaluate.judge import (
 )
 from tunesmith.evaluate.judge_endpoint import judge_endpoint, judge_key
 from tunesmith.evaluate.samples import write_samples
-from tunesmith.models import load_tokenizer
-from tunesmith.recipe import EvalSpec
-from tunesmith.registry import BENCHMARKS, EVAL_SUITES
-from tunesmith.report import write_report
+from tunesmith.models.load import load_tokenizer
+from tunesmith.recipe.registry import BENCHMARKS, EVAL_SUITES
+from tunesmith.recipe.spec import EvalSpec
 from tunesmith.runs.load import LoadedTarget, load_target
+from tunesmith.runs.report import write_report
 from tunesmith.runs.targets import Target, resolve_target
 
 EVAL_FILE = "eval.json"

@@ -13,7 +13,7 @@ from tunesmith.methods import dpo, grpo, kto, language_modeling, orpo, ppo, rewa
 from tunesmith.methods.unit import Method
 
 if TYPE_CHECKING:
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
     from tunesmith.train.objective import Objective
 
 UNITS: tuple[Method, ...] = (

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from tunesmith.registry import REWARDS
-from tunesmith.schema import Strict
-from tunesmith.user_code import NO_USER_CODE, UserCode
+from tunesmith.recipe.registry import REWARDS
+from tunesmith.recipe.schema import Strict
+from tunesmith.recipe.user_code import NO_USER_CODE, UserCode
 
 
 class RewardFnSpec(Strict):

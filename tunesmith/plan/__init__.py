@@ -10,7 +10,7 @@ from tunesmith.plan.hardware import Device, cpu_device
 from tunesmith.plan.memory import MemoryEstimate, estimate_memory
 from tunesmith.plan.setup import setup_from_recipe
 from tunesmith.plan.shape import load_shape
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 
 
 def plan_memory_for(recipe: Recipe, device: Device | None = None) -> MemoryEstimate:

@@ -46,10 +46,10 @@ of 4 bytes; post-attention norm: 2; gate, up, activation and product: 4 intermed
 LORA_INPUT_BYTES = 5
 """PEFT's LoRA keeps, per input value of every wrapped linear, its dropped-out input (fp32) and the dropout mask."""
 FUSED_LORA_INPUT_BYTES = 1
-"""Fused LoRA layers (lora_fused.py) keep, per input value, only the bool dropout mask: the input itself is
+"""Fused LoRA layers (speedups/lora_fused.py) keep, per input value, only the bool dropout mask: the input itself is
 the base's, already counted."""
 FUSED_MLP_INTERMEDIATE = 8
-"""A fused SwiGLU MLP (mlp_fused.py) keeps gate(x) and up(x), not the activation and the product: 8 of
+"""A fused SwiGLU MLP (speedups/mlp_fused.py) keeps gate(x) and up(x), not the activation and the product: 8 of
 ACT_PER_INTERMEDIATE's 16 bytes per intermediate unit."""
 HALF_FACTOR = 0.85
 """Activations under bf16/fp16 autocast relative to fp32: the residual stream, norms and softmax statistics
@@ -60,7 +60,7 @@ FROZEN_BASE_FACTOR = 1.0
 full fine-tuning, with and without checkpointing (bench/plan_accuracy.py, both model sizes, SFT and DPO);
 the cause is not pinned down, the term is an empirical one, applied on CPU only (not measured on a GPU)."""
 FUSED_FROZEN_BASE_FACTOR = 0.5
-"""The same extra once the LoRA layers and MLPs run fused (and freed host memory is kept, host_memory.py):
+"""The same extra once the LoRA layers and MLPs run fused (and freed host memory is kept, speedups/host_memory.py):
 half a layer-set, fitted to bench/plan_accuracy.py's eight LoRA runs (SFT and DPO, 13M and 45M, with and
 without checkpointing), in-sample: it leaves them within -12% to +6%, the 13M ones low and the 45M ones high."""
 OPTIMIZER_TEMP_SHARE = 0.5
@@ -91,7 +91,7 @@ class TrainSetup:
     runtime_bytes: int = 0              # the framework's own resident memory (CUDA context or CPU runtime)
     checkpoint_bytes: int = 0           # CPU training: the checkpoint file's pages read at load stay resident
     on_cpu: bool = False                # training on the CPU (the measured CPU-only terms apply)
-    fused_lora: bool = False            # LoRA layers and SwiGLU MLPs run fused (lora_fused.py, mlp_fused.py)
+    fused_lora: bool = False            # LoRA layers and SwiGLU MLPs run fused (speedups/lora_fused.py, speedups/mlp_fused.py)
 
     @property
     def rows(self) -> int:

@@ -1,7 +1,7 @@
 """A model's config and tokenizer for planning, without loading (or de-quantizing) its weights.
 
 `plan` and `advise` take every `model:` that `train` takes. A folder, a hub id or a run's mistakes go through
-the model loader's own `load_config` (tunesmith/models.py). A GGUF file (or a folder holding one, found by the
+the model loader's own `load_config` (tunesmith/models/load.py). A GGUF file (or a folder holding one, found by the
 loader's own `find_gguf`) is read from its metadata alone: transformers builds the config and the tokenizer
 from the GGUF header (`load_gguf_checkpoint(..., return_tensors=False)` under `AutoConfig`/`AutoTokenizer`),
 a few seconds, where the loader's conversion de-quantizes every tensor into an fp32 copy first (minutes).
@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import UserError
-from tunesmith.gguf_source import cached_conversion, find_gguf
+from tunesmith.gguf.source import cached_conversion, find_gguf
 
 
 def read_config(model: str, trust_remote_code: bool = False) -> Any:
     """The transformers config of `model` (folder, hub id in the local cache, GGUF file or folder holding one)."""
     gguf_file = find_gguf(model)
     if gguf_file is None or cached_conversion(gguf_file) is not None:
-        from tunesmith.models import load_config
+        from tunesmith.models.load import load_config
 
         return load_config(model, trust_remote_code=trust_remote_code)
     from transformers import AutoConfig
@@ -44,7 +44,7 @@ def read_tokenizer(model: str, trust_remote_code: bool = False) -> Any:
     """The tokenizer of `model`, ready to count tokens; a GGUF's comes from its metadata (no conversion)."""
     gguf_file = find_gguf(model)
     if gguf_file is None or cached_conversion(gguf_file) is not None:
-        from tunesmith.models import load_tokenizer
+        from tunesmith.models.load import load_tokenizer
 
         return load_tokenizer(model, trust_remote_code=trust_remote_code)
     return _gguf_tokenizer(gguf_file)

@@ -20,7 +20,7 @@ from tunesmith.plan.memory import DTYPE_BYTES, GIB, SHARDINGS, MemoryEstimate, T
 from tunesmith.plan.setup import setup_from_recipe
 from tunesmith.plan.shape import ModelShape, load_shape
 from tunesmith.plan.timing import DataSize, TimeEstimate, estimate_time
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 
 SHARD_BYTES = 5 * GIB
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from tunesmith.plan.hardware import Device
 from tunesmith.plan.memory import TrainSetup
 from tunesmith.plan.shape import ModelShape
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 
 if TYPE_CHECKING:
     import torch
@@ -29,8 +29,8 @@ def compute_dtype(recipe: Recipe) -> torch.dtype:
     """The dtype this machine's run computes its matmuls in: the loaded weights' when half, else autocast's
     (the trainer's rules: models.resolve_dtype, train/precision.py, kernels.attention_dtype). What the CPU
     time probe measures: an fp32 run timed with a bf16 probe is off by the emulation factor (~20x)."""
-    from tunesmith.kernels import attention_dtype
-    from tunesmith.models import load_dtype_name, resolve_dtype
+    from tunesmith.models.load import load_dtype_name, resolve_dtype
+    from tunesmith.speedups.kernels import attention_dtype
     from tunesmith.train.precision import resolve_mixed_precision
 
     loaded = resolve_dtype(load_dtype_name(recipe.adapter, recipe.model_options.dtype))
@@ -39,7 +39,7 @@ def compute_dtype(recipe: Recipe) -> torch.dtype:
 
 def resolved_dtype(recipe: Recipe, device: Device) -> str:
     """The frozen weights' dtype name: full fine-tuning trains fp32; auto is bf16 on GPU, else what torch has."""
-    from tunesmith.models import load_dtype_name
+    from tunesmith.models.load import load_dtype_name
 
     setting = load_dtype_name(recipe.adapter, recipe.model_options.dtype)
     if setting != "auto":
@@ -48,7 +48,7 @@ def resolved_dtype(recipe: Recipe, device: Device) -> str:
         return "bf16"
     import torch
 
-    from tunesmith.models import resolve_dtype
+    from tunesmith.models.load import resolve_dtype
 
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(resolve_dtype("auto"), "fp32")
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from tunesmith.plan.memory import TrainSetup
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 
 PACKED_METHODS = ("sft", "cpt")
 """Methods whose rows train.packing packs (preference and RL methods keep one item a row)."""

@@ -23,7 +23,7 @@ from tunesmith.runs.prior import check_existing
 from tunesmith.runs.record import RUN_FILE, RunRecord
 
 if TYPE_CHECKING:
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 
 def versions() -> dict[str, str]:
@@ -119,8 +119,8 @@ class RunFolder:
         """Standard PEFT adapter folder or HF model folder, with the tokenizer and its chat template;
         scalar heads (reward, value) go to their own file, our bottleneck adapter to its two files.
         `state_dict`: the full tensors when the model in memory is sharded (fsdp2 gathers them first)."""
-        from tunesmith.bottleneck import save_bottleneck
-        from tunesmith.heads import heads_set_aside
+        from tunesmith.adapters.bottleneck import save_bottleneck
+        from tunesmith.models.heads import heads_set_aside
 
         def fill(tmp: Path) -> None:
             with heads_set_aside(model, tmp):

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from tunesmith.data.templates import apply_template, end_of_turn
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.runs.targets import Target
 
 
@@ -44,7 +44,7 @@ def attach_adapter(model: Any, folder: Path, merge: bool) -> Any:
     but never into a quantized base."""
     from peft import PeftModel, PeftType
 
-    from tunesmith.adapters import load_adapter
+    from tunesmith.adapters.build import load_adapter
 
     model = load_adapter(model, folder)
     if merge and isinstance(model, PeftModel) and model.peft_config["default"].peft_type == PeftType.LORA:

@@ -18,7 +18,7 @@ from tunesmith.runs.lock import holder_alive
 from tunesmith.runs.run_file import STATUSES, RunFileError, check_inside, check_model_reference, parse_run_file
 
 if TYPE_CHECKING:
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 RUN_FILE = "run.json"
 EVAL_FILE = "eval.json"
@@ -83,8 +83,8 @@ class RunRecord:
 
     def to_recipe(self) -> Recipe:
         """The run's recipe, re-validated (it re-creates the data split and settings)."""
-        from tunesmith.recipe import recipe_from_dict
-        from tunesmith.user_code import RECORDED
+        from tunesmith.recipe.spec import recipe_from_dict
+        from tunesmith.recipe.user_code import RECORDED
 
         return recipe_from_dict(self.recipe, source=str(self.path / RUN_FILE), user_code=RECORDED)
 

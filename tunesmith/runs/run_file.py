@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tunesmith.errors import UserError
-from tunesmith.registry import ADAPTERS
+from tunesmith.recipe.registry import ADAPTERS
 
 STATUSES = ("running", "done", "interrupted", "diverged", "failed", "killed")
 WEIGHTS_FOLDERS = ("adapter", "model")

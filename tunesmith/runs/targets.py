@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
+from tunesmith.adapters.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.errors import UserError
 from tunesmith.runs.record import RunRecord, is_run_folder, read_json, read_run
 
 if TYPE_CHECKING:
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 ADAPTER_CONFIG = "adapter_config.json"
 

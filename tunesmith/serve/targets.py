@@ -1,5 +1,5 @@
 """What `tunesmith serve TARGET...` serves: the one module of serve/ that knows how targets are resolved and
-loaded (through runs/targets.py and adapters.py).
+loaded (through runs/targets.py and adapters/build.py).
 
 A TARGET is a run folder, an adapter folder (PEFT or bottleneck), a model folder (a merged run included) or a
 `.gguf` file; `NAME=TARGET` serves it under NAME. An adapter target also serves its base, under the base
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.adapters import load_adapter
-from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
+from tunesmith.adapters.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
+from tunesmith.adapters.build import load_adapter
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
-from tunesmith.models import load_model, load_tokenizer
+from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.runs.targets import resolve_target
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -134,7 +134,7 @@ def _require_safetensors(folder: Path, what: str) -> None:
 
 
 def load_base(spec: ServeSpec, dtype: str = "fp32") -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) of a base or merged model; a GGUF file goes through models.py like a
+    """(model in eval mode, tokenizer) of a base or merged model; a GGUF file goes through models/load.py like a
     recipe's `model:` (de-quantized once into a cached folder, not at every start)."""
     _require_safetensors(Path(spec.base), "model")
     tokenizer = load_tokenizer(spec.base)

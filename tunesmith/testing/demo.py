@@ -24,8 +24,8 @@ from rich.console import Console
 
 from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
-from tunesmith.models import load_model, load_tokenizer
-from tunesmith.recipe import recipe_from_dict
+from tunesmith.models.load import load_model, load_tokenizer
+from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train
 

@@ -34,6 +34,19 @@ def under_launcher() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def leave_process_group() -> None:
+    """Tear down this rank's process group before the interpreter exits.
+
+    Left to interpreter shutdown, a live gloo group (with DeepSpeed's ZeRO-2 especially) can be destroyed while
+    its worker threads are still joinable, and the rank then dies in C++ ("terminate called without an active
+    exception", exit status 134) after its run was saved: the launcher reports a failure for a finished run.
+    PyTorch asks for `destroy_process_group()` before exit for this reason."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def launch_command(argv: list[str]) -> list[str]:
     """The command every rank runs: `tunesmith <argv>` (already stripped of --nproc)."""
     return [sys.executable, "-m", "tunesmith", *argv]

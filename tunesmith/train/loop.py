@@ -20,18 +20,18 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from rich.console import Console
 
-from tunesmith.adapters import apply_adapter
+from tunesmith.adapters.build import apply_adapter
 from tunesmith.data.pipeline import PreparedData, prepare_data
 from tunesmith.errors import UserError
-from tunesmith.kernels import apply_kernels, attention_dtype
 from tunesmith.methods import build_objective
-from tunesmith.models import count_parameters, load_dtype_name, load_model, load_tokenizer, resolve_dtype
+from tunesmith.models.load import count_parameters, load_dtype_name, load_model, load_tokenizer, resolve_dtype
 from tunesmith.plan.checkpointing import decide_checkpointing
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 from tunesmith.runs.disk import checkpoint_bytes, final_bytes, require_free_disk, tokenizer_bytes
 from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
+from tunesmith.speedups.kernels import apply_kernels, attention_dtype
 from tunesmith.train import distributed, fsdp2, preflight, resume_guard, stop_request
 from tunesmith.train.accelerator import fresh_accelerator
 from tunesmith.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint

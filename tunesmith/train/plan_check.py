@@ -22,7 +22,7 @@ from tunesmith.plan.hardware import GPUS, MIB, Device, cpu_device, gpu_device
 from tunesmith.plan.run import plan_recipe, size_of
 from tunesmith.plan.setup import compute_dtype
 from tunesmith.plan.shape import shape_from_config
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 from tunesmith.train.peak_memory import peak_memory
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tunesmith.models import cpu_has_native_bf16
+from tunesmith.models.load import cpu_has_native_bf16
 
 
 def resolve_mixed_precision(mode: str) -> str:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunesmith.errors import UserError
-from tunesmith.registry import LORA_FAMILY
+from tunesmith.recipe.registry import LORA_FAMILY
 
 if TYPE_CHECKING:
     from tunesmith.data.pipeline import PreparedData
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 """Config attributes that hold a model's context length, by family."""
@@ -30,7 +30,7 @@ TARGETED = (*LORA_FAMILY, "ia3")
 
 def check_before_loading(recipe: Recipe, processes: int = 1) -> None:
     """Every check that needs no weights and no data: the output folder, then the model's config."""
-    from tunesmith.models import load_config
+    from tunesmith.models.load import load_config
     from tunesmith.train.distributed import check_layout
 
     check_layout(recipe.train.grad_accum, processes)

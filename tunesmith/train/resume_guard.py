@@ -23,7 +23,7 @@ from tunesmith.runs.record import is_run_folder, read_run
 from tunesmith.train.checkpoint import latest_checkpoint
 
 if TYPE_CHECKING:
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 PLAN_KEYS = (
     "model", "method", "adapter", "adapter_args", "data", "train.batch_size", "train.grad_accum",

@@ -7,7 +7,7 @@ A reward function has TRL's signature, so functions written for TRL work here un
 `prompts` holds each row's last user message, `completions` the sampled answers as text, and `fields`
 every other column of the rows (one list per column, aligned with the completions; None where a row lacks
 it). A user's functions live in a file given on the command line (`tunesmith train R.yaml --rewards-file
-my_rewards.py`); the recipe names them `my_rewards:function` or `function` (user_code.py says why a recipe
+my_rewards.py`); the recipe names them `my_rewards:function` or `function` (recipe/user_code.py says why a recipe
 cannot import modules or files itself).
 
 Built-ins (their answer comes from the row field `reward_field`, default `answer`; a GSM8K answer
@@ -36,8 +36,8 @@ import torch
 from tunesmith.data.types import Prompt
 from tunesmith.errors import UserError
 from tunesmith.methods.rollout_spec import RewardFnSpec
-from tunesmith.registry import REWARDS
-from tunesmith.user_code import OPTION
+from tunesmith.recipe.registry import REWARDS
+from tunesmith.recipe.user_code import OPTION
 
 RewardFn = Callable[..., list[float]]
 """fn(prompts=..., completions=..., **fields) -> one float per completion."""
@@ -114,7 +114,7 @@ BUILTINS: dict[str, Callable[[RewardFnSpec, str], RewardFn]] = {
 
 
 def load_function(spec: RewardFnSpec) -> RewardFn:
-    """The user's function a recipe named, from the file given with --rewards-file (user_code.py)."""
+    """The user's function a recipe named, from the file given with --rewards-file (recipe/user_code.py)."""
     if spec.source is None:
         raise UserError(f"rewards: '{spec.name}' is no built-in reward ({', '.join(REWARDS)}) and names no function "
                         f"of a file given on the command line; pass its file with {OPTION} FILE")

@@ -23,7 +23,7 @@ from tunesmith.data.pairs import tokenize_prompts
 from tunesmith.data.types import IGNORE_INDEX, Example, Prompt
 from tunesmith.errors import UserError
 from tunesmith.methods.rollout_spec import RolloutSpec
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.logprobs import token_logps
 from tunesmith.train.objective import Batch

@@ -15,7 +15,7 @@ from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.rollout_spec import RolloutSpec
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 from tunesmith.train.objective import Batch
 from tunesmith.train.rewards import RewardTerm, check_answer_field, load_rewards
 from tunesmith.train.rollout import RolloutSchedule, evaluate_rewards, plan_prompts, prompt_items

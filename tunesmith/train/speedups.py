@@ -1,12 +1,12 @@
 """The speed and memory switches `build_trainer` applies once the adapter is on, and what it records of them.
 
-* LoRA layers fused into one autograd node each (`lora_fused.py`), and SwiGLU MLPs of LoRA layers into one
-  node per MLP (`mlp_fused.py`), unless `model_options.kernels: none` asks for plain PEFT, or DeepSpeed shards
+* LoRA layers fused into one autograd node each (`speedups/lora_fused.py`), and SwiGLU MLPs of LoRA layers into one
+  node per MLP (`speedups/mlp_fused.py`), unless `model_options.kernels: none` asks for plain PEFT, or DeepSpeed shards
   the parameters (ZeRO gathers a module's weights in hooks around that module's own forward, which a fused
   layer does not call);
-* per-sample attention for packed rows on CPU (`packed_attention.py`), when `model_options.attn_implementation`
+* per-sample attention for packed rows on CPU (`speedups/packed_attention.py`), when `model_options.attn_implementation`
   is `auto` and the model would run sdpa there;
-* on CPU, freed host memory kept for the next step rather than faulted in again (`host_memory.py`), unless
+* on CPU, freed host memory kept for the next step rather than faulted in again (`speedups/host_memory.py`), unless
   `model_options.kernels: none`.
 
 None changes what is learned: the fused layers are PEFT's math (tests/test_lora_fused.py), per-sample
@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from tunesmith.host_memory import keep_freed_host_memory
-from tunesmith.lora_fused import fuse_lora_layers
-from tunesmith.mlp_fused import fuse_mlps
-from tunesmith.packed_attention import use_per_sample_attention
 from tunesmith.plan.setup import lora_fusion_allowed
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
+from tunesmith.speedups.host_memory import keep_freed_host_memory
+from tunesmith.speedups.lora_fused import fuse_lora_layers
+from tunesmith.speedups.mlp_fused import fuse_mlps
+from tunesmith.speedups.packed_attention import use_per_sample_attention
 
 
 def fuse_for_run(model: torch.nn.Module, kernels: str, strategy: str) -> dict[str, int]:

@@ -26,7 +26,7 @@ from tunesmith.errors import UserError
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 TENSORBOARD_DIR = "tensorboard"

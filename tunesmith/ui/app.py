@@ -112,7 +112,7 @@ def _add_read_routes(app: FastAPI, runs_dir: Path, launcher: Launcher, recipes_d
 
     @app.get("/api/schema")
     def schema() -> dict[str, Any]:
-        from tunesmith.recipe import Recipe
+        from tunesmith.recipe.spec import Recipe
 
         return Recipe.model_json_schema()
 

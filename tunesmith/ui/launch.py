@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from tunesmith.errors import UserError
-from tunesmith.recipe import Recipe, recipe_from_dict
+from tunesmith.recipe.spec import Recipe, recipe_from_dict
 from tunesmith.ui.code_guard import refuse_code
 from tunesmith.ui.guard import run_path
 

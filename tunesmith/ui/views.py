@@ -79,7 +79,7 @@ def run_row(run: RunRecord, launcher: str | None = None) -> dict[str, Any]:
 
 def run_page(run: RunRecord, launcher: str | None = None) -> dict[str, Any]:
     """Everything the run page shows, but the curves (fetched and refreshed on their own)."""
-    from tunesmith.report import eval_rows
+    from tunesmith.runs.report import eval_rows
     from tunesmith.ui.eval_views import regressions, verdicts
 
     evaluation = _eval(run)

@@ -1,4 +1,4 @@
-"""One module per benchmark; `tunesmith/registry.py` BENCHMARKS is the one line that registers each.
+"""One module per benchmark; `tunesmith/recipe/registry.py` BENCHMARKS is the one line that registers each.
 
     base.py             Benchmark (the unit's description), RunSettings, Outcome
     multiple_choice.py  shared scorer of log-likelihood benchmarks: prompts -> one pass per context -> records
@@ -15,7 +15,7 @@ import importlib
 from pathlib import Path
 
 from tunesmith.evaluate.benchmarks.base import Benchmark, Outcome, RunSettings
-from tunesmith.registry import BENCHMARKS
+from tunesmith.recipe.registry import BENCHMARKS
 
 __all__ = ["Benchmark", "Outcome", "RunSettings", "gated_metrics", "get", "locate"]
 

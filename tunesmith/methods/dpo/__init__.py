@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tunesmith.methods.unit import Method
-from tunesmith.schema import Strict
+from tunesmith.recipe.schema import Strict
 
 
 class DpoSpec(Strict):

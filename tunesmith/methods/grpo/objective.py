@@ -23,7 +23,7 @@ import torch
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.grpo import GrpoSpec
 from tunesmith.methods.grpo.losses import group_advantages, grpo_token_loss
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 from tunesmith.train.objective import Batch
 from tunesmith.train.policy_losses import masked_row_mean
 from tunesmith.train.reference import Reference, forward

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from tunesmith.methods.unit import Method
-from tunesmith.schema import Strict
+from tunesmith.recipe.schema import Strict
 
 if TYPE_CHECKING:
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 
 class KtoSpec(Strict):

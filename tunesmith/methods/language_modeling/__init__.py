@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from tunesmith.methods.unit import Method
-from tunesmith.registry import CHAT_FORMATS
+from tunesmith.recipe.registry import CHAT_FORMATS
 
 _OBJECTIVE = "tunesmith.methods.language_modeling.objective:LanguageModeling"
 SFT = Method("sft", formats=CHAT_FORMATS, objective=_OBJECTIVE)

@@ -9,9 +9,9 @@ import torch
 from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
-from tunesmith.kernels import needs_flat_batches
 from tunesmith.methods.language_modeling.loss_route import trained_nll_sum
-from tunesmith.recipe import PROMPT_LEARNING, Recipe
+from tunesmith.recipe.spec import PROMPT_LEARNING, Recipe
+from tunesmith.speedups.kernels import needs_flat_batches
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.objective import Batch
 from tunesmith.train.token_nll import count_trained_tokens

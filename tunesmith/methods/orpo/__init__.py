@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from tunesmith.methods.unit import Method
-from tunesmith.schema import Strict
+from tunesmith.recipe.schema import Strict
 
 
 class OrpoSpec(Strict):

@@ -9,7 +9,7 @@ import torch
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.orpo import OrpoSpec
 from tunesmith.methods.orpo.losses import orpo_loss
-from tunesmith.recipe import Recipe
+from tunesmith.recipe.spec import Recipe
 from tunesmith.train.logprobs import scored_tokens
 from tunesmith.train.objective import Batch
 from tunesmith.train.preference import PlannedObjective, pair_metrics, plan_pairs, sequence_logps

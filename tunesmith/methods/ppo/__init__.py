@@ -15,7 +15,7 @@ from tunesmith.methods.rollout_spec import RolloutSpec
 from tunesmith.methods.unit import Method
 
 if TYPE_CHECKING:
-    from tunesmith.recipe import Recipe
+    from tunesmith.recipe.spec import Recipe
 
 
 class PpoSpec(RolloutSpec):

@@ -22,11 +22,11 @@ from typing import Any
 import torch
 
 from tunesmith.data.pipeline import PreparedData
-from tunesmith.heads import VALUE_HEAD, attach_head, head_scores
 from tunesmith.methods.ppo import PpoSpec
 from tunesmith.methods.ppo.losses import clipped_value_loss, gae, whiten
 from tunesmith.methods.reward.objective import RewardModel
-from tunesmith.recipe import Recipe
+from tunesmith.models.heads import VALUE_HEAD, attach_head, head_scores
+from tunesmith.recipe.spec import Recipe
 from tunesmith.train.objective import Batch
 from tunesmith.train.policy_losses import clipped_policy_loss, masked_row_mean
 from tunesmith.train.reference import Reference, forward

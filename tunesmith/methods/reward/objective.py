@@ -24,9 +24,9 @@ from tunesmith.data.pairs import tokenize_answer
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.data.types import Message, Prompt
 from tunesmith.errors import UserError
-from tunesmith.heads import HEADS_FILE, REWARD_HEAD, attach_head, last_token_scores
 from tunesmith.methods.reward.losses import pairwise_reward_loss
-from tunesmith.recipe import Recipe
+from tunesmith.models.heads import HEADS_FILE, REWARD_HEAD, attach_head, last_token_scores
+from tunesmith.recipe.spec import Recipe
 from tunesmith.runs.load import load_target
 from tunesmith.runs.targets import resolve_target
 from tunesmith.train.objective import Batch

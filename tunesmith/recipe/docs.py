@@ -13,15 +13,15 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from tunesmith.recipe import Recipe
-from tunesmith.recipe_errors import _model_in
+from tunesmith.recipe.errors import _model_in
+from tunesmith.recipe.spec import Recipe
 
 
 def render_recipe_docs() -> str:
     lines = [
         "# Recipe reference",
         "",
-        "Generated from the schema in `tunesmith/recipe.py` (and each method's block, `tunesmith/methods/`) by `tunesmith docs`; do not edit by hand.",
+        "Generated from the schema in `tunesmith/recipe/spec.py` (and each method's block, `tunesmith/methods/`) by `tunesmith docs`; do not edit by hand.",
         "Every block rejects unknown keys (with a did-you-mean); override any key on the command line as",
         "`key.sub=value`, e.g. `tunesmith train r.yaml train.lr=2e-5`.",
         "",

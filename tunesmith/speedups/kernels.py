@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from tunesmith.errors import UserError, suggestion
-from tunesmith.registry import ATTN_IMPLEMENTATIONS, KERNELS
+from tunesmith.recipe.registry import ATTN_IMPLEMENTATIONS, KERNELS
 
 FLASH_PACKAGES = {
     "flash_attention_2": ("flash_attn", "flash-attn"),

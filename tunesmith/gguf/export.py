@@ -6,8 +6,8 @@ fine-tune's model/ is taken as is) or a model folder. Families: Llama and Mistra
 `llama` architecture, whose q/k rows are permuted to its rotary layout) and Qwen2 (`qwen2`, with its q/k/v
 biases). Norms and biases stay fp32, as llama.cpp's converter keeps them; q8_0 falls back to f16 for a
 matrix whose rows are not a multiple of 32 wide (llama.cpp does the same). q4_k_m, q5_k_m and q6_k are
-llama-quantize's mixes of K-quants (gguf_types.py), encoded by tunesmith's port of llama.cpp's reference
-encoders (gguf_kquants.py), since the `gguf` package can only read K-quants.
+llama-quantize's mixes of K-quants (gguf/types.py), encoded by tunesmith's port of llama.cpp's reference
+encoders (gguf/kquants.py), since the `gguf` package can only read K-quants.
 
 The check: the file is read back by transformers' GGUF reader, which must tokenize PARITY_PROMPTS to the same
 ids and give logits within TOLERANCE[outtype] of the merged model's (fp32) on every token; otherwise the file
@@ -28,12 +28,12 @@ import torch
 
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
-from tunesmith.gguf_types import OUTTYPES, encode, file_type, tensor_type
-from tunesmith.gguf_vocab import gguf_vocab, write_vocab
-from tunesmith.merge import PARITY_PROMPTS, merge_run
-from tunesmith.models import load_model, load_tokenizer
-from tunesmith.ollama import modelfile_text
+from tunesmith.gguf.types import OUTTYPES, encode, file_type, tensor_type
+from tunesmith.gguf.vocab import gguf_vocab, write_vocab
+from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.runs.record import is_run_folder, read_run
+from tunesmith.ship.merge import PARITY_PROMPTS, merge_run
+from tunesmith.ship.ollama import modelfile_text
 
 TOLERANCE = {"f16": 0.05, "bf16": 0.3, "q8_0": 1.5, "q6_k": 4.0, "q5_k_m": 10.0, "q4_k_m": 12.0}
 """Largest |logit difference| accepted between the GGUF read back and the merged model in fp32: rounding of

@@ -6,7 +6,7 @@ width per token and layer, 540 of the 1,004 MiB a 60M Llama micro-batch keeps on
 (`python -m bench.activation_memory --size 60M`). This node keeps `x`, `gate(x)` and `up(x)`, and recomputes
 the SiLU and the product in backward: two elementwise passes against two fewer wide tensors per layer.
 
-It covers MLPs with `gate_proj`, `up_proj`, `down_proj` that are fusable LoRA layers (lora_fused.py) and a SiLU
+It covers MLPs with `gate_proj`, `up_proj`, `down_proj` that are fusable LoRA layers (speedups/lora_fused.py) and a SiLU
 activation (Llama, Mistral, Qwen2 and others alike); at call time each layer must also pass `lora_call`'s
 checks, else the MLP runs its own forward.
 """
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import SiLUActivation
 
-from tunesmith.lora_fused import fusable, lora_backward, lora_call, lora_forward, route_forward
+from tunesmith.speedups.lora_fused import fusable, lora_backward, lora_call, lora_forward, route_forward
 
 SILU_TYPES = (torch.nn.SiLU, SiLUActivation)
 

@@ -28,8 +28,8 @@ from transformers import (
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from tunesmith.errors import UserError, suggestion
-from tunesmith.gguf_source import converted_folder, find_gguf
-from tunesmith.kernels import resolve_attn_implementation
+from tunesmith.gguf.source import converted_folder, find_gguf
+from tunesmith.speedups.kernels import resolve_attn_implementation
 
 DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,

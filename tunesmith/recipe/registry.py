@@ -18,13 +18,13 @@ EVAL_SUITES: tuple[str, ...] = ("heldout", "ppl", *BENCHMARKS, "judge")
 ATTN_IMPLEMENTATIONS: tuple[str, ...] = (
     "auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention",
 )
-"""`model_options.attn_implementation`: "auto" or a transformers attention implementation (kernels.py)."""
+"""`model_options.attn_implementation`: "auto" or a transformers attention implementation (speedups/kernels.py)."""
 KERNELS: tuple[str, ...] = ("auto", "none", "liger")
-"""`model_options.kernels`: fused kernels patched into the model (kernels.py)."""
+"""`model_options.kernels`: fused kernels patched into the model (speedups/kernels.py)."""
 TRACKERS: tuple[str, ...] = ("tensorboard", "mlflow", "wandb")
 """`train.report_to`: experiment trackers fed through accelerate's tracking API (train/trackers.py)."""
 REWARDS: tuple[str, ...] = ("exact_match", "starts_with", "numeric_match", "regex", "length_penalty")
 """Built-in reward functions for GRPO/PPO (train/rewards.py); a user's own come from a file given with
---rewards-file on the command line (user_code.py), never from a module a recipe names."""
+--rewards-file on the command line (recipe/user_code.py), never from a module a recipe names."""
 
 CHAT_FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "prompt_completion")

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.adapters import MERGEABLE, load_adapter
-from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
+from tunesmith.adapters.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
+from tunesmith.adapters.build import MERGEABLE, load_adapter
 from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
 from tunesmith.errors import UserError
-from tunesmith.models import DTYPES, load_model, load_tokenizer, resolve_dtype
+from tunesmith.models.load import DTYPES, load_model, load_tokenizer, resolve_dtype
+from tunesmith.models.stored_dtype import stored_dtype
 from tunesmith.runs.atomic import build_folder
 from tunesmith.runs.record import RunRecord, read_run
-from tunesmith.stored_dtype import stored_dtype
 
 TOLERANCE = 1e-4
 """|logit difference| always accepted between the merged model and base + adapter, both in fp32."""
@@ -196,7 +196,7 @@ def _readme(info: RunRecord, out: Path) -> str:
     if info.adapter == "bottleneck":
         load = (
             "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            "from tunesmith.bottleneck import load_bottleneck\n\n"
+            "from tunesmith.adapters.bottleneck import load_bottleneck\n\n"
             f'model = load_bottleneck(AutoModelForCausalLM.from_pretrained("{info.base_model}"), "{out}")\n'
             f'tokenizer = AutoTokenizer.from_pretrained("{out}")\n```\n\n'
             "This is tunesmith's own bottleneck adapter (Houlsby layers after attention and MLP), stored as "

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tunesmith.gguf_kquants import QK_K, quantize_k
+from tunesmith.gguf.kquants import QK_K, quantize_k
 
 OUTTYPES = ("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
 _BASE = {"f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_k_m": "Q4_K", "q5_k_m": "Q5_K", "q6_k": "Q6_K"}

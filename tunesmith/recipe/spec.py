@@ -16,12 +16,12 @@ from pydantic import Field, ValidationError, create_model, model_validator
 
 from tunesmith.errors import UserError
 from tunesmith.methods import BY_NAME, METHOD_BLOCKS, METHOD_FORMATS, METHODS
-from tunesmith.recipe_errors import explain_validation_error
-from tunesmith.recipe_yaml import load_yaml
-from tunesmith.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES, TRACKERS
-from tunesmith.schema import Strict
-from tunesmith.schema import unknown_value as _unknown
-from tunesmith.user_code import NO_USER_CODE, UserCode
+from tunesmith.recipe.errors import explain_validation_error
+from tunesmith.recipe.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES, TRACKERS
+from tunesmith.recipe.schema import Strict
+from tunesmith.recipe.schema import unknown_value as _unknown
+from tunesmith.recipe.user_code import NO_USER_CODE, UserCode
+from tunesmith.recipe.yaml_io import load_yaml
 
 DEFAULT_ADAPTER_LR = 1e-4
 """LoRA-family learning rate from practice: adapters tolerate (and need) a larger step."""
@@ -73,8 +73,8 @@ class ModelOptions(Strict):
                                      "bf16/fp16, else sdpa, or eager for models without sdpa) | sdpa | eager | "
                                      "flash_attention_2")
     kernels: str = Field("auto", description="auto (liger where it can run, else none; LoRA layers fused to keep "
-                         "less for backward, lora_fused.py; on CPU, freed host memory kept for reuse, "
-                         "host_memory.py) | none (plain PyTorch and PEFT) | liger (fused Triton kernels: needs CUDA "
+                         "less for backward, speedups/lora_fused.py; on CPU, freed host memory kept for reuse, "
+                         "speedups/host_memory.py) | none (plain PyTorch and PEFT) | liger (fused Triton kernels: needs CUDA "
                          "and `pip install liger-kernel`, else warns and runs without)")
     trust_remote_code: bool = Field(False, description="run code shipped with the model; off unless you trust it")
 
@@ -314,7 +314,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def recipe_from_dict(raw: dict[str, Any], source: str = "recipe", user_code: UserCode = NO_USER_CODE) -> Recipe:
     """Validate a plain dict into a Recipe, turning pydantic's errors into one clear UserError.
 
-    `user_code`: the files given on the command line whose functions the recipe may name (user_code.py).
+    `user_code`: the files given on the command line whose functions the recipe may name (recipe/user_code.py).
     """
     try:
         with warnings.catch_warnings():

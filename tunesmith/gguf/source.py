@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from tunesmith.errors import UserError
-from tunesmith.gguf_header import UNQUANTIZED, describe_weights, gguf_weight_types
+from tunesmith.gguf.header import UNQUANTIZED, describe_weights, gguf_weight_types
 
 logger = logging.getLogger(__name__)
 

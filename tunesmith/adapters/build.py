@@ -1,7 +1,7 @@
 """Adapter specs -> PEFT configs; apply them to a base model, and put a trained adapter back on a fresh base.
 
 Every `adapter:` value of a recipe lands here. `full` trains every weight; `bottleneck` is our own module
-(bottleneck.py: PEFT has none); every other method goes through PEFT, so the saved adapter is the standard
+(adapters/bottleneck.py: PEFT has none); every other method goes through PEFT, so the saved adapter is the standard
 PEFT folder that `PeftModel.from_pretrained` (and, for LoRA, vLLM) loads:
 
     lora        low-rank updates on `target_modules`
@@ -40,11 +40,11 @@ from peft import (
 )
 from transformers.pytorch_utils import Conv1D
 
-from tunesmith.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
-from tunesmith.bottleneck import add_bottleneck, decoder_layers, layer_blocks, load_bottleneck
+from tunesmith.adapters.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
+from tunesmith.adapters.bottleneck import add_bottleneck, decoder_layers, layer_blocks, load_bottleneck
 from tunesmith.errors import UserError
-from tunesmith.recipe import AdapterArgs
-from tunesmith.registry import ADAPTERS, LORA_FAMILY
+from tunesmith.recipe.registry import ADAPTERS, LORA_FAMILY
+from tunesmith.recipe.spec import AdapterArgs
 
 MERGEABLE: tuple[str, ...] = ("lora", "qlora", "dora", "ia3")
 """Methods whose update is linear in the base weights, so `merge` can fold it in."""

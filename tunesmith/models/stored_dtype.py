@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.models import DTYPES, load_config
+from tunesmith.models.load import DTYPES, load_config
 
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 

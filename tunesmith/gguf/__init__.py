@@ -1,0 +1,1 @@
+"""The GGUF format: reading a header and a model from it, writing one (types, K-quants, vocabulary)."""
