@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunesmith.errors import UserError
+from tunesmith.models import load as models
 from tunesmith.models.load import count_parameters, load_config, load_model, load_tokenizer, resolve_dtype
-from tunesmith.models.load import load as models
 from tunesmith.testing.tiny import (
     BOS_ID,
     EOS_ID,
