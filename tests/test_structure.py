@@ -60,6 +60,17 @@ def test_files_and_functions_are_short() -> None:
     assert not long_functions, long_functions
 
 
+MAX_TOP_LEVEL_MODULES = 5
+"""The package's top level holds packages whose names say what they hold, and only these modules: the
+package marker, `python -m tunesmith`, the CLI entry, the errors every layer raises and the log filter the package
+installs when it is imported (third_party_logs.py)."""
+
+
+def test_top_level_holds_packages_not_loose_modules() -> None:
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(loose) <= MAX_TOP_LEVEL_MODULES, f"loose modules at the top of tunesmith/: {loose}"
+
+
 def test_library_never_imports_the_command_layer() -> None:
     offenders = []
     for name, path in _modules().items():
