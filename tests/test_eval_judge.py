@@ -116,7 +116,7 @@ def test_malformed_verdicts_are_counted_not_crashed(judge_url):
 
 def test_http_errors_are_retried_a_bounded_number_of_times(judge_url):
     before = _Judge.calls["error"]
-    client = JudgeClient(f"{judge_url}/error/v1", "judge-model", retries=2, backoff_s=0.0)
+    client = JudgeClient(f"{judge_url}/error/v1", "judge-model", retries=2)
     result = grade_answers(client, QUESTIONS, ["Paris.", "Lyon."])
     assert result["failures"] == {"http": 2, "unparseable": 0} and result["score"] is None
     assert _Judge.calls["error"] - before == 2 * 3  # each question: the first try and two retries

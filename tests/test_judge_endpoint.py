@@ -1,6 +1,6 @@
 """`tunesmith eval RUN` never sends a key to a URL that the run folder names: the judge URL and the key come
 from the command line or the environment of the user running eval. Checked against a local HTTP server that
-records every request's path and headers."""
+records every request's path and headers (names in lower case)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from tests.test_train import make_recipe, tiny_setup  # noqa: F401  (fixture)
 from tunesmith.errors import UserError
+from tunesmith.evaluate.judge import JudgeClient, JudgeError, served_model
 from tunesmith.evaluate.judge_endpoint import judge_endpoint, judge_key
 from tunesmith.evaluate.run_eval import EvalOptions, run_eval
 from tunesmith.train.loop import train
@@ -33,13 +34,21 @@ class Recorder(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _record(self, body: str) -> None:
+        self.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+
     def do_GET(self) -> None:  # noqa: N802
-        self.seen.append({"path": self.path, "headers": dict(self.headers), "body": ""})
+        self._record("")
         self._answer({"object": "list", "data": [{"id": "recorder", "object": "model"}]})
 
     def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        self.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        self._record(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
+        if self.path.startswith("/moved/"):  # a judge that sends its callers on elsewhere
+            self.send_response(307)
+            self.send_header("Location", "/v1/chat/completions")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self._answer({"id": "x", "object": "chat.completion", "choices": [
             {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Rating: [[7]]"}}]})
 
@@ -89,7 +98,7 @@ def test_the_users_judge_gets_the_users_key_and_never_the_run_folders(hostile_ru
     assert outcome.record["results"]["judge"]["score"] == 7.0
     seen = recorder[1]
     assert {r["path"] for r in seen} == {"/mine/v1/models", "/mine/v1/chat/completions"} and len(seen) == 3
-    assert all(r["headers"].get("Authorization") == "Bearer the-users-own-key" for r in seen)
+    assert all(r["headers"].get("authorization") == "Bearer the-users-own-key" for r in seen)
     assert not any(SECRET in json.dumps(r) for r in seen)
     err = " ".join(capsys.readouterr().err.split())
     assert "eval.judge.key_env 'SOME_CLOUD_SECRET'; ignored" in err and "eval.judge.url" in err
@@ -106,3 +115,32 @@ def test_where_the_endpoint_and_key_come_from() -> None:
     assert judge_endpoint(None, None, {"key_env": "OPENAI_API_KEY"}, env={}).warnings == ()  # the schema's default
     assert judge_key(None, env) == "k1" and judge_key("MINE", env) == "k3"
     assert judge_key(None, {"OPENAI_API_KEY": "k2"}) == "k2" and judge_key(None, {}) is None
+
+
+def test_the_openai_clients_own_settings_never_reach_the_judge(recorder, monkeypatch) -> None:
+    """The openai client reads OPENAI_* variables by itself, meant for api.openai.com: the judge gets the key the
+    user chose for it, or none, and none of those variables."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-secret")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-secret")
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "Authorization: Bearer sk-custom-secret\nX-Team: team-secret")
+    url = f"{recorder[0]}/v1"
+    assert served_model(url) == "recorder"
+    assert JudgeClient(url, "recorder").complete("system", "prompt") == "Rating: [[7]]"
+    assert JudgeClient(url, "recorder", api_key="chosen").complete("system", "prompt") == "Rating: [[7]]"
+    monkeypatch.delenv("OPENAI_CUSTOM_HEADERS")
+    assert JudgeClient(url, "recorder").complete("system", "prompt") == "Rating: [[7]]"
+    seen = recorder[1]
+    assert [r["headers"].get("authorization") for r in seen] == [None, None, "Bearer chosen", None]
+    assert not any("secret" in json.dumps(r) for r in seen), seen
+
+
+def test_a_judge_that_redirects_gets_no_second_request(recorder) -> None:
+    with pytest.raises(JudgeError, match="HTTP 307"):
+        JudgeClient(f"{recorder[0]}/moved/v1", "recorder", api_key="chosen", retries=0).complete("system", "prompt")
+    assert [r["path"] for r in recorder[1]] == ["/moved/v1/chat/completions"]
+
+
+def test_an_unreachable_judge_is_a_user_error_naming_it() -> None:
+    with pytest.raises(UserError, match=r"the judge at http://127.0.0.1:9/v1 did not list its models \(ConnectError"):
+        served_model("http://127.0.0.1:9/v1", timeout_s=2)

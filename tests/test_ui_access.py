@@ -36,7 +36,8 @@ def test_loopback_gets_a_fresh_token_in_the_printed_url() -> None:
 def test_no_token_no_data(guarded: TestClient) -> None:
     assert guarded.get("/api/runs").status_code == 401
     assert "open the URL `tunesmith ui` printed" in guarded.get("/api/runs").json()["error"]
-    assert guarded.get("/").status_code == 401
+    page = guarded.get("/")
+    assert page.status_code == 401 and "<p>this dashboard needs its token: open the URL" in page.text
     assert guarded.get("/api/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert guarded.get(f"/api/runs?token={TOKEN}").status_code == 401  # the URL token is taken on the page only
     assert guarded.get("/api/runs", headers=BEARER).status_code == 200

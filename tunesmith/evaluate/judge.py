@@ -7,22 +7,24 @@ prompts below:
   * pairwise comparison: the judge sees answers A and B and says "[[A]]", "[[B]]" or "[[C]]" (tie). Each pair
     is judged in both orders to cancel position bias; two verdicts that disagree count as a tie.
 Nothing here crashes on a bad judge: HTTP errors (after bounded retries) and verdicts that cannot be parsed
-are counted in the result, so a flaky endpoint costs some items, not the evaluation.
+are counted in the result, so a flaky endpoint costs some items, not the evaluation. Requests go through the
+`openai` client; judge_endpoint.py says which key and headers it may send.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import httpx
+import openai
 
 from tunesmith.errors import DataError, UserError
+from tunesmith.evaluate.judge_endpoint import judge_api, judge_headers
 
 SINGLE_SYSTEM = "You are a helpful assistant."
 SINGLE_PROMPT = (
@@ -68,7 +70,6 @@ _RATING_PATTERNS = (
     re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]"),
 )
 _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
-_RETRY_STATUS = frozenset({408, 409, 429})
 EXAMPLES_KEPT = 3
 
 
@@ -84,14 +85,13 @@ class JudgeError(Exception):
 
 @dataclass(frozen=True)
 class JudgeClient:
-    """A minimal OpenAI-compatible chat client: greedy (temperature 0), timeouts, bounded retries."""
+    """An OpenAI-compatible chat client: greedy (temperature 0), a timeout, bounded retries (`openai`'s own)."""
 
     url: str
     model: str
     api_key: str | None = None
     timeout_s: float = 60.0
     retries: int = 2
-    backoff_s: float = 1.0
     max_tokens: int = 1024
 
     @property
@@ -102,39 +102,43 @@ class JudgeClient:
             return url
         return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
 
+    @cached_property
+    def _api(self) -> openai.OpenAI:
+        """One client for every request (its connections are reused across the judge's threads)."""
+        return judge_api(self.endpoint.removesuffix("/chat/completions"), self.api_key, self.timeout_s, self.retries)
+
     def complete(self, system: str, prompt: str) -> str:
-        """The judge's reply; retries transport errors, timeouts, 429 and 5xx with exponential backoff."""
-        body = {
-            "model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}],
-        }
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                response = httpx.post(self.endpoint, json=body, headers=headers, timeout=self.timeout_s)
-            except httpx.TransportError as e:
-                problem = f"{type(e).__name__}: {e}"
-                continue
-            if response.status_code in _RETRY_STATUS or response.status_code >= 500:
-                problem = f"HTTP {response.status_code}"
-                continue
-            if response.status_code >= 400:
-                raise JudgeError(f"HTTP {response.status_code}: {response.text[:200]}")
-            return _content(response)
-        raise JudgeError(f"{problem} after {self.retries + 1} attempts")
+        """The judge's reply; the client retries transport errors, timeouts, 408, 409, 429 and 5xx `retries`
+        times with exponential backoff (and a server's Retry-After)."""
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        try:
+            completion = self._api.chat.completions.create(
+                model=self.model, temperature=0, max_tokens=self.max_tokens, messages=messages,
+                extra_headers=judge_headers(self.api_key))
+        except openai.APIStatusError as e:
+            raise JudgeError(f"HTTP {e.status_code}: {e.response.text[:200]}") from None
+        except openai.APIConnectionError as e:  # timeouts too
+            raise JudgeError(f"{_problem(e)} after {self.retries + 1} attempts") from None
+        except (openai.APIError, ValueError) as e:  # e.g. a body that is not JSON
+            raise JudgeError(f"not an OpenAI chat completion ({_problem(e)})") from None
+        return _content(completion)
 
 
-def _content(response: httpx.Response) -> str:
+def _content(completion: Any) -> str:
+    """The reply's text; the client does not check a reply's shape, so a malformed one is caught here."""
     try:
-        content = response.json()["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as e:
-        raise JudgeError(f"not an OpenAI chat completion ({type(e).__name__}): {response.text[:200]}") from None
+        content = completion.choices[0].message.content
+    except (AttributeError, IndexError, TypeError) as e:
+        raise JudgeError(f"not an OpenAI chat completion ({type(e).__name__}): {str(completion)[:200]}") from None
     if not isinstance(content, str):
         raise JudgeError(f"the completion's content is {type(content).__name__}, not text")
     return content
+
+
+def _problem(error: Exception) -> str:
+    """"ConnectError: [Errno 111] Connection refused": the transport's own error where the client wraps one."""
+    cause = error.__cause__ if isinstance(error, openai.APIConnectionError) and error.__cause__ else error
+    return f"{type(cause).__name__}: {cause}"
 
 
 def parse_rating(text: str) -> float | None:
@@ -236,14 +240,14 @@ def compare_answers(client: JudgeClient, questions: list[JudgeQuestion], tuned: 
 
 
 def served_model(url: str, api_key: str | None = None, timeout_s: float = 10.0) -> str:
-    """The first model an OpenAI-compatible endpoint lists at /v1/models (for a judge named by URL alone)."""
+    """The first model an OpenAI-compatible endpoint lists at /v1/models (for a judge named by URL alone); asked
+    once, without retries, so an unreachable judge is reported at once."""
     base = url.rstrip("/").removesuffix("/chat/completions").removesuffix("/v1")
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx.get(base + "/v1/models", headers=headers, timeout=timeout_s)
-        models = [m["id"] for m in response.json()["data"]]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"the judge at {url} did not list its models ({type(e).__name__}: {e}); "
+        with judge_api(base + "/v1", api_key, timeout_s, retries=0) as api:
+            models = [m.id for m in api.models.list(extra_headers=judge_headers(api_key)).data]
+    except (openai.APIError, ValueError, AttributeError, TypeError) as e:
+        raise UserError(f"the judge at {url} did not list its models ({_problem(e)}); "
                         "name one with --judge-model") from None
     if not models:
         raise UserError(f"the judge at {url} lists no models; name one with --judge-model")

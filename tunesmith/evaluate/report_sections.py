@@ -1,13 +1,12 @@
 """The evaluation's parts of report.html that go beyond the score table: intervals, regressions, MT-Bench.
 
 Kept apart from report.py so the report stays one page builder and each benchmark-specific view lives with
-the evaluation that produces its data.
+the evaluation that produces its data. These functions gather the values; the markup is
+tunesmith/pages/report_sections.html.j2.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from matplotlib.figure import Figure
 
 from tunesmith.evaluate.benchmarks import gated_metrics
 from tunesmith.evaluate.samples import SAMPLES_FILE, read_samples, worst_regressions
+from tunesmith.pages import png_image
 
 FRACTION_METRICS = ("acc", "acc_norm", "exact_match", "strict_match", "normalized_match", "rouge_l", "win_rate")
 
@@ -30,31 +30,16 @@ def interval_text(metric: str, scores: dict[str, Any]) -> str:
     return f" (95% CI {low:.2f}–{high:.2f})"
 
 
-def extra_sections(record: dict[str, Any], folder: Path) -> str:
-    """The worst regressions (linking eval_samples.jsonl) and MT-Bench's per-category view, when present."""
-    return _regressions(folder) + _mtbench(record, folder)
-
-
-def _regressions(folder: Path) -> str:
+def regressions_view(folder: Path) -> dict[str, Any] | None:
+    """The items section: a link to eval_samples.jsonl and, with the base model's items, the worst regressions
+    (right before, wrong after); None without eval_samples.jsonl."""
     rows = read_samples(folder / SAMPLES_FILE)
     if not rows:
-        return ""
-    link = f"<p>Every item of both models: <a href='{SAMPLES_FILE}'>{SAMPLES_FILE}</a></p>"
-    worst = worst_regressions(rows, gated_metrics())
-    if not any(r["model"] == "base" for r in rows):
-        return "<h2>Items</h2>" + link
-    if not worst:
-        return "<h2>Regressions</h2>" + link + "<p>No item the base model got right was lost.</p>"
-    head = "<tr><th>suite</th><th>item</th><th>gold</th><th>base</th><th>tuned</th><th>log-lik margin</th></tr>"
-    body = ""
-    for r in worst:
-        margin = "" if r["margin"] is None else f"{r['margin']:.2f}"
-        body += (f"<tr id='regression-{_e(r['suite'])}-{_e(r['id'])}'><td>{_e(r['suite'])}</td>"
-                 f"<td class='l'>{_e(r['id'])}</td><td>{_e(r['gold'])}</td><td>{_e(_short(r['base_prediction']))}</td>"
-                 f"<td>{_e(_short(r['prediction']))}</td><td>{margin}</td></tr>")
-    return (f"<h2>Worst regressions</h2>{link}<p>Items right before and wrong after fine-tuning, the tuned "
-            f"model furthest from the gold answer first (search the id in {SAMPLES_FILE}).</p>"
-            f"<table>{head}{body}</table>")
+        return None
+    worst = [{"suite": r["suite"], "id": r["id"], "gold": r["gold"], "base": _short(r["base_prediction"]),
+              "tuned": _short(r["prediction"]), "margin": "" if r["margin"] is None else f"{r['margin']:.2f}"}
+             for r in worst_regressions(rows, gated_metrics())]
+    return {"samples_file": SAMPLES_FILE, "with_base": any(r["model"] == "base" for r in rows), "worst": worst}
 
 
 def _short(value: Any) -> str:
@@ -62,29 +47,30 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _mtbench(record: dict[str, Any], folder: Path) -> str:
+def mtbench_view(record: dict[str, Any], folder: Path) -> dict[str, Any] | None:
+    """MT-Bench's per-category table (tuned, base, pairwise win rate) and chart (drawn into `folder`); None
+    when the evaluation has no MT-Bench categories."""
     result = record["results"].get("mtbench")
     if not result or not result.get("categories"):
-        return ""
+        return None
     base = ((record.get("base_results") or {}).get("mtbench") or {}).get("categories", {})
     pairwise = (result.get("pairwise") or {}).get("categories", {})
-    head = "<tr><th>category</th><th>n</th><th>turn 1</th><th>turn 2</th><th>score</th><th>base</th><th>win rate vs base</th></tr>"
-    body = ""
+    rows = []
     for category, scores in result["categories"].items():
         win = pairwise.get(category, {}).get("win_rate")
-        body += (f"<tr><td>{_e(category)}</td><td>{scores['n']}</td><td>{_num(scores.get('turn1'))}</td>"
-                 f"<td>{_num(scores.get('turn2'))}</td><td>{_num(scores.get('score'))}</td>"
-                 f"<td>{_num(base.get(category, {}).get('score'))}</td>"
-                 f"<td>{'—' if win is None else f'{100 * win:.0f}%'}</td></tr>")
+        rows.append({"category": category, "n": scores["n"], "turn1": _num(scores.get("turn1")),
+                     "turn2": _num(scores.get("turn2")), "score": _num(scores.get("score")),
+                     "base": _num(base.get(category, {}).get("score")),
+                     "win_rate": "—" if win is None else f"{100 * win:.0f}%"})
     chart = _category_chart(result["categories"], base, folder / "mtbench.png")
-    return f"<h2>MT-Bench by category</h2><table>{head}{body}</table>{chart}"
+    return {"rows": rows, "chart": png_image(chart)}
 
 
 def _num(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "—"
 
 
-def _category_chart(categories: dict[str, Any], base: dict[str, Any], out_png: Path) -> str:
+def _category_chart(categories: dict[str, Any], base: dict[str, Any], out_png: Path) -> Path:
     """Horizontal bars of the mean 1-10 rating per category, tuned (and base when scored)."""
     names = list(categories)
     fig = Figure(figsize=(8, 0.6 + 0.45 * len(names)), dpi=110)
@@ -102,9 +88,4 @@ def _category_chart(categories: dict[str, Any], base: dict[str, Any], out_png: P
     ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(out_png)
-    data = base64.b64encode(out_png.read_bytes()).decode("ascii")
-    return f"<p><img alt='{out_png.name}' src='data:image/png;base64,{data}'></p>"
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))
+    return out_png

@@ -5,12 +5,13 @@ stopped), the loss curves (loss.png, redrawn from metrics.jsonl), the eval table
 base model's scores and the change, the forgetting gate, and a few example answers. Images are embedded as
 base64 data URIs and the styling is inline: no external file, script or font, so the page can be mailed or
 archived alone. `tunesmith eval` writes it; `tunesmith report RUN_DIR` redraws it.
+
+This module gathers what the page shows; the markup is tunesmith/pages/report*.html.j2, rendered with every
+value escaped, since a run folder is untrusted input.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,14 @@ from matplotlib.figure import Figure
 
 from tunesmith.errors import UserError
 from tunesmith.evaluate.forgetting import COMPARED, FRACTIONS, change_text, change_trend
-from tunesmith.evaluate.report_sections import extra_sections, interval_text
+from tunesmith.evaluate.report_sections import interval_text, mtbench_view, regressions_view
+from tunesmith.pages import png_image, render_page
 from tunesmith.runs.atomic import write_text_atomic
 from tunesmith.runs.metrics import METRICS_FILE, read_metrics
 from tunesmith.runs.record import EVAL_FILE, RunRecord, is_run_folder, read_json, read_run
 from tunesmith.train.monitor import plot_losses
 
 REPORT_FILE = "report.html"
-_STYLE = """
-body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-td:first-child,th:first-child,td.l{text-align:left}th{background:#f3f3f3}.bad{color:#b00020;font-weight:bold}
-.good{color:#1b7f3b}img{max-width:100%}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}
-"""
 
 
 def write_report(folder: str | Path) -> Path:
@@ -42,16 +38,11 @@ def write_report(folder: str | Path) -> Path:
         raise UserError(f"{folder} holds neither run.json nor eval.json; "
                         "give a run folder, or run `tunesmith eval` first")
     title = (run.name if run else None) or (record or {}).get("target", {}).get("name") or folder.name
-    parts = [f"<h1>{_e(title)}</h1>"]
-    if run is not None:
-        parts.append(_run_section(run))
+    loss_chart = None
     if (folder / METRICS_FILE).is_file():
-        loss_png = plot_losses(read_metrics(folder / METRICS_FILE), folder / "loss.png", title=title)
-        parts.append("<h2>Loss</h2>" + _img(loss_png))
-    if record is not None:
-        parts.append(_eval_section(record, folder))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)} — tunesmith report</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+        loss_chart = png_image(plot_losses(read_metrics(folder / METRICS_FILE), folder / "loss.png", title=title))
+    page = render_page("report.html.j2", title=title, run_facts=_run_facts(run) if run is not None else None,
+                       loss_chart=loss_chart, evaluation=_evaluation(record, folder) if record is not None else None)
     out = folder / REPORT_FILE
     write_text_atomic(out, page)
     return out
@@ -124,7 +115,8 @@ def plot_eval(record: dict[str, Any], out_png: Path) -> Path | None:
     return out_png
 
 
-def _run_section(run: RunRecord) -> str:
+def _run_facts(run: RunRecord) -> list[tuple[str, str]]:
+    """The Run table: (label, value) for each fact run.json records."""
     state, final = run.state, run.final or {}
     facts = [
         ("status", run.status), ("method", run.method), ("adapter", run.adapter),
@@ -134,8 +126,7 @@ def _run_section(run: RunRecord) -> str:
         ("best step", state.get("best_step")), ("best checkpoint", final.get("best_checkpoint")),
         ("stopped early", final.get("stopped_early")), ("overfitting alarm", state.get("overfitting")),
     ]
-    rows = "".join(f"<tr><th>{_e(k)}</th><td class='l'>{_e(_fmt(v))}</td></tr>" for k, v in facts if v is not None)
-    return f"<h2>Run</h2><table>{rows}</table>"
+    return [(label, _fmt(value)) for label, value in facts if value is not None]
 
 
 def _params(state: dict[str, Any]) -> str | None:
@@ -145,55 +136,37 @@ def _params(state: dict[str, Any]) -> str | None:
     return f"{trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
 
 
-def _eval_section(record: dict[str, Any], folder: Path) -> str:
+def _evaluation(record: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """What report_evaluation.html.j2 shows of eval.json; draws eval.png (and mtbench.png) into `folder`."""
+    target, base = record["target"], record.get("base")
     with_base = record.get("base_results") is not None
-    columns = ["suite", "metric", "n", "score", *(["base", "change"] if with_base else []), "note"]
-    head = "".join(f"<th>{c}</th>" for c in columns)
-    body = ""
-    for row in eval_rows(record):
-        cells = "".join(
-            f"<td class='{row['trend'] if c == 'change' else 'l' if c in ('metric', 'note') else ''}'>{_e(row[c])}</td>"
-            for c in columns
-        )
-        body += f"<tr>{cells}</tr>"
-    parts = [f"<h2>Evaluation</h2><p>target: {_e(record['target']['model'])}"
-             + (f" + adapter {_e(record['target']['adapter'])}" if record["target"].get("adapter") else "")
-             + (f"; base: {_e(record['base']['model'])}" if record.get("base") else "")
-             + f"; limit {_e(_fmt(record['settings'].get('limit')))}</p><table><tr>{head}</tr>{body}</table>"]
-    gate = record.get("gate") or {}
-    if gate.get("max_drop") is not None:
-        confidence = " with 95% confidence" if gate.get("rule", "point") == "ci" else ""
-        verdict = "".join(f"<p class='bad'>{_e(f)}</p>" for f in gate["failures"]) or (
-            f"<p class='good'>forgetting gate passed: no general score fell more than {gate['max_drop']:g} "
-            f"points{confidence}</p>")
-        parts.append(verdict + "".join(f"<p>{_e(n)}</p>" for n in gate.get("notes", [])))
     chart = plot_eval(record, folder / "eval.png")
-    if chart is not None:
-        parts.append("<h2>Before and after</h2>" + _img(chart))
-    parts.append(extra_sections(record, folder))
-    parts.append(_examples(record))
-    return "".join(parts)
+    return {
+        "target_model": target["model"], "adapter": target.get("adapter"),
+        "base_model": base["model"] if base else None, "limit": _fmt(record["settings"].get("limit")),
+        "columns": ["suite", "metric", "n", "score", *(["base", "change"] if with_base else []), "note"],
+        "rows": eval_rows(record), "gate": _gate(record.get("gate") or {}),
+        "chart": png_image(chart) if chart is not None else None,
+        "regressions": regressions_view(folder), "mtbench": mtbench_view(record, folder),
+        "examples": _examples(record),
+    }
 
 
-def _examples(record: dict[str, Any]) -> str:
-    blocks = []
-    for suite, scores in record["results"].items():
-        for example in scores.get("examples", []):
-            text = "\n".join(f"{k}: {v}" for k, v in example.items())
-            blocks.append(f"<details><summary>{_e(suite)} example</summary><pre>{_e(text)}</pre></details>")
-    return ("<h2>Examples</h2>" + "".join(blocks)) if blocks else ""
+def _gate(gate: dict[str, Any]) -> dict[str, Any] | None:
+    """The forgetting gate's verdict, or None when no `max_drop` was set (nothing was gated)."""
+    if gate.get("max_drop") is None:
+        return None
+    return {"failures": gate["failures"], "max_drop": gate["max_drop"], "notes": gate.get("notes", []),
+            "with_confidence": gate.get("rule", "point") == "ci"}
 
 
-def _img(png: Path) -> str:
-    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-    return f"<p><img alt='{_e(Path(png).name)}' src='data:image/png;base64,{data}'></p>"
+def _examples(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(suite, "key: value" lines) of each example answer eval.json keeps."""
+    return [(suite, "\n".join(f"{k}: {v}" for k, v in example.items()))
+            for suite, scores in record["results"].items() for example in scores.get("examples", [])]
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return "—" if value is None else str(value)
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text))

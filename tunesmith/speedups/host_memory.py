@@ -3,9 +3,8 @@
 glibc's malloc hands blocks above its mmap threshold back to the kernel when they are freed, and trims the
 top of its heap above the trim threshold. A training step frees and allocates the same activation-sized
 tensors (megabytes each) hundreds of times, so at the defaults each comes back as fresh pages the kernel
-must fault in and zero. One 60M Llama LoRA step (4 packed rows of 512, 2 cores) took 79,795 minor page faults
-at glibc's defaults and 4,817 with both thresholds raised (`ru_minflt` over 6 steps), at the same peak RSS:
-what is kept is what the next step allocates again.
+must fault in and zero. With both thresholds raised, a step takes a small fraction of those page faults at
+the same peak RSS: what is kept is what the next step allocates again (figures in bench/RESULTS.md).
 
 The setting is process-wide and only raises thresholds; on other C libraries it does nothing.
 """

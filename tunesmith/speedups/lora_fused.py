@@ -2,13 +2,13 @@
 
 PEFT computes `base(x) + B(A(dropout(x))) * scaling` with separate modules, so autograd keeps, per LoRA
 layer, the dropout's float mask and the dropped copy of `x` that `A` was applied to: two tensors the size of
-the input, for every one of q, k, v, o, gate, up and down. With LoRA dropout on, that was 407 of the 786 MiB
-a 20M Llama micro-batch (4 packed rows of 512, fp32) kept for backward (`python -m bench.activation_memory`).
+the input, for every one of q, k, v, o, gate, up and down. With LoRA dropout on, those are about half of
+what a micro-batch keeps for backward.
 
 `LoraLinearFunction` does the same computation as one autograd node that saves the input itself (q, k and v
 share one input, so it is kept once for all three), the rank-r product `A(dropout(x))` (tiny), and the
-dropout's keep-mask as bool, a quarter of PEFT's float mask (drawing it again in backward from its seed was
-tried: `bench.throughput_commits` ran the kept mask 1.09x faster, median of 3 rounds, at the same peak RSS).
+dropout's keep-mask as bool, a quarter of PEFT's float mask; keeping it was faster than drawing it again in
+backward from its seed, at the same peak memory.
 The regularizer is unchanged: every layer still draws its own independent mask per call, as PEFT's does. Masks are drawn from a seed taken from torch's default generator, so
 checkpointed runs resume to the same masks, and activation checkpointing (which restores the RNG state
 before recomputing) recomputes the same ones.
@@ -16,6 +16,8 @@ before recomputing) recomputes the same ones.
 Layers the fused path does not cover run PEFT's own forward: quantized or non-Linear bases, DoRA and other
 variants, several active adapters, merged or disabled adapters, trained base weights, extra forward
 arguments, and anything run without gradients.
+
+The measurements behind these choices are in bench/RESULTS.md ("Measurements behind the CPU speedups").
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def dropout_keep(like: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor,
     """Dropout's keep-mask (bool, shaped like `like`) drawn from `seed`, and the scale kept values get, 1/(1 - p).
 
     Each element keeps with probability 1 - p, to 16 bits: the draws are 64-bit integers read as four 16-bit
-    lanes. That is 2.5x faster on a CPU than `bernoulli_` (one generator call per element): a 4 x 512 x 384
-    mask took 2.2 ms against 5.7 ms on 2 cores.
+    lanes, one generator call per four elements where `bernoulli_` makes one per element (faster on a CPU;
+    see bench/RESULTS.md).
     `p` is rounded to a multiple of 1/65536 (0.05 becomes 0.050003) and the scale uses the rounded value, so
     the expectation stays exactly `x`.
     """
@@ -135,7 +137,7 @@ class LoraLinearFunction(torch.autograd.Function):
 
 def _dropped(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
     """`t` with dropout's zeros where `keep` is False (unscaled). `where` reads the bool mask as it is; `t * keep`
-    would first make a float copy of the mask (1.4x slower at a 60M Llama's MLP width on 2 cores)."""
+    would first make a float copy of the mask, and is slower (bench/RESULTS.md)."""
     return t if keep is None else torch.where(keep, t, 0.0)
 
 

@@ -2,9 +2,9 @@
 
 `down(silu(gate(x)) * up(x))`, run module by module, keeps for backward: `gate(x)` (for SiLU), `silu(gate(x))`
 and `up(x)` (for the product), and the product itself (the input `down`'s LoRA needs): four tensors of the MLP's
-width per token and layer, 540 of the 1,004 MiB a 60M Llama micro-batch keeps once the LoRA layers are fused
-(`python -m bench.activation_memory --size 60M`). This node keeps `x`, `gate(x)` and `up(x)`, and recomputes
-the SiLU and the product in backward: two elementwise passes against two fewer wide tensors per layer.
+width per token and layer, about half of what a micro-batch keeps once the LoRA layers are fused (figures in
+bench/RESULTS.md). This node keeps `x`, `gate(x)` and `up(x)`, and recomputes the SiLU and the product in
+backward: two elementwise passes against two fewer wide tensors per layer.
 
 It covers MLPs with `gate_proj`, `up_proj`, `down_proj` that are fusable LoRA layers (speedups/lora_fused.py) and a SiLU
 activation (Llama, Mistral, Qwen2 and others alike); at call time each layer must also pass `lora_call`'s

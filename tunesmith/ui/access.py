@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from tunesmith.pages import render_page
 from tunesmith.serve.hosts import LOOPBACK_NAMES, split_host
 from tunesmith.ui.guard import is_loopback, token_matches
 
@@ -144,7 +145,7 @@ def _needs_token(path: str) -> Response:
     message = ("this dashboard needs its token: open the URL `tunesmith ui` printed (http://…/?token=…), "
                "or send the header Authorization: Bearer TOKEN")
     if path == "/":
-        return HTMLResponse(f"<!doctype html><title>tunesmith</title><p>{message}</p>", status_code=401)
+        return HTMLResponse(render_page("needs_token.html.j2", message=message), status_code=401)
     return JSONResponse({"error": message}, status_code=401)
 
 
