@@ -61,3 +61,22 @@ def test_the_lock_sits_inside_pyprojects_bounds() -> None:
         assert name in lock, f"{requirement.name} is not in scripts/constraints.txt"
         assert requirement.specifier.contains(lock[name], prereleases=True), (
             f"the lock's {requirement.name}=={lock[name]} is outside pyproject.toml's {requirement}")
+
+
+def test_every_file_the_package_reads_ships_in_the_wheel() -> None:
+    """A non-editable install holds only .py files and the package-data globs: a template or a dashboard file
+    left out works in a checkout and is missing on every user's machine."""
+    import tomllib
+
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    unshipped = []
+    for path in sorted((ROOT / "tunesmith").rglob("*")):
+        if not path.is_file() or path.suffix in (".py", ".pyc"):
+            continue
+        relative = path.relative_to(ROOT)
+        shipped = any(relative.relative_to(Path(*package.split("."))).match(glob)
+                      for package, globs in package_data.items() for glob in globs
+                      if relative.is_relative_to(Path(*package.split("."))))
+        if not shipped:
+            unshipped.append(str(relative))
+    assert not unshipped, f"add these to [tool.setuptools.package-data] in pyproject.toml: {unshipped}"
