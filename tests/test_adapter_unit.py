@@ -152,8 +152,8 @@ def test_the_folder_reader_knows_the_bottleneck_by_its_own_file(tmp_path: Path) 
 
 
 def test_an_unknown_adapter_type_is_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="adapter type LOHA is not one tunesmith trains or serves"):
-        read_kind(_folder(tmp_path, {"peft_type": "LOHA"}))
+    with pytest.raises(UserError, match="adapter type UNHEARD_OF is not one tunesmith trains or serves"):
+        read_kind(_folder(tmp_path, {"peft_type": "UNHEARD_OF"}))
     with pytest.raises(UserError, match="adapter type None"):
         read_kind(_folder(tmp_path, {"r": 8}))
 
@@ -180,7 +180,7 @@ def test_both_target_resolvers_read_kinds_through_the_one_reader(tmp_path: Path)
     folder = _folder(tmp_path, {"peft_type": "LORA", "use_dora": True, "base_model_name_or_path": "/base"})
     (folder / "adapter_model.safetensors").write_bytes(b"")
     assert resolve_target(str(folder)).adapter_kind == adapter_spec("x", folder).kind == "dora"
-    _folder(tmp_path, {"peft_type": "LOHA", "base_model_name_or_path": "/base"})
+    _folder(tmp_path, {"peft_type": "UNHEARD_OF", "base_model_name_or_path": "/base"})
     for read in (lambda: resolve_target(str(folder)), lambda: adapter_spec("x", folder)):
-        with pytest.raises(UserError, match="adapter type LOHA is not one tunesmith trains or serves"):
+        with pytest.raises(UserError, match="adapter type UNHEARD_OF is not one tunesmith trains or serves"):
             read()
