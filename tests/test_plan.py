@@ -95,10 +95,11 @@ def test_sizes_and_devices_parse() -> None:
     assert 0.85 < shape.params / 7e9 < 1.15
 
 
-def test_fused_families_match_the_trainer() -> None:
+def test_fused_families_are_the_trainers_own() -> None:
+    """One set, read by both: `plan` counts the fused head exactly where the trainer takes it."""
     from tunesmith.methods.language_modeling.loss_route import FUSED_FAMILIES as TRAINER
 
-    assert FUSED_FAMILIES == TRAINER
+    assert FUSED_FAMILIES is TRAINER
 
 
 def tiny_full_recipe(tmp_path: Path, train: str) -> Path:

@@ -30,7 +30,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def reference(runs: dict[str, Path], name: str) -> str:
     """Greedy answer of the base with the adapter loaded on its own, outside the server, token by token through
-    the forward pass that training used (not `generate`: see serve/engine.py STEPWISE)."""
+    the forward pass that training used (not `generate`: see adapters/unit.py Serving.STEPWISE)."""
     folder = runs[name] / "adapter"
     tokenizer = load_tokenizer(str(folder))
     apply_template(tokenizer, "plain")

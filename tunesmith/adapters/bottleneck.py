@@ -33,9 +33,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tunesmith.adapters.kinds.bottleneck import CONFIG_FILE
 from tunesmith.errors import UserError
 
-CONFIG_FILE = "bottleneck_config.json"
 WEIGHTS_FILE = "bottleneck.safetensors"
 FORMAT = "tunesmith-bottleneck"
 SITES = ("attention", "mlp")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
 from tunesmith.advise.criteria import CRITERIA, QUESTIONS, check_answers, missing
 from tunesmith.advise.decide import Decision, Paradigm, decide, paradigm
 from tunesmith.advise.recipe_writer import adapter_fits, build_recipe, write_recipe
@@ -95,7 +96,7 @@ def advise(answers: dict[str, str], *, model: str | None = None, data: str | Non
     if out is None:
         notes.append("give --out FILE to write this recipe (with --data FILE for its training data)")
         return Advice(decision, chosen, None, notes)
-    if chosen.adapter == "full" and replay is None:
+    if ADAPTER_KINDS[chosen.adapter].trains_base and replay is None:
         notes.append("full fine-tuning: add --replay FILE (general data) to mix in against forgetting")
     model_value, data_value = _fill_ins(model, data, notes)
     raw = build_recipe(out.stem, model_value, data_value, chosen.adapter, shape, device, seq_len, replay)

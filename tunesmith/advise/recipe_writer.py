@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
 from tunesmith.errors import UserError
 from tunesmith.plan.hardware import Device
 from tunesmith.plan.memory import TrainSetup, estimate_memory
@@ -37,18 +38,14 @@ def adapter_fits(shape: ModelShape, device: Device, seq_len: int) -> dict[str, b
     """For each candidate adapter, whether some micro-batch fits on `device` at `seq_len`."""
     fits = {}
     for adapter in ("full", "lora", "qlora"):
-        setup = TrainSetup(shape=shape, adapter=adapter, weight_dtype="fp32" if adapter == "full" else "bf16",
-                           seq_len=seq_len, runtime_bytes=device.runtime_bytes, on_cpu=device.kind == "cpu")
-        fits[adapter] = fitting_batch(setup, device.memory) is not None
+        fits[adapter] = fitting_batch(_setup(shape, adapter, device, seq_len), device.memory) is not None
     return fits
 
 
 def build_recipe(name: str, model: str, data: str, adapter: str, shape: ModelShape, device: Device,
                  seq_len: int, replay: str | None = None) -> dict[str, Any]:
     """The recipe as a dict, checked by the Recipe schema."""
-    setup = TrainSetup(shape=shape, adapter=adapter, weight_dtype="fp32" if adapter == "full" else "bf16",
-                       seq_len=seq_len, runtime_bytes=device.runtime_bytes, on_cpu=device.kind == "cpu")
-    chosen = fitting_batch(setup, device.memory)
+    chosen = fitting_batch(_setup(shape, adapter, device, seq_len), device.memory)
     if chosen is None:
         raise UserError(f"adapter {adapter} does not fit in {device.memory / 2**30:.1f} GiB even at micro-batch 1 "
                         f"with checkpointing; run `tunesmith plan` on the recipe for what to change")
@@ -59,10 +56,17 @@ def build_recipe(name: str, model: str, data: str, adapter: str, shape: ModelSha
         "train": {"epochs": 2, "batch_size": micro, "grad_accum": max(1, EFFECTIVE_BATCH // micro),
                   "max_seq_len": seq_len, "gradient_checkpointing": checkpointing},
     }
-    if adapter == "full" and replay:
+    if ADAPTER_KINDS[adapter].trains_base and replay:
         raw["data"]["replay"] = {"train": replay, "ratio": 0.2}
     recipe_from_dict(raw, source="advise")  # the schema's checks, before anything is written
     return raw
+
+
+def _setup(shape: ModelShape, adapter: str, device: Device, seq_len: int) -> TrainSetup:
+    """Training with `adapter` on `device`: fp32 weights where the base trains, else a bf16 base."""
+    dtype = "fp32" if ADAPTER_KINDS[adapter].trains_base else "bf16"
+    return TrainSetup(shape=shape, adapter=adapter, weight_dtype=dtype, seq_len=seq_len,
+                      runtime_bytes=device.runtime_bytes, on_cpu=device.kind == "cpu")
 
 
 def write_recipe(raw: dict[str, Any], out: Path) -> Path:

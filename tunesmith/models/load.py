@@ -27,6 +27,7 @@ from transformers import (
 )
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
 from tunesmith.errors import UserError, suggestion
 from tunesmith.gguf.source import converted_folder, find_gguf
 from tunesmith.speedups.kernels import resolve_attn_implementation
@@ -69,7 +70,7 @@ def resolve_dtype(name: str) -> torch.dtype:
 def load_dtype_name(adapter: str, setting: str) -> str:
     """The dtype a training run loads its base in: fp32 master weights for full fine-tuning (autocast lowers
     the matmuls), the recipe's `model_options.dtype` for adapters. The trainer and `plan` both read it here."""
-    return "fp32" if adapter == "full" else setting
+    return "fp32" if ADAPTER_KINDS[adapter].trains_base else setting
 
 
 def cpu_has_native_bf16() -> bool:

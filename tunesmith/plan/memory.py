@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
+from tunesmith.adapters.unit import Adapter
 from tunesmith.plan.shape import ModelShape
 
 GIB = 1 << 30
@@ -94,6 +96,11 @@ class TrainSetup:
     fused_lora: bool = False            # LoRA layers and SwiGLU MLPs run fused (speedups/lora_fused.py, speedups/mlp_fused.py)
 
     @property
+    def adapter_kind(self) -> Adapter:
+        """The adapter's record (adapters/kinds/): its memory terms and what it trains."""
+        return ADAPTER_KINDS[self.adapter]
+
+    @property
     def rows(self) -> int:
         """Sequences in one micro-batch: preference methods forward chosen and rejected together."""
         return self.micro_batch * (2 if self.method in ("dpo", "orpo", "reward") else 1)
@@ -118,35 +125,24 @@ class MemoryEstimate:
 
 def trainable_count(s: TrainSetup) -> int:
     """Parameters that get gradients and optimizer states."""
-    if s.adapter == "full":
+    if s.adapter_kind.trains_base:
         return s.shape.params
     return adapter_count(s)
 
 
 def adapter_count(s: TrainSetup) -> int:
-    """The adapter's own parameters (LoRA-family r over all linear layers; others approximated)."""
-    shape = s.shape
-    if s.adapter in ("lora", "qlora"):
-        return shape.lora_params(s.lora_r)
-    if s.adapter == "dora":
-        return shape.lora_params(s.lora_r) + shape.layers * sum(out for _, out in shape.linear_shapes())
-    if s.adapter == "ia3":
-        return shape.layers * (2 * shape.kv_heads * shape.head_dim + shape.intermediate)
-    if s.adapter in ("prefix", "prompt"):
-        per_token = 2 * shape.layers * shape.hidden if s.adapter == "prefix" else shape.hidden
-        return 20 * per_token
-    if s.adapter == "bottleneck":
-        return shape.layers * 2 * (2 * shape.hidden * 64 + shape.hidden + 64)
-    return 0
+    """The adapter's own parameters (LoRA-family r over all linear layers; others approximated): each kind's
+    count (adapters/kinds/)."""
+    return s.adapter_kind.memory.parameters(s.shape, s.lora_r)
 
 
 def weight_bytes(s: TrainSetup) -> int:
     """Bytes of the base model's weights as trained (the adapter apart)."""
     shape = s.shape
-    if s.adapter == "full":
+    if s.adapter_kind.trains_base:
         return 4 * shape.params
     other = shape.embed_params + shape.head_params + shape.norm_params
-    if s.adapter == "qlora":
+    if s.adapter_kind.base_quantization is not None:  # NF4, the one quantization adapters train on
         return int(NF4_DOUBLE_QUANT_BYTES_PER_VALUE * shape.linear_params) + 4 * other
     return DTYPE_BYTES[s.weight_dtype] * shape.params
 
@@ -161,7 +157,7 @@ def base_activation_bytes(shape: ModelShape, half_precision: bool, fused_mlp: bo
 def adapter_input_bytes(s: TrainSetup) -> float:
     """What LoRA-family adapters add per token and layer: each wrapped linear's dropped-out input and mask
     (PEFT), or the bool mask alone (fused)."""
-    if s.adapter not in ("lora", "qlora", "dora"):
+    if not s.adapter_kind.memory.keeps_linear_inputs:
         return 0.0
     inputs = sum(i for i, _ in s.shape.linear_shapes())
     if s.fused_lora:
@@ -180,7 +176,7 @@ def activation_bytes(s: TrainSetup) -> int:
 
 def frozen_base_bytes(s: TrainSetup) -> int:
     """The empirical extra of adapters over a frozen base (FROZEN_BASE_FACTOR), on CPU where it was measured."""
-    if s.adapter == "full" or not s.on_cpu:
+    if s.adapter_kind.trains_base or not s.on_cpu:
         return 0
     factor = FUSED_FROZEN_BASE_FACTOR if s.fused_lora else FROZEN_BASE_FACTOR
     return int(factor * base_activation_bytes(s.shape, s.half_precision, s.fused_lora) * s.tokens * s.shape.layers)
@@ -198,7 +194,8 @@ def logit_bytes(s: TrainSetup) -> int:
 def estimate_memory(s: TrainSetup) -> MemoryEstimate:
     """Peak bytes of one process, by part, after sharding over `s.nproc` processes."""
     trainable = trainable_count(s)
-    adapter = 0 if s.adapter == "full" else 4 * adapter_count(s)
+    trains_base = s.adapter_kind.trains_base
+    adapter = 0 if trains_base else 4 * adapter_count(s)
     shard_states = s.nproc if s.sharding in SHARDINGS[1:] else 1
     shard_weights = s.nproc if s.sharding in ("fsdp", "zero3") else 1
     weights = weight_bytes(s)
@@ -209,7 +206,7 @@ def estimate_memory(s: TrainSetup) -> MemoryEstimate:
         "optimizer": int(OPTIMIZER_BYTES[s.optimizer] * trainable) // shard_states,
         "activations": activation_bytes(s),
         "frozen-base activations": frozen_base_bytes(s),
-        "optimizer step": int(OPTIMIZER_TEMP_SHARE * 4 * trainable) // shard_states if s.adapter == "full" else 0,
+        "optimizer step": int(OPTIMIZER_TEMP_SHARE * 4 * trainable) // shard_states if trains_base else 0,
         "loaded checkpoint": s.checkpoint_bytes,
         "logits": logit_bytes(s),
         "reference": weights // shard_weights if s.reference_copy else 0,
@@ -218,4 +215,4 @@ def estimate_memory(s: TrainSetup) -> MemoryEstimate:
     if shard_weights > 1:  # one layer gathered whole at a time
         parts["weights"] += weights // max(1, s.shape.layers)
     return MemoryEstimate(parts=parts, trainable_params=trainable,
-                          total_params=s.shape.params + (0 if s.adapter == "full" else adapter_count(s)))
+                          total_params=s.shape.params + (0 if trains_base else adapter_count(s)))

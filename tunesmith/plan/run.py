@@ -51,10 +51,10 @@ def host_bytes(s: TrainSetup, device: Device, chosen: MemoryEstimate) -> int:
     if device.kind == "cpu":
         return chosen.total * s.nproc
     shape = s.shape
-    if s.adapter == "qlora":
+    if s.adapter_kind.base_quantization is not None:
         loaded = min(SHARD_BYTES, DTYPE_BYTES["bf16"] * shape.params)
     else:
-        loaded = DTYPE_BYTES["fp32" if s.adapter == "full" else s.weight_dtype] * shape.params
+        loaded = DTYPE_BYTES["fp32" if s.adapter_kind.trains_base else s.weight_dtype] * shape.params
     return s.nproc * (HOST_RUNTIME_BYTES + loaded)
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunesmith.methods.language_modeling import FUSED_FAMILIES
 from tunesmith.plan.hardware import Device
 from tunesmith.plan.memory import TrainSetup
 from tunesmith.plan.shape import ModelShape
@@ -19,9 +20,6 @@ from tunesmith.recipe.spec import Recipe
 if TYPE_CHECKING:
     import torch
 
-FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
-                            "gpt2", "gpt_neox"})
-"""Kept equal to methods/language_modeling/loss_route.py's set (a test checks): families whose head the fused loss can take."""
 REFERENCE_METHODS = ("dpo", "kto", "ppo")
 
 
@@ -80,7 +78,7 @@ def setup_from_recipe(recipe: Recipe, shape: ModelShape, device: Device, *, npro
         checkpointing=recipe.train.gradient_checkpointing is True,
         fused_head=shape.family in FUSED_FAMILIES, lora_r=recipe.adapter_args.r, optimizer=optimizer,
         nproc=nproc, sharding=sharding,
-        reference_copy=recipe.method in REFERENCE_METHODS and recipe.adapter in ("full", "bottleneck")
+        reference_copy=recipe.method in REFERENCE_METHODS and not recipe.adapter_kind.reference_by_disabling
         and not skip_reference,
         runtime_bytes=device.runtime_bytes,
         checkpoint_bytes=checkpoint_file_bytes(recipe.model, shape) if device.kind == "cpu" else 0,
@@ -98,7 +96,7 @@ def lora_fusion_allowed(kernels: str, strategy: str) -> bool:
 
 def fuses_lora(recipe: Recipe) -> bool:
     """Whether training runs LoRA's fused layers: plain LoRA where fusion is allowed."""
-    return recipe.adapter == "lora" and lora_fusion_allowed(recipe.model_options.kernels, recipe.distributed.strategy)
+    return recipe.adapter_kind.fused_layers and lora_fusion_allowed(recipe.model_options.kernels, recipe.distributed.strategy)
 
 
 def checkpoint_file_bytes(model: str, shape: ModelShape) -> int:

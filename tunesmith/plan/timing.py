@@ -60,7 +60,7 @@ def flops_per_token(s: TrainSetup) -> float:
     share = s.trained_share if s.method in PACKED_METHODS else 1.0
     head = 2 * shape.vocab * shape.hidden * share  # forward at trained positions
     forward = 2 * n + attention + head
-    backward = 2 * n + 2 * attention + head + (2 * n + head if s.adapter == "full" else 0)
+    backward = 2 * n + 2 * attention + head + (2 * n + head if s.adapter_kind.trains_base else 0)
     recompute = forward if s.checkpointing else 0
     reference = forward if s.method in ("dpo", "kto", "ppo") else 0
     return forward + backward + recompute + reference

@@ -1,12 +1,15 @@
 """Every name a recipe may use, in one place; unknown names fail loudly with a did-you-mean.
 
-Method names and the formats each trains on come from the method units (tunesmith/methods/__init__.py).
+Method names and the formats each trains on come from the method units (tunesmith/methods/__init__.py),
+adapter names from the adapter kinds (tunesmith/adapters/kinds/__init__.py).
 The implementations live next to their subject (formats in data/formats.py, templates in
 data/templates.py, ...); tests check that each implementation table covers exactly these names.
 """
 
-ADAPTERS: tuple[str, ...] = ("lora", "qlora", "dora", "prefix", "prompt", "ia3", "bottleneck", "full")
-LORA_FAMILY: tuple[str, ...] = ("lora", "qlora", "dora")
+from tunesmith.adapters.kinds import NAMES
+
+ADAPTERS: tuple[str, ...] = NAMES
+
 FORMATS: tuple[str, ...] = (
     "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "prompt", "kto",
 )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, create_model, model_validator
 
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
+from tunesmith.adapters.unit import Adapter
 from tunesmith.errors import UserError
 from tunesmith.methods import BY_NAME, METHOD_BLOCKS, METHOD_FORMATS, METHODS
 from tunesmith.recipe.errors import explain_validation_error
@@ -28,8 +30,6 @@ DEFAULT_ADAPTER_LR = 1e-4
 DEFAULT_FULL_LR = 2e-5
 """Full fine-tuning learning rate from practice: large steps on all weights erase general skills."""
 MAX_SAFE_EPOCHS = 3
-PROMPT_LEARNING = ("prefix", "prompt")
-"""Adapters that add virtual tokens in front of every sequence instead of changing weights."""
 
 
 class ReplaySpec(Strict):
@@ -201,11 +201,16 @@ class _RecipeCore(Strict):
         problems = _conflicts(self)
         if problems:
             raise ValueError("\n".join(problems))
-        if self.adapter in PROMPT_LEARNING and self.train.packing:
+        if self.adapter_kind.prompt_learning and self.train.packing:
             self.train.packing = False  # see advice(): packed rows cannot keep samples apart with virtual tokens
-        if self.adapter == "prefix" and self.train.gradient_checkpointing == "auto":
-            self.train.gradient_checkpointing = False  # PEFT's prefix tuning cannot run under checkpointing
+        if not self.adapter_kind.checkpointing and self.train.gradient_checkpointing == "auto":
+            self.train.gradient_checkpointing = False  # e.g. PEFT's prefix tuning cannot run under checkpointing
         return self
+
+    @property
+    def adapter_kind(self) -> Adapter:
+        """The record of `adapter:` (adapters/kinds/): what the rest of tunesmith asks about the adapter."""
+        return ADAPTER_KINDS[self.adapter]
 
     @property
     def run_dir(self) -> Path:
@@ -216,7 +221,7 @@ class _RecipeCore(Strict):
         """The learning rate in force: the recipe's, else the method-aware default."""
         if self.train.lr is not None:
             return self.train.lr
-        return DEFAULT_FULL_LR if self.adapter == "full" else DEFAULT_ADAPTER_LR
+        return DEFAULT_FULL_LR if self.adapter_kind.trains_base else DEFAULT_ADAPTER_LR
 
     def advice(self) -> list[str]:
         """Warnings about legal but risky choices, printed before a run."""
@@ -226,12 +231,12 @@ class _RecipeCore(Strict):
                 f"train.epochs={self.train.epochs:g} > {MAX_SAFE_EPOCHS}: beyond 3 epochs fine-tuning tends to "
                 "overfit the task and lose general ability; prefer more (or better) data, or watch eval loss"
             )
-        if self.adapter == "full" and self.train.lr is not None and self.train.lr > 1e-4:
+        if self.adapter_kind.trains_base and self.train.lr is not None and self.train.lr > 1e-4:
             notes.append(f"train.lr={self.train.lr:g} is high for full fine-tuning; {DEFAULT_FULL_LR:g} is typical")
-        if self.adapter in PROMPT_LEARNING:
+        if self.adapter_kind.prompt_learning:
             notes.append(f"adapter: {self.adapter} trains on padded batches (train.packing is off): with virtual tokens "
                          "in front, packed samples would attend to each other (PEFT drops or shifts position_ids)")
-        if self.adapter == "full" and self.data.replay is None and self.method in ("sft", "cpt"):
+        if self.adapter_kind.trains_base and self.data.replay is None and self.method in ("sft", "cpt"):
             notes.append("full fine-tuning without data.replay: general ability may be forgotten; "
                          "add data.replay: {train: <general data>, ratio: 0.2}")
         return notes
@@ -265,12 +270,14 @@ def _conflicts(r: Recipe) -> list[str]:
     if fmt != "auto" and r.method in METHOD_FORMATS and fmt not in allowed:
         problems.append(f"method: {r.method} trains on {' or '.join(allowed)} data, but data.format is '{fmt}'; "
                         f"set data.format: {allowed[0]} (or auto), or choose another method")
-    if r.adapter == "prefix" and r.train.gradient_checkpointing is True:
-        problems.append("adapter: prefix does not work with activation checkpointing; set train.gradient_checkpointing: false")
-    if r.data.replay is not None and r.adapter != "full":
+    kind = ADAPTER_KINDS[r.adapter]
+    if not kind.checkpointing and r.train.gradient_checkpointing is True:
+        problems.append(f"adapter: {r.adapter} does not work with activation checkpointing; set "
+                        "train.gradient_checkpointing: false")
+    if r.data.replay is not None and not kind.trains_base:
         problems.append("data.replay mixes general data into full fine-tuning; set adapter: full, or remove data.replay "
                         "(adapters leave the base weights untouched, so they forget little)")
-    if r.adapter in PROMPT_LEARNING and r.adapter_args.target_modules != "all-linear":
+    if kind.prompt_learning and r.adapter_args.target_modules != "all-linear":
         problems.append(f"adapter_args.target_modules does not apply to adapter: {r.adapter}; remove it")
     return problems + _alignment_conflicts(r)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunesmith import __version__
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
 from tunesmith.errors import UserError
 from tunesmith.runs.atomic import build_folder, discard, remove_leftovers, write_text_atomic
 from tunesmith.runs.lock import RunLock, acquire_lock
@@ -40,7 +41,7 @@ def versions() -> dict[str, str]:
 
 def weights_folder_name(adapter: str) -> str:
     """Full fine-tuning saves a standalone `model/`; every adapter method an `adapter/` folder."""
-    return "model" if adapter == "full" else "adapter"
+    return "model" if ADAPTER_KINDS[adapter].trains_base else "adapter"
 
 
 class RunFolder:
@@ -119,13 +120,14 @@ class RunFolder:
         """Standard PEFT adapter folder or HF model folder, with the tokenizer and its chat template;
         scalar heads (reward, value) go to their own file, our bottleneck adapter to its two files.
         `state_dict`: the full tensors when the model in memory is sharded (fsdp2 gathers them first)."""
-        from tunesmith.adapters.bottleneck import save_bottleneck
         from tunesmith.models.heads import heads_set_aside
+
+        own_format = ADAPTER_KINDS[adapter].save
 
         def fill(tmp: Path) -> None:
             with heads_set_aside(model, tmp):
-                if adapter == "bottleneck":
-                    save_bottleneck(model, tmp)
+                if own_format is not None:
+                    own_format(model, tmp)
                 elif state_dict is not None:
                     model.save_pretrained(tmp, state_dict=state_dict)
                 else:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
+from tunesmith.adapters.unit import Adapter
 from tunesmith.errors import UserError
 from tunesmith.runs.lock import holder_alive
 from tunesmith.runs.run_file import STATUSES, RunFileError, check_inside, check_model_reference, parse_run_file
@@ -54,8 +56,13 @@ class RunRecord:
         return self.path / self.output
 
     @property
+    def adapter_kind(self) -> Adapter:
+        """The record of the run's adapter (adapters/kinds/): run.json's adapter is checked against the kinds."""
+        return ADAPTER_KINDS[self.adapter]
+
+    @property
     def has_adapter(self) -> bool:
-        return self.adapter != "full"
+        return not self.adapter_kind.trains_base
 
     @property
     def template(self) -> str:
@@ -75,7 +82,7 @@ class RunRecord:
     @property
     def quantization(self) -> str | None:
         """How the base was loaded for training: a QLoRA adapter was trained on the NF4 base."""
-        return "nf4" if self.adapter == "qlora" else None
+        return self.adapter_kind.base_quantization
 
     @property
     def eval_file(self) -> Path:

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunesmith.adapters.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
+from tunesmith.adapters.folder import PEFT_CONFIG as ADAPTER_CONFIG
+from tunesmith.adapters.folder import read_kind
+from tunesmith.adapters.kinds.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.errors import UserError
 from tunesmith.runs.record import RunRecord, is_run_folder, read_json, read_run
 
 if TYPE_CHECKING:
     from tunesmith.recipe.spec import Recipe
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,5 @@ def _from_adapter(folder: Path, template: str | None) -> Target:
     base = config.get("base_model_name_or_path")
     if not base or not isinstance(base, str):
         raise UserError(f"{folder / ADAPTER_CONFIG} does not name its base model (base_model_name_or_path)")
-    kind = str(config.get("peft_type", "lora")).lower()
-    if kind == "lora" and config.get("use_dora"):
-        kind = "dora"
-    kind = {"prefix_tuning": "prefix", "prompt_tuning": "prompt"}.get(kind, kind)
-    return Target(name=str(folder), model=base, template=template or "auto", adapter=folder, adapter_kind=kind)
+    return Target(name=str(folder), model=base, template=template or "auto", adapter=folder,
+                  adapter_kind=read_kind(folder).name)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
+from tunesmith.adapters.unit import Serving
 from tunesmith.serve.admission import Admission
 from tunesmith.serve.errors import ApiError, queue_full
 from tunesmith.serve.sampling import RowSampler, RowState, RowStopper
@@ -36,10 +37,6 @@ MEASURE_TOKENS = 16
 """New tokens per row of the batch timed at start (OpenAI's default max_tokens for completions)."""
 MEASURE_TIMEOUT_S = 300.0
 """torch generators take seeds in [0, 2^64): a request's seed (any int64) plus its choice index wraps into it."""
-STEPWISE = ("prefix", "prompt")
-"""Kinds decoded by `_decode_stepwise`: PEFT 0.21's `generate` under transformers 5 drops a prefix-tuning
-prefix altogether and lets prompt tuning drift from its own forward after a few tokens (measured on tiny
-trained adapters: tests/test_serve_kinds.py), so these run the forward the adapter was trained with."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +176,7 @@ class Engine:
             config = GenerationConfig(do_sample=False, max_new_tokens=max(r.max_tokens for r in rows),
                                       pad_token_id=pad, eos_token_id=None)
             with torch.inference_mode():
-                if batch[0].entry.spec.kind in STEPWISE:
+                if batch[0].entry.spec.serving is Serving.STEPWISE:
                     _decode_stepwise(model, ids, mask, RowSampler(rows, pad), RowStopper(rows), config.max_new_tokens)
                 else:
                     model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
@@ -212,7 +209,7 @@ def _work(job: Job) -> int:
 def _batch_key(job: Job) -> tuple[str, int]:
     """Jobs with equal keys share a batch. PEFT ignores position ids under prefix and prompt tuning, so a
     left-padded row would read shifted positions: those batch only prompts of one length."""
-    same_length = job.entry.spec.kind in ("prefix", "prompt")
+    same_length = job.entry.spec.serving is Serving.STEPWISE
     return job.entry.group, len(job.prompt) if same_length else 0
 
 
@@ -225,7 +222,7 @@ def _model_for(batch: list[Job]) -> tuple[Any, dict[str, Any]]:
             return base.model, {}
         names = [job.entry.name if job.entry.is_adapter else "__base__" for job in batch for _ in range(job.params.n)]
         return base.peft, {"adapter_names": names}
-    if entry.spec.kind == "dora":
+    if entry.spec.serving is Serving.PEFT_ALONE:
         base.peft.set_adapter(entry.name)
         return base.peft, {}
     return entry.module, {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunesmith.adapters.folder import read_adapter_config
 from tunesmith.errors import UserError
 from tunesmith.runs.targets import ADAPTER_CONFIG, Target, resolve_target
 from tunesmith.serve import targets
@@ -73,7 +74,7 @@ def _target(folder: Path, path: str) -> Target:
     """The run or adapter folder resolved like a CLI TARGET; its config checked first (untrusted input)."""
     if (folder / ADAPTER_CONFIG).is_file():
         try:
-            targets.read_adapter_config(folder / ADAPTER_CONFIG)
+            read_adapter_config(folder / ADAPTER_CONFIG)
         except UserError as e:
             raise ApiError(400, str(e), param="path") from None
     try:

@@ -22,6 +22,7 @@ from typing import Any
 
 from peft import PeftModel
 
+from tunesmith.adapters.unit import Serving
 from tunesmith.errors import UserError
 from tunesmith.evaluate.loglik import max_context
 from tunesmith.serve import targets
@@ -72,7 +73,7 @@ class Entry:
     @property
     def group(self) -> str:
         """Rows with equal groups can share a batch: a base with its LoRA adapters, anything else alone."""
-        if self.spec.kind in ("model", *targets.LORA_KINDS):
+        if self.spec.serving in (Serving.MODEL, Serving.PEFT_MIXED):
             return f"mix:{self.base.key}"
         return f"one:{self.name}"
 
@@ -195,7 +196,7 @@ class ModelStore:
 
     def _load(self, entry: Entry) -> None:
         base, folder = entry.base, entry.spec.adapter
-        if entry.spec.kind in ("lora", "dora"):
+        if entry.spec.serving.shares_base:
             try:
                 if base.peft is None:
                     base.peft = PeftModel.from_pretrained(base.model, str(folder), adapter_name=entry.name).eval()
@@ -221,7 +222,7 @@ class ModelStore:
 
     def _unload(self, entry: Entry) -> None:
         base = entry.base
-        if entry.spec.kind in ("lora", "dora"):
+        if entry.spec.serving.shares_base:
             if len(base.peft.peft_config) == 1:  # PEFT cannot run with no adapter left: take its layers out
                 base.model = base.peft.unload()
                 base.peft = None

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
+from tunesmith.adapters.kinds.lora import LORA
 from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny
@@ -33,8 +35,8 @@ def make_style_runs(root: str | Path, adapters: tuple[str, ...] = ("lora",), ste
     if not (base / "config.json").is_file():
         save_tiny("llama", base, vocab_size=300)
     runs: dict[str, Path] = {"base": base}
-    jobs = [(name, "lora", answer, steps) for name, answer in STYLES.items()]
-    jobs += [(kind, kind, STYLES["cats"], steps) for kind in adapters if kind != "lora"]
+    jobs = [(name, LORA.name, answer, steps) for name, answer in STYLES.items()]
+    jobs += [(kind, kind, STYLES["cats"], steps) for kind in adapters if ADAPTER_KINDS[kind] is not LORA]
     for name, kind, answer, count in jobs:
         data = root / f"{name}.jsonl"
         data.write_text("".join(json.dumps({"instruction": r["instruction"], "input": "", "output": answer}) + "\n"

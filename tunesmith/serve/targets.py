@@ -9,14 +9,15 @@ folder that holds pickled weights alone (`*.bin`, `*.pt`) is refused, since unpi
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.adapters.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.adapters.build import load_adapter
+from tunesmith.adapters.folder import read_kind
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
+from tunesmith.adapters.unit import Adapter, Serving
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
 from tunesmith.models.load import load_model, load_tokenizer
@@ -24,10 +25,7 @@ from tunesmith.runs.targets import resolve_target
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Served model names: no slashes, no dot-dot, nothing a path or a URL could be tricked with."""
-LORA_KINDS = ("lora",)
-"""Adapter kinds PEFT can mix in one batch (`adapter_names=`); DoRA it refuses, the rest are other models."""
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-_PEFT_KINDS = {"LORA": "lora", "IA3": "ia3", "PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,16 @@ class ServeSpec:
     template: str = "auto"
     adapter: Path | None = None
     quantization: str | None = None
+
+    @property
+    def adapter_kind(self) -> Adapter | None:
+        """The adapter's record (adapters/kinds/); None for a base or merged model."""
+        return None if self.kind == "model" else ADAPTER_KINDS[self.kind]
+
+    @property
+    def serving(self) -> Serving:
+        """How the engine runs this id (a base or merged model: as a model)."""
+        return Serving.MODEL if self.adapter_kind is None else self.adapter_kind.serving
 
     @property
     def tokenizer_source(self) -> str:
@@ -81,40 +89,12 @@ def resolve(spec: str) -> list[ServeSpec]:
 def adapter_spec(name: str, folder: Path, base: str | None = None, template: str | None = None) -> ServeSpec:
     """An adapter folder as a served id; its base from the folder (or `base`), its template from its run."""
     folder = Path(folder)
-    kind = adapter_kind(folder)
+    kind = read_kind(folder).name
     _require_safetensors(folder, "adapter")
     if base is None or template is None:
         target = resolve_target(str(folder))
         base, template = base or target.model, template or target.template
     return ServeSpec(check_name(name), base, kind, template, folder)
-
-
-def adapter_kind(folder: Path) -> str:
-    """lora, dora, ia3, prefix, prompt or bottleneck, from the folder's config."""
-    if (folder / BOTTLENECK_CONFIG).is_file():
-        return "bottleneck"
-    config_file = folder / "adapter_config.json"
-    if not config_file.is_file():
-        raise UserError(f"{folder} holds no adapter (adapter_config.json or {BOTTLENECK_CONFIG})")
-    config = read_adapter_config(config_file)
-    kind = _PEFT_KINDS.get(str(config.get("peft_type", "")))
-    if kind is None:
-        raise UserError(f"{folder}: adapter type {config.get('peft_type')} is not one tunesmith trains or serves")
-    return "dora" if kind == "lora" and config.get("use_dora") else kind
-
-
-def read_adapter_config(config_file: Path) -> dict[str, Any]:
-    """An adapter_config.json as a dict; a UserError naming the file when it is unreadable or not an object
-    (a folder handed to the server is untrusted input)."""
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"cannot read {config_file}: {e}; it must be the JSON file PEFT's save_pretrained "
-                        "writes") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{config_file} holds a JSON {type(config).__name__}, not an object of adapter settings; "
-                        "it must be the JSON file PEFT's save_pretrained writes")
-    return config
 
 
 def has_tokenizer(folder: Path) -> bool:

@@ -14,14 +14,6 @@ from pathlib import Path
 
 from tunesmith.serve.targets import ServeSpec, has_tokenizer, resolve
 
-_WHY = {
-    "dora": "vLLM does not serve DoRA adapters (vllm-project/vllm issue 10849)",
-    "ia3": "vLLM serves LoRA adapters only, not IA3",
-    "prefix": "vLLM serves LoRA adapters only; prefix tuning adds key/values to every layer's attention",
-    "prompt": "vLLM serves LoRA adapters only; prompt tuning prepends learned embeddings",
-    "bottleneck": "bottleneck layers are tunesmith's own module, unknown to vLLM",
-}
-_MERGEABLE = ("dora", "ia3")
 VLLM_DEFAULT_MAX_RANK = 16
 
 
@@ -34,7 +26,7 @@ def vllm_commands(target_specs: list[str], host: str = "127.0.0.1", port: int = 
         by_base.setdefault(spec.base, []).append(spec)
     lines, notes = [], []
     for offset, (base, group) in enumerate(by_base.items()):
-        loras = [s for s in group if s.kind == "lora"]
+        loras = [s for s in group if s.adapter_kind is not None and s.adapter_kind.vllm_refusal is None]
         command = ["vllm", "serve", base, "--host", host, "--port", str(port + offset)]
         if base.endswith(".gguf"):
             tokenizer = gguf_tokenizer(base, group)
@@ -52,7 +44,7 @@ def vllm_commands(target_specs: list[str], host: str = "127.0.0.1", port: int = 
             command += ["--api-key", "$TUNESMITH_API_KEY"]
         lines.append(" ".join(shlex.quote(c) if not c.startswith("$") else c for c in command))
         for spec in group:
-            if spec.kind in _WHY:
+            if spec.adapter_kind is not None and spec.adapter_kind.vllm_refusal is not None:
                 notes.append(_note(spec))
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
@@ -66,11 +58,13 @@ def gguf_tokenizer(base: str, group: list[ServeSpec]) -> Path | None:
 
 
 def _note(spec: ServeSpec) -> str:
+    kind = spec.adapter_kind
+    assert kind is not None and kind.vllm_refusal is not None
     run = spec.adapter.parent if spec.adapter is not None and (spec.adapter.parent / "run.json").is_file() else None
-    fix = (f"merge it into its base and serve the merged model: tunesmith merge {run}" if spec.kind in _MERGEABLE and run
-           else "merge it into its base (tunesmith merge RUN)" if spec.kind in _MERGEABLE
+    fix = (f"merge it into its base and serve the merged model: tunesmith merge {run}" if kind.merges and run
+           else "merge it into its base (tunesmith merge RUN)" if kind.merges
            else "it cannot be merged; serve it with tunesmith serve")
-    return f"# not served by vLLM: {spec.name} ({spec.kind}): {_WHY[spec.kind]}; {fix}"
+    return f"# not served by vLLM: {spec.name} ({spec.kind}): {kind.vllm_refusal}; {fix}"
 
 
 def _rank(folder: Path | None) -> int:

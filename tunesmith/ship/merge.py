@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.adapters.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
-from tunesmith.adapters.build import MERGEABLE, load_adapter
+from tunesmith.adapters.build import load_adapter
+from tunesmith.adapters.kinds.bottleneck import CONFIG_FILE as BOTTLENECK_CONFIG
 from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
 from tunesmith.errors import UserError
@@ -42,14 +42,6 @@ PARITY_PROMPTS = (
     "What is the capital of France?",
     "Write a short story about a dog who learns to swim, in three sentences.",
 )
-_WHY_NOT = {
-    "prefix": "prefix tuning learns key/value vectors for virtual tokens placed before every sequence; they are "
-              "extra inputs to attention, not a change to any weight, so there is nothing to fold into the base",
-    "prompt": "prompt tuning learns embeddings of virtual tokens prepended to every input; they are extra "
-              "inputs, not a change to any weight, so there is nothing to fold into the base",
-    "bottleneck": "bottleneck adapters are new layers (down-projection, GELU, up-projection); the GELU between "
-                  "the projections makes them nonlinear, so no change of the existing linear weights equals them",
-}
 
 
 class MergeParityError(UserError):
@@ -85,11 +77,12 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
     and again for the saved weights. Default out: RUN/merged.
     """
     info = read_finished_run(run_dir)
-    if info.adapter == "full":
-        raise UserError(f"run {info.path} fine-tuned every weight (adapter: full): {info.path / 'model'} already "
-                        "is a standalone model, there is no adapter to merge")
-    if info.adapter not in MERGEABLE:
-        raise UserError(f"cannot merge adapter: {info.adapter}: {_WHY_NOT[info.adapter]}. Serve it next to its "
+    kind = info.adapter_kind
+    if kind.trains_base:
+        raise UserError(f"run {info.path} fine-tuned every weight (adapter: {info.adapter}): {info.path / 'model'} "
+                        "already is a standalone model, there is no adapter to merge")
+    if not kind.merges:
+        raise UserError(f"cannot merge adapter: {info.adapter}: {kind.merge_refusal}. Serve it next to its "
                         f"base instead: tunesmith export {info.path} --out DIR")
     target = Path(out) if out is not None else info.path / "merged"
     save_dtype = resolve_dtype(dtype) if dtype else stored_dtype(info.base_model)
@@ -108,8 +101,8 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
             f"was written. Serve the adapter unmerged instead: tunesmith export {info.path} --out DIR"
         )
     gap = None
-    if info.adapter == "qlora":
-        quantized = load_adapter(_load_base(info, tokenizer, quantization="nf4"), info.weights_dir)
+    if kind.base_quantization is not None:
+        quantized = load_adapter(_load_base(info, tokenizer, quantization=kind.base_quantization), info.weights_dir)
         gap = _max_abs_diff(merged_logits, _logits(quantized, batch), batch["attention_mask"])
         del quantized
     merged = merged.to(save_dtype)
@@ -132,8 +125,8 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
     folder loads from anywhere.
     """
     info = read_finished_run(run_dir)
-    if info.adapter == "full":
-        raise UserError(f"run {info.path} fine-tuned every weight (adapter: full): it has no adapter to export; "
+    if info.adapter_kind.trains_base:
+        raise UserError(f"run {info.path} fine-tuned every weight (adapter: {info.adapter}): it has no adapter to export; "
                         f"{info.path / 'model'} is the standalone model to serve")
     if not info.weights_dir.is_dir():
         raise UserError(f"run {info.path} has no adapter folder ({info.weights_dir}); was it moved?")
@@ -142,7 +135,7 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
 
     def fill(tmp: Path) -> None:
         shutil.copytree(info.weights_dir, tmp, dirs_exist_ok=True)
-        config_name = BOTTLENECK_CONFIG if info.adapter == "bottleneck" else "adapter_config.json"
+        config_name = info.adapter_kind.config_file
         config = json.loads((tmp / config_name).read_text())
         config["base_model_name_or_path"] = info.base_model
         (tmp / config_name).write_text(json.dumps(config, indent=2) + "\n")
@@ -193,7 +186,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def _readme(info: RunRecord, out: Path) -> str:
     """How to load the exported adapter: transformers + PEFT, and vLLM where it can serve the method."""
     name = info.path.name
-    if info.adapter == "bottleneck":
+    if not info.adapter_kind.is_peft:  # tunesmith's own format: the bottleneck adapter
         load = (
             "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
             "from tunesmith.adapters.bottleneck import load_bottleneck\n\n"
@@ -208,7 +201,7 @@ def _readme(info: RunRecord, out: Path) -> str:
             "The adapter was trained on the base quantized to 4-bit NF4 (QLoRA); it also loads on the unquantized "
             "base. To reproduce the training setup, pass\n`quantization_config=BitsAndBytesConfig(load_in_4bit=True, "
             'bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)` to `from_pretrained`.\n\n'
-            if info.adapter == "qlora" else ""
+            if info.adapter_kind.base_quantization is not None else ""
         )
         load = (
             "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
@@ -226,7 +219,7 @@ def _readme(info: RunRecord, out: Path) -> str:
 
 
 def _vllm_section(info: RunRecord, name: str, out: Path) -> str:
-    if info.adapter in ("lora", "qlora"):
+    if info.adapter_kind.vllm_refusal is None:
         # vLLM accepts adapters up to rank 16 unless told more; its allowed maxima are powers of two.
         rank = f" --max-lora-rank {1 << (rank_of(info) - 1).bit_length()}" if rank_of(info) > 16 else ""
         return (
@@ -235,7 +228,7 @@ def _vllm_section(info: RunRecord, name: str, out: Path) -> str:
             f'Requests then pick the adapter by name: `"model": "{name}"`; several `--lora-modules` can share '
             "one base.\n"
         )
-    fold = f"merge it first (`tunesmith merge {info.path}`) and serve the merged folder, or " if info.adapter in MERGEABLE else ""
+    fold = f"merge it first (`tunesmith merge {info.path}`) and serve the merged folder, or " if info.adapter_kind.merges else ""
     return (
         "## Serving with vLLM\n\n"
         f"vLLM's `--enable-lora` serves plain LoRA adapters only, not `{info.adapter}`: {fold}serve base + "

@@ -27,6 +27,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
 
+from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
 from tunesmith.errors import UserError
 from tunesmith.train import fsdp2, zero
 
@@ -85,7 +86,7 @@ def gathered_weights(accelerator: Accelerator, model: torch.nn.Module, adapter: 
     the model in memory already holds them."""
     inner = accelerator.unwrap_model(model)
     if fsdp2.is_sharded(inner):
-        return fsdp2.full_state(inner, trainable_only=adapter != "full")
+        return fsdp2.full_state(inner, trainable_only=not ADAPTER_KINDS[adapter].trains_base)
     if uses_deepspeed(accelerator):
         return zero.full_state(accelerator, model)
     return None

@@ -22,6 +22,7 @@ import torch
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, Shard
 
+from tunesmith.adapters.kinds import sharded_kinds
 from tunesmith.errors import UserError
 from tunesmith.train.unwrap import unwrap
 
@@ -113,6 +114,6 @@ def _to_cpu(value: Any) -> Any:
 
 def check_supported(recipe: Any) -> None:
     """What fsdp2 runs here: SFT/CPT with LoRA or full fine-tuning."""
-    if recipe.method not in ("sft", "cpt") or recipe.adapter not in ("lora", "full"):
-        raise UserError(f"distributed.strategy fsdp2 supports method sft/cpt with adapter lora or full here, not "
-                        f"{recipe.method}/{recipe.adapter}: use strategy ddp")
+    if recipe.method not in ("sft", "cpt") or not recipe.adapter_kind.runs_sharded:
+        raise UserError(f"distributed.strategy fsdp2 supports method sft/cpt with adapter {sharded_kinds()} here, "
+                        f"not {recipe.method}/{recipe.adapter}: use strategy ddp")

@@ -114,7 +114,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         dtype=dtype,
         attn_implementation=recipe.model_options.attn_implementation,
         trust_remote_code=recipe.model_options.trust_remote_code,
-        quantization="nf4" if recipe.adapter == "qlora" else None,  # apply_adapter prepares it for k-bit training
+        quantization=recipe.adapter_kind.base_quantization,  # apply_adapter prepares it for k-bit training
         compute_dtype=attention_dtype(resolve_dtype(dtype), accelerator.mixed_precision),
     )
     kernels = apply_kernels(model, recipe.model_options.kernels)  # on the bare model, before the adapter wraps it
@@ -183,7 +183,7 @@ def _check_disk(recipe: Recipe, folder: RunFolder, model: torch.nn.Module) -> No
     t = recipe.train
     saves = (t.keep_checkpoints + 1 + (1 if t.patience else 0)) if t.save_every else 0
     require_free_disk(folder.path, checkpoint=checkpoint_bytes(model), checkpoints=saves,
-                      final=final_bytes(model, full=recipe.adapter == "full") + tokenizer_bytes(recipe.model))
+                      final=final_bytes(model, full=recipe.adapter_kind.trains_base) + tokenizer_bytes(recipe.model))
 
 
 def _resume(trainer: Trainer) -> None:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunesmith.errors import UserError
-from tunesmith.recipe.registry import LORA_FAMILY
 
 if TYPE_CHECKING:
     from tunesmith.data.pipeline import PreparedData
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 """Config attributes that hold a model's context length, by family."""
-TARGETED = (*LORA_FAMILY, "ia3")
-"""Adapters that read adapter_args.target_modules (through PEFT)."""
 
 
 def check_before_loading(recipe: Recipe, processes: int = 1) -> None:
@@ -71,7 +68,7 @@ def check_context(recipe: Recipe, config: Any) -> None:
 def check_target_modules(recipe: Recipe, config: Any) -> None:
     """Every `adapter_args.target_modules` entry must match a module of the model (PEFT's matching rules)."""
     targets = recipe.adapter_args.target_modules
-    if recipe.adapter not in TARGETED or targets == "all-linear":
+    if not recipe.adapter_kind.reads_target_modules or targets == "all-linear":
         return
     names = module_names(config, recipe.model_options.trust_remote_code)
     if names is None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from tunesmith.adapters.kinds import sharded_kinds
 from tunesmith.errors import UserError
 
 STAGES = {"zero2": 2, "zero3": 3}
@@ -38,9 +39,9 @@ def is_zero(strategy: str) -> bool:
 def check_supported(recipe: Any) -> None:
     """What runs and is tested here: SFT/CPT, LoRA or full fine-tuning, no mid-run checkpoints yet."""
     strategy = recipe.distributed.strategy
-    if recipe.method not in ("sft", "cpt") or recipe.adapter not in ("lora", "full"):
-        raise UserError(f"distributed.strategy {strategy} supports method sft/cpt with adapter lora or full here, "
-                        f"not {recipe.method}/{recipe.adapter}: use strategy ddp")
+    if recipe.method not in ("sft", "cpt") or not recipe.adapter_kind.runs_sharded:
+        raise UserError(f"distributed.strategy {strategy} supports method sft/cpt with adapter {sharded_kinds()} "
+                        f"here, not {recipe.method}/{recipe.adapter}: use strategy ddp")
     if recipe.train.save_every:
         raise UserError(f"distributed.strategy {strategy} does not write resumable checkpoints yet (train.save_every="
                         f"{recipe.train.save_every}): remove train.save_every, or use strategy ddp or fsdp2")

@@ -13,3 +13,9 @@ from tunesmith.recipe.registry import CHAT_FORMATS
 _OBJECTIVE = "tunesmith.methods.language_modeling.objective:LanguageModeling"
 SFT = Method("sft", formats=CHAT_FORMATS, objective=_OBJECTIVE)
 CPT = Method("cpt", formats=("text",), objective=_OBJECTIVE)
+
+FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
+                            "gpt2", "gpt_neox"})
+"""Families checked to compute `head(decoder(...).last_hidden_state)` and nothing more (tests/test_lm_head.py):
+the fused loss takes their head (loss_route.py), and `plan` counts one chunk of logits for them. Defined here,
+light, so `plan` reads it without importing torch."""

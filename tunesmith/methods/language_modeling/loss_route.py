@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tunesmith.methods.language_modeling import FUSED_FAMILIES
 from tunesmith.train.token_nll import (
     fused_linear_nll_sum,
     kept_nll_sum,
@@ -24,10 +25,6 @@ from tunesmith.train.token_nll import (
     trained_targets,
 )
 from tunesmith.train.unwrap import unwrap
-
-FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
-                            "gpt2", "gpt_neox"})
-"""Families checked to compute `head(decoder(...).last_hidden_state)` and nothing more (tests/test_lm_head.py)."""
 
 
 @dataclass

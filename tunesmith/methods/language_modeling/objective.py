@@ -10,7 +10,7 @@ from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.language_modeling.loss_route import trained_nll_sum
-from tunesmith.recipe.spec import PROMPT_LEARNING, Recipe
+from tunesmith.recipe.spec import Recipe
 from tunesmith.speedups.kernels import needs_flat_batches
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.objective import Batch
@@ -23,7 +23,7 @@ class LanguageModeling:
     def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
         """Under flash attention, packed micro-batches are one flat row each (data/packing.py says why)."""
         t, pad_id, flat = recipe.train, tokenizer.pad_token_id, needs_flat_batches(model)
-        self.slice_logits = recipe.adapter not in PROMPT_LEARNING  # virtual tokens shift positions: full logits
+        self.slice_logits = not recipe.adapter_kind.prompt_learning  # virtual tokens shift positions: full logits
         self.plan = plan_batches(
             data.train, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
             max_seq_len=t.max_seq_len, packing=t.packing, pad_id=pad_id, seed=t.seed, shuffle=t.shuffle, flat=flat,
