@@ -26,8 +26,8 @@ from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.tasks import name_rows, write_task
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run
-from tunesmith.train.rewards import BUILTINS, check_answer_field, load_rewards, score
-from tunesmith.train.rollout import rollout_batch, until_eos
+from tunesmith.methods.shared.rewards import BUILTINS, check_answer_field, load_rewards, score
+from tunesmith.methods.shared.rollout import rollout_batch, until_eos
 
 REPO = Path(__file__).resolve().parents[1]
 

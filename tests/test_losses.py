@@ -8,7 +8,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tunesmith.data.types import IGNORE_INDEX
 from tunesmith.testing.tiny import tiny_model
-from tunesmith.train.token_nll import (
+from tunesmith.methods.shared.token_nll import (
     count_trained_tokens,
     fused_linear_nll_sum,
     kept_nll_sum,

@@ -17,7 +17,7 @@ from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.tasks import write_task
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, train, trainer_run
-from tunesmith.train.policy_losses import clipped_policy_loss
+from tunesmith.methods.shared.policy_losses import clipped_policy_loss
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tunesmith.methods import BY_NAME
 from tunesmith.plan.memory import TrainSetup
 from tunesmith.recipe.spec import Recipe
-
-PACKED_METHODS = ("sft", "cpt")
-"""Methods whose rows train.packing packs (preference and RL methods keep one item a row)."""
 
 
 @dataclass(frozen=True)
@@ -57,18 +55,19 @@ def flops_per_token(s: TrainSetup) -> float:
     shape = s.shape
     n = shape.params - shape.embed_params - shape.head_params
     attention = 2 * shape.layers * shape.hidden * s.seq_len  # causal: half of 4 x L x h x T
-    share = s.trained_share if s.method in PACKED_METHODS else 1.0
+    share = s.trained_share if s.trains_on_samples else 1.0
     head = 2 * shape.vocab * shape.hidden * share  # forward at trained positions
     forward = 2 * n + attention + head
     backward = 2 * n + 2 * attention + head + (2 * n + head if s.adapter == "full" else 0)
     recompute = forward if s.checkpointing else 0
-    reference = forward if s.method in ("dpo", "kto", "ppo") else 0
+    reference = forward if s.reference_forward else 0
     return forward + backward + recompute + reference
 
 
 def row_tokens(recipe: Recipe, size: DataSize) -> float:
-    """Tokens of one row: a packed row is full (best-fit packing leaves little room), else a mean sample."""
-    if recipe.train.packing and recipe.method in PACKED_METHODS:
+    """Tokens of one row: a packed row is full (best-fit packing leaves little room), else a mean sample;
+    train.packing packs the samples of methods that train on samples (the others keep one item a row)."""
+    if recipe.train.packing and BY_NAME[recipe.method].trains_on_samples:
         return float(min(recipe.train.max_seq_len, size.tokens))
     return size.tokens / max(1, size.samples)
 

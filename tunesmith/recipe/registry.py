@@ -24,7 +24,7 @@ KERNELS: tuple[str, ...] = ("auto", "none", "liger")
 TRACKERS: tuple[str, ...] = ("tensorboard", "mlflow", "wandb")
 """`train.report_to`: experiment trackers fed through accelerate's tracking API (train/trackers.py)."""
 REWARDS: tuple[str, ...] = ("exact_match", "starts_with", "numeric_match", "regex", "length_penalty")
-"""Built-in reward functions for GRPO/PPO (train/rewards.py); a user's own come from a file given with
+"""Built-in reward functions for GRPO/PPO (methods/shared/rewards.py); a user's own come from a file given with
 --rewards-file on the command line (recipe/user_code.py), never from a module a recipe names."""
 
 CHAT_FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "prompt_completion")

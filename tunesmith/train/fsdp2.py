@@ -23,6 +23,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, Shard
 
 from tunesmith.errors import UserError
+from tunesmith.methods import BY_NAME, METHODS
 from tunesmith.train.unwrap import unwrap
 
 
@@ -113,6 +114,7 @@ def _to_cpu(value: Any) -> Any:
 
 def check_supported(recipe: Any) -> None:
     """What fsdp2 runs here: SFT/CPT with LoRA or full fine-tuning."""
-    if recipe.method not in ("sft", "cpt") or recipe.adapter not in ("lora", "full"):
-        raise UserError(f"distributed.strategy fsdp2 supports method sft/cpt with adapter lora or full here, not "
+    if not BY_NAME[recipe.method].runs_sharded or recipe.adapter not in ("lora", "full"):
+        sharded = "/".join(m.name for m in METHODS if m.runs_sharded)
+        raise UserError(f"distributed.strategy fsdp2 supports method {sharded} with adapter lora or full here, not "
                         f"{recipe.method}/{recipe.adapter}: use strategy ddp")

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from tunesmith.errors import UserError
+from tunesmith.methods import BY_NAME, METHODS
 
 STAGES = {"zero2": 2, "zero3": 3}
 
@@ -38,8 +39,9 @@ def is_zero(strategy: str) -> bool:
 def check_supported(recipe: Any) -> None:
     """What runs and is tested here: SFT/CPT, LoRA or full fine-tuning, no mid-run checkpoints yet."""
     strategy = recipe.distributed.strategy
-    if recipe.method not in ("sft", "cpt") or recipe.adapter not in ("lora", "full"):
-        raise UserError(f"distributed.strategy {strategy} supports method sft/cpt with adapter lora or full here, "
+    if not BY_NAME[recipe.method].runs_sharded or recipe.adapter not in ("lora", "full"):
+        sharded = "/".join(m.name for m in METHODS if m.runs_sharded)
+        raise UserError(f"distributed.strategy {strategy} supports method {sharded} with adapter lora or full here, "
                         f"not {recipe.method}/{recipe.adapter}: use strategy ddp")
     if recipe.train.save_every:
         raise UserError(f"distributed.strategy {strategy} does not write resumable checkpoints yet (train.save_every="

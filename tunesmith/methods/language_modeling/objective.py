@@ -14,7 +14,7 @@ from tunesmith.recipe.spec import PROMPT_LEARNING, Recipe
 from tunesmith.speedups.kernels import needs_flat_batches
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.objective import Batch
-from tunesmith.train.token_nll import count_trained_tokens
+from tunesmith.methods.shared.token_nll import count_trained_tokens
 
 
 class LanguageModeling:

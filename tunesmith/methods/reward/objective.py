@@ -30,8 +30,8 @@ from tunesmith.recipe.spec import Recipe
 from tunesmith.runs.load import load_target
 from tunesmith.runs.targets import resolve_target
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import PlannedObjective, accelerator_device, pair_metrics, plan_pairs
-from tunesmith.train.reference import forward
+from tunesmith.methods.shared.preference import PlannedObjective, accelerator_device, pair_metrics, plan_pairs
+from tunesmith.methods.shared.reference import forward
 
 
 class RewardTraining(PlannedObjective):

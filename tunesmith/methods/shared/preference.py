@@ -21,7 +21,7 @@ from tunesmith.data.pairs import Pair, tokenize_pairs
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.batches import plan_batches
-from tunesmith.train.logprobs import token_logps
+from tunesmith.methods.shared.logprobs import token_logps
 from tunesmith.train.objective import Batch
 
 
