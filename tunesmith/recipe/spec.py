@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, create_model, model_validator
 
+from tunesmith.data.formats import FORMATS
+from tunesmith.data.templates import TEMPLATES
 from tunesmith.errors import UserError
 from tunesmith.methods import BY_NAME, METHOD_NAMES, METHODS
 from tunesmith.recipe.errors import explain_validation_error
-from tunesmith.recipe.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES, TRACKERS
+from tunesmith.recipe.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, KERNELS, TRACKERS
 from tunesmith.recipe.schema import Strict
 from tunesmith.recipe.schema import unknown_value as _unknown
 from tunesmith.recipe.user_code import NO_USER_CODE, UserCode

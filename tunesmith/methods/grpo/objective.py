@@ -23,13 +23,13 @@ import torch
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.grpo import GrpoSpec
 from tunesmith.methods.grpo.losses import group_advantages, grpo_token_loss
-from tunesmith.recipe.spec import Recipe
-from tunesmith.train.objective import Batch
 from tunesmith.methods.shared.policy_losses import masked_row_mean
 from tunesmith.methods.shared.reference import Reference, forward
 from tunesmith.methods.shared.rewards import score, total
 from tunesmith.methods.shared.rollout import completion_logps, reward_metrics, sample
 from tunesmith.methods.shared.rollout_objective import RolloutObjective
+from tunesmith.recipe.spec import Recipe
+from tunesmith.train.objective import Batch
 
 
 class Grpo(RolloutObjective):

@@ -9,11 +9,11 @@ import torch
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.orpo import OrpoSpec
 from tunesmith.methods.orpo.losses import orpo_loss
-from tunesmith.recipe.spec import Recipe
 from tunesmith.methods.shared.logprobs import scored_tokens
-from tunesmith.train.objective import Batch
 from tunesmith.methods.shared.preference import PlannedObjective, pair_metrics, plan_pairs, sequence_logps
 from tunesmith.methods.shared.reference import forward
+from tunesmith.recipe.spec import Recipe
+from tunesmith.train.objective import Batch
 
 
 class Orpo(PlannedObjective):

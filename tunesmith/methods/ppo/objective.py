@@ -25,14 +25,14 @@ from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.ppo import PpoSpec
 from tunesmith.methods.ppo.losses import clipped_value_loss, gae, whiten
 from tunesmith.methods.reward.objective import RewardModel
-from tunesmith.models.heads import VALUE_HEAD, attach_head, head_scores
-from tunesmith.recipe.spec import Recipe
-from tunesmith.train.objective import Batch
 from tunesmith.methods.shared.policy_losses import clipped_policy_loss, masked_row_mean
 from tunesmith.methods.shared.reference import Reference, forward
 from tunesmith.methods.shared.rewards import RewardTerm, score, total
 from tunesmith.methods.shared.rollout import completion_logps, completion_positions, reward_metrics, sample
 from tunesmith.methods.shared.rollout_objective import RolloutObjective
+from tunesmith.models.heads import VALUE_HEAD, attach_head, head_scores
+from tunesmith.recipe.spec import Recipe
+from tunesmith.train.objective import Batch
 
 
 class Ppo(RolloutObjective):
