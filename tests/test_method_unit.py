@@ -38,7 +38,7 @@ def _names_in(node: ast.AST) -> set[str]:
 
 def method_name_comparisons(tree: ast.AST) -> list[tuple[int, str, bool]]:
     """(line, method name, other side mentions `method`) for every ==, !=, in, not in and `case` that has
-    a method's name on one side."""
+    a method's name on one side, and for every tuple, list or set of method names (kept to compare with)."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
@@ -50,6 +50,9 @@ def method_name_comparisons(tree: ast.AST) -> list[tuple[int, str, bool]]:
         elif isinstance(node, ast.Match):
             subject = "method" in ast.unparse(node.subject).lower()
             found += [(case.pattern.lineno, name, subject) for case in node.cases for name in _names_in(case.pattern)]
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) > 1 and all(
+                isinstance(e, ast.Constant) and e.value in METHOD_NAMES for e in node.elts):
+            found += [(node.lineno, name, True) for name in _names_in(node)]  # a list of methods, kept to compare with
     return found
 
 
@@ -75,6 +78,7 @@ def test_no_module_compares_a_method_name_outside_its_unit() -> None:
     'reference = s.method == "ppo"\n',
     'match recipe.method:\n    case "grpo":\n        pass\n',
     'packed = "sft" not in methods\n',
+    'REFERENCE_METHODS = ("dpo", "kto", "ppo")\n',
 ])
 def test_the_check_catches_a_name_comparison(snippet: str) -> None:
     assert offences(PACKAGE / "plan" / "memory.py", snippet)
