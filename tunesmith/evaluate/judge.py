@@ -18,12 +18,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import httpx
 
 from tunesmith.errors import DataError, UserError
-
-if TYPE_CHECKING:
-    import httpx
 
 SINGLE_SYSTEM = "You are a helpful assistant."
 SINGLE_PROMPT = (
@@ -105,8 +104,6 @@ class JudgeClient:
 
     def complete(self, system: str, prompt: str) -> str:
         """The judge's reply; retries transport errors, timeouts, 429 and 5xx with exponential backoff."""
-        import httpx  # here, not at the top: the benchmark table (which MT-Bench's judge prompts are part of) loads light
-
         body = {
             "model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}],
@@ -240,8 +237,6 @@ def compare_answers(client: JudgeClient, questions: list[JudgeQuestion], tuned: 
 
 def served_model(url: str, api_key: str | None = None, timeout_s: float = 10.0) -> str:
     """The first model an OpenAI-compatible endpoint lists at /v1/models (for a judge named by URL alone)."""
-    import httpx
-
     base = url.rstrip("/").removesuffix("/chat/completions").removesuffix("/v1")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:

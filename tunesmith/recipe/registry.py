@@ -3,8 +3,8 @@
 Things with an implementation are named by their one table, next to it, and the recipe reads the names
 from there: methods (tunesmith/methods/__init__.py METHODS), data formats (data/formats.py FORMATS), chat
 templates (data/templates.py TEMPLATES), built-in rewards (methods/shared/rewards.py REWARDS), benchmarks
-(evaluate/benchmarks/__init__.py BENCHMARKS). Each of those tables imports light (no torch), which keeps
-validating a recipe and `tunesmith --help` fast.
+(evaluate/benchmarks/__init__.py BENCHMARKS). Each of those tables imports light (no torch; the benchmarks'
+implementations load only when run), which keeps validating a recipe and `tunesmith --help` fast.
 """
 
 from tunesmith.evaluate.benchmarks import BENCHMARK_NAMES

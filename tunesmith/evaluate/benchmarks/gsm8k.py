@@ -17,6 +17,8 @@ from tunesmith.errors import DataError
 from tunesmith.evaluate.benchmarks.base import Benchmark, Outcome, RunSettings
 from tunesmith.evaluate.benchmarks.multiple_choice import first_n_shots, summarize
 from tunesmith.evaluate.benchmarks.sources import json_rows
+from tunesmith.evaluate.generate import generate
+from tunesmith.evaluate.loglik import encode_text, special_prefix
 from tunesmith.evaluate.textmetrics import final_answer, last_number
 
 STOP = ("Question:", "\n\n")
@@ -47,9 +49,6 @@ def prompt(problems: list[Problem], i: int, shots: int) -> str:
 
 
 def run(model: Any, tokenizer: Any, problems: list[Problem], settings: RunSettings) -> Outcome:
-    from tunesmith.evaluate.generate import generate  # here, not at the top: the benchmark table is read without torch
-    from tunesmith.evaluate.loglik import encode_text, special_prefix
-
     chosen = list(range(min(settings.limit or len(problems), len(problems))))
     prefix = special_prefix(tokenizer)
     prompts = [prefix + encode_text(tokenizer, prompt(problems, i, settings.shots)) for i in chosen]

@@ -24,6 +24,7 @@ from tunesmith.data.types import Message
 from tunesmith.errors import DataError, UserError
 from tunesmith.evaluate import judge as J
 from tunesmith.evaluate.benchmarks.base import Benchmark, Outcome, RunSettings
+from tunesmith.evaluate.generate import generate
 from tunesmith.evaluate.stats import mean
 
 SECOND_TURN_SYSTEM = (
@@ -95,7 +96,6 @@ def chosen(questions: list[Question], limit: int | None) -> list[Question]:
 
 def answer(model: Any, tokenizer: Any, questions: list[Question], settings: RunSettings) -> list[tuple[str, str]]:
     """Both turns' greedy answers under the model's chat template (turn 2 after its own turn-1 answer)."""
-    from tunesmith.evaluate.generate import generate  # here, not at the top: the benchmark table is read without torch
 
     def reply(conversations: list[list[Message]]) -> list[str]:
         prompts = [tokenize_prompt(tokenizer, messages) for messages in conversations]

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.progress import Progress
+
+from tunesmith.evaluate.context_scoring import ChoiceRequest, score_choices
 from tunesmith.evaluate.stats import proportion
 
 
@@ -54,10 +57,6 @@ def with_shots(pool: Sequence[MultipleChoice], i: int, k: int, header: str = "")
 def score_items(model: Any, tokenizer: Any, prompted: list[Prompted], batch_size: int,
                 label: str) -> list[dict[str, Any]]:
     """One record per item: id, subject, choice log-likelihoods, predictions, gold, correctness per metric."""
-    from rich.progress import Progress  # here, not at the top: the benchmark table is read without torch
-
-    from tunesmith.evaluate.context_scoring import ChoiceRequest, score_choices
-
     requests = [ChoiceRequest(p.context, tuple(" " + c for c in p.item.choices),
                               f"{p.item.subject}|{p.group}" if p.group else None) for p in prompted]
     with Progress(transient=True) as progress:
