@@ -126,6 +126,21 @@ def test_the_plan_counts_a_reference_copy_only_for_methods_that_need_one(method:
     assert plan.setup.rows == method.sequences(recipe_for(method)) * 2
 
 
+@pytest.mark.parametrize("method", METHODS, ids=METHOD_NAMES)
+def test_the_plan_says_when_its_time_leaves_out_sampling(method: Method) -> None:
+    from rich.console import Console
+
+    from tunesmith.plan.report import print_time
+    from tunesmith.plan.timing import DataSize
+
+    plan = plan_recipe(recipe_for(method), memory_device("80GB", flops=1e12), shape=shape_from_count(50_000_000),
+                       size=DataSize(tokens=32_000, samples=1000))
+    console = Console(record=True, width=200)
+    print_time(plan, console)
+    assert plan.time is not None and plan.time.sampling_left_out == method.generates_rollouts
+    assert ("leave out sampling the rollouts" in console.export_text()) == method.generates_rollouts
+
+
 def test_a_reference_costs_memory_for_the_same_pairs() -> None:
     device, shape = memory_device("80GB", flops=1e12), shape_from_count(50_000_000)
     dpo, orpo = (plan_recipe(recipe_for(BY_NAME[name]), device, shape=shape) for name in ("dpo", "orpo"))

@@ -41,6 +41,7 @@ class TimeEstimate:
     epoch_steps: int
     tokens_per_step: float
     max_steps: bool = False  # steps set by train.max_steps
+    sampling_left_out: bool = False  # the method samples rollouts each step, which this estimate does not count
 
     @property
     def epoch_seconds(self) -> float:
@@ -92,4 +93,5 @@ def estimate_time(recipe: Recipe, s: TrainSetup, size: DataSize, flops_per_secon
     steps, epoch_steps = run_steps(recipe, size)
     seconds = tokens * flops_per_token(s) / (flops_per_second * s.nproc)
     return TimeEstimate(step_seconds=seconds, steps=steps, epoch_steps=epoch_steps, tokens_per_step=tokens,
-                        max_steps=t.max_steps is not None)
+                        max_steps=t.max_steps is not None,
+                        sampling_left_out=BY_NAME[recipe.method].generates_rollouts)
