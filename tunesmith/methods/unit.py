@@ -46,7 +46,8 @@ class Method:
     """Scores against a frozen reference model: its forward each step (logits without gradient) and, with
     full weights, a frozen copy, unless the block's `precompute_ref` or `reference_free` drops it."""
     generates_rollouts: bool = False
-    """Samples completions from the policy during training (the step time then includes generation)."""
+    """Samples completions from the policy during training: a step then includes generation, which the
+    planner's time estimate does not model (it says so)."""
     sequences_per_unit: int | Callable[[Recipe], int] = 1
     """Sequences one item of train.batch_size holds: 1 for a sample or an answer, 2 for a preference pair,
     the group for a group-sampling method (a function of the recipe where its block sets it)."""
