@@ -23,7 +23,7 @@ import torch
 
 from bench.common import current_rss_mib, emit_result, peak_rss_mib, run_child
 from tunesmith.data.types import IGNORE_INDEX
-from tunesmith.train.token_nll import fused_linear_nll_sum, kept_nll_sum, predicting_positions, token_nll_sum
+from tunesmith.methods.shared.token_nll import fused_linear_nll_sum, kept_nll_sum, predicting_positions, token_nll_sum
 
 ROUTES = ("full", "sliced", "fused")
 

@@ -10,11 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tunesmith.data.formats import FORMATS, detect_format, parse_row, parse_rows
+from tunesmith.data.formats import detect_format, parse_row, parse_rows
 from tunesmith.data.loading import Row, load_rows
 from tunesmith.data.types import Conversation, Message, Preference, Prompt, Text, Unpaired
 from tunesmith.errors import DataError, UserError
-from tunesmith.recipe import registry
 
 S, U, A, T = "system", "user", "assistant", "tool"
 
@@ -41,10 +40,6 @@ def _jsonl(path: Path, lines: list[str]) -> Path:
 
 
 # ---- positive cases, one or more per format ----------------------------------------------------
-
-
-def test_format_names_match_the_registry() -> None:
-    assert set(FORMATS) == set(registry.FORMATS)
 
 
 def test_alpaca_joins_input_and_keeps_system() -> None:

@@ -18,16 +18,15 @@ from tunesmith.errors import UserError
 from tunesmith.methods.grpo.losses import group_advantages
 from tunesmith.methods.grpo.objective import Grpo
 from tunesmith.methods.rollout_spec import RewardFnSpec
+from tunesmith.methods.shared.rewards import check_answer_field, load_rewards, score
+from tunesmith.methods.shared.rollout import rollout_batch, until_eos
 from tunesmith.models.load import load_model, load_tokenizer
-from tunesmith.recipe.registry import REWARDS
 from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.recipe.user_code import RECORDED, UserCode
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.tasks import name_rows, write_task
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, trainer_run
-from tunesmith.train.rewards import BUILTINS, check_answer_field, load_rewards, score
-from tunesmith.train.rollout import rollout_batch, until_eos
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,10 +168,6 @@ def test_grpo_run_changes_only_the_adapter_and_starts_at_zero_kl(tiny: Path, tmp
 
 def rows(*answers: str) -> list[Prompt]:
     return [Prompt((Message("user", "q"),), {"answer": a}) for a in answers]
-
-
-def test_builtin_table_covers_the_registry() -> None:
-    assert tuple(BUILTINS) == REWARDS
 
 
 @pytest.mark.parametrize(

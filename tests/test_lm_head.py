@@ -18,8 +18,8 @@ from tunesmith.methods.language_modeling.loss_route import (
     fused_head,
     trained_nll_sum,
 )
+from tunesmith.methods.shared.token_nll import fused_linear_nll_sum, token_nll_sum
 from tunesmith.testing.tiny import tiny_model
-from tunesmith.train.token_nll import fused_linear_nll_sum, token_nll_sum
 
 VOCAB = 96
 

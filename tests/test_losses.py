@@ -7,8 +7,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tunesmith.data.types import IGNORE_INDEX
-from tunesmith.testing.tiny import tiny_model
-from tunesmith.train.token_nll import (
+from tunesmith.methods.shared.token_nll import (
     count_trained_tokens,
     fused_linear_nll_sum,
     kept_nll_sum,
@@ -16,6 +15,7 @@ from tunesmith.train.token_nll import (
     token_nll_sum,
     trained_targets,
 )
+from tunesmith.testing.tiny import tiny_model
 
 VOCAB = 128
 

@@ -12,12 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 from tunesmith.methods.ppo.losses import clipped_value_loss, gae, whiten
+from tunesmith.methods.shared.policy_losses import clipped_policy_loss
 from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs.metrics import read_metrics
 from tunesmith.testing.tasks import write_task
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import build_trainer, train, trainer_run
-from tunesmith.train.policy_losses import clipped_policy_loss
 
 REPO = Path(__file__).resolve().parents[1]
 

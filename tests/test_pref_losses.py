@@ -24,10 +24,10 @@ from tunesmith.methods.kto.objective import Kto
 from tunesmith.methods.orpo.losses import orpo_loss
 from tunesmith.methods.orpo.objective import Orpo
 from tunesmith.methods.reward.losses import pairwise_reward_loss
+from tunesmith.methods.shared.logprobs import scored_tokens, token_logps
 from tunesmith.models.load import load_tokenizer
 from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.testing.tiny import save_tiny
-from tunesmith.train.logprobs import scored_tokens, token_logps
 
 WORDS = ["cat", "dog", "sun", "tree"]
 

@@ -2,7 +2,7 @@
 
     run_eval.py        the command: target + settings -> suites -> eval.json, eval_samples.jsonl, report.html, gate
     heldout.py         the task: loss/perplexity and answer quality on the run's held-out split; text perplexity
-    benchmarks/        one module per benchmark (mmlu, hellaswag, gsm8k, mtbench), registered in recipe/registry.py
+    benchmarks/        one module per benchmark (mmlu, hellaswag, gsm8k, mtbench), registered in its __init__
     context_scoring.py choices scored with one pass per context (shared few-shot prefix cached, head at scored
                        positions); loglik.py the per-pair scorer it falls back to; generate.py greedy generation
     textmetrics.py     exact / normalized match, ROUGE-L, GSM8K number extraction

@@ -28,8 +28,8 @@ from tunesmith.errors import UserError
 from tunesmith.evaluate.generate import generate
 from tunesmith.evaluate.loglik import max_context
 from tunesmith.evaluate.textmetrics import exact_match, normalized_match, rouge_l_f1
+from tunesmith.methods.shared.token_nll import token_nll_sum
 from tunesmith.runs.targets import Target
-from tunesmith.train.token_nll import token_nll_sum
 
 DEFAULT_MAX_LEN = 1024
 

@@ -24,7 +24,7 @@ from tunesmith.data.tokenize import tokenize_prompt
 from tunesmith.data.types import Message
 from tunesmith.errors import UserError, suggestion
 from tunesmith.evaluate import benchmarks
-from tunesmith.evaluate.benchmarks import Outcome, RunSettings, locate
+from tunesmith.evaluate.benchmarks import BENCHMARK_NAMES, Outcome, RunSettings, locate
 from tunesmith.evaluate.forgetting import GATE_RULES, Delta, compare, gate
 from tunesmith.evaluate.generate import generate
 from tunesmith.evaluate.heldout import HeldoutSet, heldout_from_file, heldout_from_run, heldout_metrics, text_perplexity
@@ -39,7 +39,7 @@ from tunesmith.evaluate.judge import (
 from tunesmith.evaluate.judge_endpoint import judge_endpoint, judge_key
 from tunesmith.evaluate.samples import write_samples
 from tunesmith.models.load import load_tokenizer
-from tunesmith.recipe.registry import BENCHMARKS, EVAL_SUITES
+from tunesmith.recipe.registry import EVAL_SUITES
 from tunesmith.recipe.spec import EvalSpec
 from tunesmith.runs.load import LoadedTarget, load_target
 from tunesmith.runs.report import write_report
@@ -171,14 +171,14 @@ def make_plan(options: EvalOptions, target: Target) -> Plan:
     data_dir = Path(options.data_dir) if options.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir: folder not found: {data_dir}")
-    sources = {name: locate(name, getattr(options, name, None), data_dir) for name in BENCHMARKS}
+    sources = {name: locate(name, getattr(options, name, None), data_dir) for name in BENCHMARK_NAMES}
     has_heldout = options.heldout is not None or target.run is not None
     has_judge = bool(options.judge_url and options.judge_questions)
-    judged = {name for name in BENCHMARKS if benchmarks.get(name).needs_judge}
+    judged = {name for name in BENCHMARK_NAMES if benchmarks.get(name).needs_judge}
     if options.suites is None:
         available = {"heldout": has_heldout, "ppl": bool(options.ppl_file), "judge": has_judge,
                      **{name: sources[name] is not None and (name not in judged or bool(options.judge_url))
-                        for name in BENCHMARKS}}
+                        for name in BENCHMARK_NAMES}}
         suites = [s for s in EVAL_SUITES if available[s]]
         if not suites:
             raise UserError("nothing to evaluate: name a --suite and give its data (--data-dir DIR for the "
@@ -191,7 +191,7 @@ def make_plan(options: EvalOptions, target: Target) -> Plan:
                             f"choose from {', '.join(EVAL_SUITES)}")
     plan = Plan(suites)
     for suite in suites:
-        if suite in BENCHMARKS:
+        if suite in BENCHMARK_NAMES:
             if sources[suite] is None:
                 raise UserError(f"--suite {suite} needs its data: --data-dir DIR holding "
                                 f"{benchmarks.get(suite).data_glob} (or --{suite} PATH where there is such an option)")
@@ -244,7 +244,7 @@ def score(target: Target, plan: Plan, options: EvalOptions) -> tuple[dict[str, A
     outcomes: dict[str, Outcome] = {}
     for suite in plan.suites:
         started = time.perf_counter()
-        if suite in BENCHMARKS:
+        if suite in BENCHMARK_NAMES:
             outcomes[suite] = benchmarks.get(suite).run(loaded.model, loaded.tokenizer, plan.benchmarks[suite],
                                                         _settings(suite, options, loaded, plan))
             result = outcomes[suite].result

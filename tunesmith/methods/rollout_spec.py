@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from tunesmith.recipe.registry import REWARDS
+from tunesmith.methods.shared.rewards import REWARDS
 from tunesmith.recipe.schema import Strict
 from tunesmith.recipe.user_code import NO_USER_CODE, UserCode
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tunesmith.train.reference import unwrap
+from tunesmith.methods.shared.reference import unwrap
 
 HEADS_FILE = "scalar_heads.safetensors"
 REWARD_HEAD = "reward_head"

@@ -77,7 +77,10 @@ class TrainSetup:
 
     shape: ModelShape
     adapter: str = "lora"
-    method: str = "sft"
+    method: str = "sft"                 # the method's name, for the report (its facts are the fields below)
+    sequences_per_unit: int = 1         # sequences one micro-batch item holds (a pair: 2; a group: its size)
+    trains_on_samples: bool = True      # next-token loss on samples: the trained share reaches the (fused) head
+    reference_forward: bool = False     # a frozen reference's forward each step (its logits, no gradient)
     weight_dtype: str = "bf16"          # dtype of frozen weights (full fine-tuning trains fp32 masters)
     half_precision: bool = True         # autocast (or half weights): activations in 2 bytes
     micro_batch: int = 1                # rows per micro-batch (DPO: pairs)
@@ -102,8 +105,9 @@ class TrainSetup:
 
     @property
     def rows(self) -> int:
-        """Sequences in one micro-batch: preference methods forward chosen and rejected together."""
-        return self.micro_batch * (2 if self.method in ("dpo", "orpo", "reward") else 1)
+        """Sequences in one micro-batch: preference methods forward chosen and rejected together, group
+        sampling methods every completion of a prompt."""
+        return self.micro_batch * self.sequences_per_unit
 
     @property
     def tokens(self) -> int:
@@ -184,11 +188,10 @@ def frozen_base_bytes(s: TrainSetup) -> int:
 
 def logit_bytes(s: TrainSetup) -> int:
     """The output head's logits (and their gradient) at trained positions, or one chunk when fused."""
-    fused = s.fused_head and s.method in ("sft", "cpt")
-    positions = max(1, int(s.tokens * (s.trained_share if s.method in ("sft", "cpt") else 1.0)))
+    fused = s.fused_head and s.trains_on_samples
+    positions = max(1, int(s.tokens * (s.trained_share if s.trains_on_samples else 1.0)))
     logits = min(positions * s.shape.vocab, FUSED_CHUNK_LOGITS) if fused else positions * s.shape.vocab
-    reference = s.method in ("dpo", "kto", "ppo")  # the reference's logits, no gradient
-    return int(logits * (LOGIT_BYTES + (4 if reference else 0)))
+    return int(logits * (LOGIT_BYTES + (4 if s.reference_forward else 0)))  # the reference's: no gradient
 
 
 def estimate_memory(s: TrainSetup) -> MemoryEstimate:

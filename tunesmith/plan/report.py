@@ -61,6 +61,9 @@ def print_time(result: PlanResult, console: Console) -> None:
                   f"{result.size.tokens if result.size else 0:,} tokens)")
     console.print(f"time for the run: ~{_duration(t.run_seconds)} ({t.steps} steps"
                   f"{', train.max_steps' if t.max_steps else ''})")
+    if t.sampling_left_out:
+        console.print("these times leave out sampling the rollouts (generation, one token at a time), often "
+                      "most of a step")
 
 
 def _duration(seconds: float) -> str:

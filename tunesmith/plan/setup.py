@@ -1,8 +1,9 @@
 """From a recipe (and the device it is planned for) to the `TrainSetup` the memory model reads.
 
 The same resolution `train` applies: full fine-tuning loads fp32 weights, adapters the recipe's dtype (auto:
-bf16 where the device has it), QLoRA NF4; mixed precision auto means bf16 autocast; SFT/CPT on the common
-families use the fused head; DPO/KTO/PPO with full weights keep a frozen reference copy.
+bf16 where the device has it), QLoRA NF4; mixed precision auto means bf16 autocast; methods that train on
+samples (SFT/CPT) use the fused head on the common families; methods that need a reference (DPO/KTO/PPO) keep
+a frozen copy with full weights. The method's facts come from its record (methods/unit.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunesmith.methods import BY_NAME
 from tunesmith.methods.language_modeling import FUSED_FAMILIES
 from tunesmith.plan.hardware import Device
 from tunesmith.plan.memory import TrainSetup
@@ -20,7 +22,6 @@ from tunesmith.recipe.spec import Recipe
 if TYPE_CHECKING:
     import torch
 
-REFERENCE_METHODS = ("dpo", "kto", "ppo")
 
 
 def compute_dtype(recipe: Recipe) -> torch.dtype:
@@ -68,17 +69,18 @@ def setup_from_recipe(recipe: Recipe, shape: ModelShape, device: Device, *, npro
                       sharding: str = "ddp", optimizer: str = "adamw", trained_share: float = 1.0) -> TrainSetup:
     """The recipe's training as the memory model sees it; checkpointing `auto` resolves to off here
     (plan/checkpointing.py decides it from the estimate)."""
-    dtype = resolved_dtype(recipe, device)
-    spec = getattr(recipe, recipe.method, None)
+    dtype, method = resolved_dtype(recipe, device), BY_NAME[recipe.method]
+    spec = getattr(recipe, method.name, None)
     skip_reference = bool(getattr(spec, "precompute_ref", False) or getattr(spec, "reference_free", False))
     return TrainSetup(
-        shape=shape, adapter=recipe.adapter, method=recipe.method, weight_dtype=dtype,
+        shape=shape, adapter=recipe.adapter, method=method.name, sequences_per_unit=method.sequences(recipe),
+        trains_on_samples=method.trains_on_samples, reference_forward=method.needs_reference, weight_dtype=dtype,
         half_precision=half_precision(recipe, device, dtype), micro_batch=recipe.train.batch_size,
         seq_len=recipe.train.max_seq_len, trained_share=trained_share,
         checkpointing=recipe.train.gradient_checkpointing is True,
         fused_head=shape.family in FUSED_FAMILIES, lora_r=recipe.adapter_args.r, optimizer=optimizer,
         nproc=nproc, sharding=sharding,
-        reference_copy=recipe.method in REFERENCE_METHODS and not recipe.adapter_kind.reference_by_disabling
+        reference_copy=method.needs_reference and not recipe.adapter_kind.reference_by_disabling
         and not skip_reference,
         runtime_bytes=device.runtime_bytes,
         checkpoint_bytes=checkpoint_file_bytes(recipe.model, shape) if device.kind == "cpu" else 0,

@@ -16,11 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tunesmith.methods import BY_NAME
 from tunesmith.plan.memory import TrainSetup
 from tunesmith.recipe.spec import Recipe
-
-PACKED_METHODS = ("sft", "cpt")
-"""Methods whose rows train.packing packs (preference and RL methods keep one item a row)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,7 @@ class TimeEstimate:
     epoch_steps: int
     tokens_per_step: float
     max_steps: bool = False  # steps set by train.max_steps
+    sampling_left_out: bool = False  # the method samples rollouts each step, which this estimate does not count
 
     @property
     def epoch_seconds(self) -> float:
@@ -57,18 +56,19 @@ def flops_per_token(s: TrainSetup) -> float:
     shape = s.shape
     n = shape.params - shape.embed_params - shape.head_params
     attention = 2 * shape.layers * shape.hidden * s.seq_len  # causal: half of 4 x L x h x T
-    share = s.trained_share if s.method in PACKED_METHODS else 1.0
+    share = s.trained_share if s.trains_on_samples else 1.0
     head = 2 * shape.vocab * shape.hidden * share  # forward at trained positions
     forward = 2 * n + attention + head
     backward = 2 * n + 2 * attention + head + (2 * n + head if s.adapter_kind.trains_base else 0)
     recompute = forward if s.checkpointing else 0
-    reference = forward if s.method in ("dpo", "kto", "ppo") else 0
+    reference = forward if s.reference_forward else 0
     return forward + backward + recompute + reference
 
 
 def row_tokens(recipe: Recipe, size: DataSize) -> float:
-    """Tokens of one row: a packed row is full (best-fit packing leaves little room), else a mean sample."""
-    if recipe.train.packing and recipe.method in PACKED_METHODS:
+    """Tokens of one row: a packed row is full (best-fit packing leaves little room), else a mean sample;
+    train.packing packs the samples of methods that train on samples (the others keep one item a row)."""
+    if recipe.train.packing and BY_NAME[recipe.method].trains_on_samples:
         return float(min(recipe.train.max_seq_len, size.tokens))
     return size.tokens / max(1, size.samples)
 
@@ -93,4 +93,5 @@ def estimate_time(recipe: Recipe, s: TrainSetup, size: DataSize, flops_per_secon
     steps, epoch_steps = run_steps(recipe, size)
     seconds = tokens * flops_per_token(s) / (flops_per_second * s.nproc)
     return TimeEstimate(step_seconds=seconds, steps=steps, epoch_steps=epoch_steps, tokens_per_step=tokens,
-                        max_steps=t.max_steps is not None)
+                        max_steps=t.max_steps is not None,
+                        sampling_left_out=BY_NAME[recipe.method].generates_rollouts)

@@ -1,22 +1,17 @@
-"""Every name a recipe may use, in one place; unknown names fail loudly with a did-you-mean.
+"""The names a recipe may use that have no table of their own; unknown names fail loudly with a did-you-mean.
 
-Method names and the formats each trains on come from the method units (tunesmith/methods/__init__.py),
-adapter names from the adapter kinds (tunesmith/adapters/kinds/__init__.py).
-The implementations live next to their subject (formats in data/formats.py, templates in
-data/templates.py, ...); tests check that each implementation table covers exactly these names.
+Things with an implementation are named by their one table, next to it, and the recipe reads the names
+from there: methods (tunesmith/methods/__init__.py METHODS), data formats (data/formats.py FORMATS), chat
+templates (data/templates.py TEMPLATES), built-in rewards (methods/shared/rewards.py REWARDS), benchmarks
+(evaluate/benchmarks/__init__.py BENCHMARKS), adapter kinds (adapters/kinds/__init__.py KINDS). Each of those tables imports light (no torch; the benchmarks'
+implementations load only when run), which keeps validating a recipe and `tunesmith --help` fast.
 """
 
 from tunesmith.adapters.kinds import NAMES
+from tunesmith.evaluate.benchmarks import BENCHMARK_NAMES
 
 ADAPTERS: tuple[str, ...] = NAMES
-
-FORMATS: tuple[str, ...] = (
-    "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "prompt", "kto",
-)
-TEMPLATES: tuple[str, ...] = ("chatml", "llama3", "alpaca", "plain")
-BENCHMARKS: tuple[str, ...] = ("mmlu", "hellaswag", "gsm8k", "mtbench")
-"""Benchmarks, one module each in evaluate/benchmarks/<name>.py; this tuple is their registration."""
-EVAL_SUITES: tuple[str, ...] = ("heldout", "ppl", *BENCHMARKS, "judge")
+EVAL_SUITES: tuple[str, ...] = ("heldout", "ppl", *BENCHMARK_NAMES, "judge")
 """What `tunesmith eval --suite` (and the recipe's `eval.suite`) can run (evaluate/run_eval.py)."""
 ATTN_IMPLEMENTATIONS: tuple[str, ...] = (
     "auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention",
@@ -26,8 +21,3 @@ KERNELS: tuple[str, ...] = ("auto", "none", "liger")
 """`model_options.kernels`: fused kernels patched into the model (speedups/kernels.py)."""
 TRACKERS: tuple[str, ...] = ("tensorboard", "mlflow", "wandb")
 """`train.report_to`: experiment trackers fed through accelerate's tracking API (train/trackers.py)."""
-REWARDS: tuple[str, ...] = ("exact_match", "starts_with", "numeric_match", "regex", "length_penalty")
-"""Built-in reward functions for GRPO/PPO (train/rewards.py); a user's own come from a file given with
---rewards-file on the command line (recipe/user_code.py), never from a module a recipe names."""
-
-CHAT_FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "prompt_completion")

@@ -16,10 +16,12 @@ from pydantic import Field, ValidationError, create_model, model_validator
 
 from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
 from tunesmith.adapters.unit import Adapter
+from tunesmith.data.formats import FORMATS
+from tunesmith.data.templates import TEMPLATES
 from tunesmith.errors import UserError
-from tunesmith.methods import BY_NAME, METHOD_BLOCKS, METHOD_FORMATS, METHODS
+from tunesmith.methods import BY_NAME, METHOD_NAMES, METHODS
 from tunesmith.recipe.errors import explain_validation_error
-from tunesmith.recipe.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, FORMATS, KERNELS, TEMPLATES, TRACKERS
+from tunesmith.recipe.registry import ADAPTERS, ATTN_IMPLEMENTATIONS, EVAL_SUITES, KERNELS, TRACKERS
 from tunesmith.recipe.schema import Strict
 from tunesmith.recipe.schema import unknown_value as _unknown
 from tunesmith.recipe.user_code import NO_USER_CODE, UserCode
@@ -182,7 +184,7 @@ class DistributedSpec(Strict):
 class _RecipeCore(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run folder name")
     model: str = Field(description="local folder, hub id, or a GGUF file (or a folder holding one), de-quantized once into a cached Hugging Face copy")
-    method: str = Field("sft", description=" | ".join(METHODS))
+    method: str = Field("sft", description=" | ".join(METHOD_NAMES))
     adapter: str = Field("lora", description=" | ".join(ADAPTERS))
     data: DataSpec
     train: TrainSpec = TrainSpec()
@@ -194,8 +196,8 @@ class _RecipeCore(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> _RecipeCore:
-        if self.method not in METHODS:
-            raise ValueError(_unknown("method", self.method, METHODS))
+        if self.method not in BY_NAME:
+            raise ValueError(_unknown("method", self.method, METHOD_NAMES))
         if self.adapter not in ADAPTERS:
             raise ValueError(_unknown("adapter", self.adapter, ADAPTERS))
         problems = _conflicts(self)
@@ -236,7 +238,7 @@ class _RecipeCore(Strict):
         if self.adapter_kind.prompt_learning:
             notes.append(f"adapter: {self.adapter} trains on padded batches (train.packing is off): with virtual tokens "
                          "in front, packed samples would attend to each other (PEFT drops or shifts position_ids)")
-        if self.adapter_kind.trains_base and self.data.replay is None and self.method in ("sft", "cpt"):
+        if self.adapter_kind.trains_base and self.data.replay is None and BY_NAME[self.method].trains_on_samples:
             notes.append("full fine-tuning without data.replay: general ability may be forgotten; "
                          "add data.replay: {train: <general data>, ratio: 0.2}")
         return notes
@@ -245,7 +247,7 @@ class _RecipeCore(Strict):
 Recipe = create_model(
     "Recipe", __base__=_RecipeCore, __module__=__name__,
     __doc__="A fine-tuning run: model, method, adapter, data, training, evaluation, and the method's own block.",
-    **{name: (block | None, None) for name, block in METHOD_BLOCKS.items()},
+    **{method.name: (method.block | None, None) for method in METHODS if method.block is not None},
 )
 """The recipe: the core keys plus one optional block per method that has settings (`dpo:`, `grpo:`, ...)."""
 if TYPE_CHECKING:  # for type checkers: the method blocks as attributes
@@ -266,8 +268,8 @@ if TYPE_CHECKING:  # for type checkers: the method blocks as attributes
 def _conflicts(r: Recipe) -> list[str]:
     """Cross-field conflicts, each phrased as what to change."""
     problems = []
-    fmt, allowed = r.data.format, METHOD_FORMATS.get(r.method, ())
-    if fmt != "auto" and r.method in METHOD_FORMATS and fmt not in allowed:
+    fmt, allowed = r.data.format, BY_NAME[r.method].formats
+    if fmt != "auto" and fmt not in allowed:
         problems.append(f"method: {r.method} trains on {' or '.join(allowed)} data, but data.format is '{fmt}'; "
                         f"set data.format: {allowed[0]} (or auto), or choose another method")
     kind = ADAPTER_KINDS[r.adapter]
@@ -284,8 +286,8 @@ def _conflicts(r: Recipe) -> list[str]:
 
 def _alignment_conflicts(r: Recipe) -> list[str]:
     """Each method block belongs to its method; each method checks what it needs (methods/<name>)."""
-    problems = [f"{name}: this block configures method: {name}; remove it, or set method: {name}"
-                for name in METHOD_BLOCKS if getattr(r, name) is not None and r.method != name]
+    problems = [f"{m.name}: this block configures method: {m.name}; remove it, or set method: {m.name}"
+                for m in METHODS if m.block is not None and getattr(r, m.name) is not None and m is not BY_NAME[r.method]]
     return problems + BY_NAME[r.method].problems(r)
 
 

@@ -4,7 +4,7 @@ A recipe is data: it is handed over, launched from the dashboard, copied from an
 import any module (`os:getcwd`) or any file (`/tmp/x.py:f`), reading a recipe would run code. So a recipe
 names a user's function as `function` or `file_stem:function`, and only from a file that the person running
 the command passed with `--rewards-file FILE`. The file's names are read without running it (its syntax
-tree); it runs only when training loads its rewards (train/rewards.py).
+tree); it runs only when training loads its rewards (methods/shared/rewards.py).
 """
 
 from __future__ import annotations

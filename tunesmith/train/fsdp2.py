@@ -24,6 +24,7 @@ from torch.distributed.tensor import DTensor, Shard
 
 from tunesmith.adapters.kinds import sharded_kinds
 from tunesmith.errors import UserError
+from tunesmith.methods import BY_NAME, METHODS
 from tunesmith.train.unwrap import unwrap
 
 
@@ -114,6 +115,7 @@ def _to_cpu(value: Any) -> Any:
 
 def check_supported(recipe: Any) -> None:
     """What fsdp2 runs here: SFT/CPT with LoRA or full fine-tuning."""
-    if recipe.method not in ("sft", "cpt") or not recipe.adapter_kind.runs_sharded:
-        raise UserError(f"distributed.strategy fsdp2 supports method sft/cpt with adapter {sharded_kinds()} here, "
-                        f"not {recipe.method}/{recipe.adapter}: use strategy ddp")
+    if not BY_NAME[recipe.method].runs_sharded or not recipe.adapter_kind.runs_sharded:
+        sharded = "/".join(m.name for m in METHODS if m.runs_sharded)
+        raise UserError(f"distributed.strategy fsdp2 supports method {sharded} with adapter {sharded_kinds()} "
+                        f"here, not {recipe.method}/{recipe.adapter}: use strategy ddp")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunesmith.errors import UserError
+from tunesmith.methods import BY_NAME
 
 if TYPE_CHECKING:
     from tunesmith.data.pipeline import PreparedData
@@ -111,7 +112,7 @@ def batch_notes(recipe: Recipe, data: PreparedData) -> list[str]:
     from tunesmith.data.packing import pack
 
     t = recipe.train
-    lm = recipe.method in ("sft", "cpt")  # they train on samples (packed into rows); the others on examples
+    lm = BY_NAME[recipe.method].trains_on_samples  # packed into rows; the others train on examples
     if lm and t.packing:
         units, what = len(pack(data.train, t.max_seq_len)), "packed rows"
     else:

@@ -28,6 +28,7 @@ import torch
 
 from tunesmith.adapters.kinds import sharded_kinds
 from tunesmith.errors import UserError
+from tunesmith.methods import BY_NAME, METHODS
 
 STAGES = {"zero2": 2, "zero3": 3}
 
@@ -39,8 +40,9 @@ def is_zero(strategy: str) -> bool:
 def check_supported(recipe: Any) -> None:
     """What runs and is tested here: SFT/CPT, LoRA or full fine-tuning, no mid-run checkpoints yet."""
     strategy = recipe.distributed.strategy
-    if recipe.method not in ("sft", "cpt") or not recipe.adapter_kind.runs_sharded:
-        raise UserError(f"distributed.strategy {strategy} supports method sft/cpt with adapter {sharded_kinds()} "
+    if not BY_NAME[recipe.method].runs_sharded or not recipe.adapter_kind.runs_sharded:
+        sharded = "/".join(m.name for m in METHODS if m.runs_sharded)
+        raise UserError(f"distributed.strategy {strategy} supports method {sharded} with adapter {sharded_kinds()} "
                         f"here, not {recipe.method}/{recipe.adapter}: use strategy ddp")
     if recipe.train.save_every:
         raise UserError(f"distributed.strategy {strategy} does not write resumable checkpoints yet (train.save_every="

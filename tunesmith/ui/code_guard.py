@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunesmith.errors import UserError
-from tunesmith.recipe.registry import REWARDS
+from tunesmith.methods.shared.rewards import REWARDS
 
 FLAG = "--allow-code"
 

@@ -1,7 +1,7 @@
 """What a benchmark is: one unit (module) that knows its data, prompts, scorer, shots and primary metric.
 
-A benchmark module defines `BENCHMARK = Benchmark(...)`; its name in `tunesmith/recipe/registry.py`'s BENCHMARKS is
-its registration (`benchmarks.get(name)` imports `tunesmith.evaluate.benchmarks.<name>`). Nothing else in the
+A benchmark module defines `BENCHMARK = Benchmark(...)`; its entry in `tunesmith/evaluate/benchmarks/__init__.py`'s
+BENCHMARKS is its registration. Nothing else in the
 evaluation names a benchmark: the command finds its data in --data-dir with `data_glob`, scores it with
 `run`, gates it on `primary` when `gated`, and (for judged benchmarks) compares tuned with base by `compare`.
 """

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tunesmith.methods.unit import Method
+from tunesmith.methods.unit import Method, ObjectiveClass
 from tunesmith.recipe.schema import Strict
 
 
@@ -34,4 +34,11 @@ class DpoSpec(Strict):
         return self
 
 
-UNIT = Method("dpo", formats=("preference",), objective="tunesmith.methods.dpo.objective:Dpo", block=DpoSpec)
+def _objective() -> ObjectiveClass:
+    from tunesmith.methods.dpo.objective import Dpo
+
+    return Dpo
+
+
+UNIT = Method("dpo", formats=("preference",), objective=_objective, block=DpoSpec, needs_reference=True,
+              sequences_per_unit=2)

@@ -1,5 +1,5 @@
 """DPO-family losses (sigmoid DPO, IPO, hinge/SLiC, SimPO): pure tensor functions, as TRL 1.16
-computes them (tests/test_pref_losses.py pins them to its numbers). Conventions: train/logprobs.py."""
+computes them (tests/test_pref_losses.py pins them to its numbers). Conventions: methods/shared/logprobs.py."""
 
 from __future__ import annotations
 

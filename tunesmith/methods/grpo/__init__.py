@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from tunesmith.methods.rollout_spec import RolloutSpec
-from tunesmith.methods.unit import Method
+from tunesmith.methods.unit import Method, ObjectiveClass
 
 if TYPE_CHECKING:
     from tunesmith.recipe.spec import Recipe
@@ -31,5 +31,15 @@ def _checks(recipe: Recipe) -> list[str]:
     return []
 
 
-UNIT = Method("grpo", formats=("prompt",), objective="tunesmith.methods.grpo.objective:Grpo", block=GrpoSpec,
-              checks=_checks)
+def _group(recipe: Recipe) -> int:
+    return recipe.grpo.group_size if recipe.grpo is not None else GrpoSpec().group_size
+
+
+def _objective() -> ObjectiveClass:
+    from tunesmith.methods.grpo.objective import Grpo
+
+    return Grpo
+
+
+UNIT = Method("grpo", formats=("prompt",), objective=_objective, block=GrpoSpec, checks=_checks,
+              generates_rollouts=True, sequences_per_unit=_group)

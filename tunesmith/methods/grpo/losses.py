@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tunesmith.train.policy_losses import clipped_policy_loss, k3_kl
+from tunesmith.methods.shared.policy_losses import clipped_policy_loss, k3_kl
 
 
 def group_advantages(rewards: Tensor, group_size: int) -> Tensor:

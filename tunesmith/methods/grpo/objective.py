@@ -23,13 +23,13 @@ import torch
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.grpo import GrpoSpec
 from tunesmith.methods.grpo.losses import group_advantages, grpo_token_loss
+from tunesmith.methods.shared.policy_losses import masked_row_mean
+from tunesmith.methods.shared.reference import Reference, forward
+from tunesmith.methods.shared.rewards import score, total
+from tunesmith.methods.shared.rollout import completion_logps, reward_metrics, sample
+from tunesmith.methods.shared.rollout_objective import RolloutObjective
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.objective import Batch
-from tunesmith.train.policy_losses import masked_row_mean
-from tunesmith.train.reference import Reference, forward
-from tunesmith.train.rewards import score, total
-from tunesmith.train.rollout import completion_logps, reward_metrics, sample
-from tunesmith.train.rollout_objective import RolloutObjective
 
 
 class Grpo(RolloutObjective):

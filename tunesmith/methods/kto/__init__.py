@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from tunesmith.methods.unit import Method
+from tunesmith.methods.unit import Method, ObjectiveClass
 from tunesmith.recipe.schema import Strict
 
 if TYPE_CHECKING:
@@ -34,5 +34,11 @@ def _checks(recipe: Recipe) -> list[str]:
     return []
 
 
-UNIT = Method("kto", formats=("kto", "preference"), objective="tunesmith.methods.kto.objective:Kto", block=KtoSpec,
-              checks=_checks)
+def _objective() -> ObjectiveClass:
+    from tunesmith.methods.kto.objective import Kto
+
+    return Kto
+
+
+UNIT = Method("kto", formats=("kto", "preference"), objective=_objective, block=KtoSpec, checks=_checks,
+              needs_reference=True)

@@ -1,4 +1,4 @@
-"""KTO's loss and its batch KL baseline, as TRL 1.16 computes them. Conventions: train/logprobs.py."""
+"""KTO's loss and its batch KL baseline, as TRL 1.16 computes them. Conventions: methods/shared/logprobs.py."""
 
 from __future__ import annotations
 

@@ -12,10 +12,10 @@ from tunesmith.data.pipeline import PreparedData
 from tunesmith.data.types import Unpaired
 from tunesmith.methods.kto import KtoSpec
 from tunesmith.methods.kto.losses import kto_kl, kto_loss
+from tunesmith.methods.shared.preference import Planned, PlannedObjective, per_batch, sequence_logps
+from tunesmith.methods.shared.reference import Reference, forward
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import Planned, PlannedObjective, per_batch, sequence_logps
-from tunesmith.train.reference import Reference, forward
 
 
 class Kto(PlannedObjective):

@@ -7,12 +7,20 @@
 
 from __future__ import annotations
 
-from tunesmith.methods.unit import Method
-from tunesmith.recipe.registry import CHAT_FORMATS
+from tunesmith.methods.unit import Method, ObjectiveClass
 
-_OBJECTIVE = "tunesmith.methods.language_modeling.objective:LanguageModeling"
-SFT = Method("sft", formats=CHAT_FORMATS, objective=_OBJECTIVE)
-CPT = Method("cpt", formats=("text",), objective=_OBJECTIVE)
+
+def _objective() -> ObjectiveClass:
+    from tunesmith.methods.language_modeling.objective import LanguageModeling
+
+    return LanguageModeling
+
+
+SFT = Method("sft", formats=("alpaca", "sharegpt", "messages", "prompt_completion"), objective=_objective,
+             trains_on_samples=True, runs_sharded=True)
+"""Conversations: the loss on the assistant turns (data.train_on)."""
+CPT = Method("cpt", formats=("text",), objective=_objective, trains_on_samples=True, runs_sharded=True)
+"""Raw text: the loss on every token."""
 
 FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
                             "gpt2", "gpt_neox"})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from tunesmith.methods.language_modeling import FUSED_FAMILIES
-from tunesmith.train.token_nll import (
+from tunesmith.methods.shared.token_nll import (
     fused_linear_nll_sum,
     kept_nll_sum,
     predicting_positions,

@@ -10,11 +10,11 @@ from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.language_modeling.loss_route import trained_nll_sum
+from tunesmith.methods.shared.token_nll import count_trained_tokens
 from tunesmith.recipe.spec import Recipe
 from tunesmith.speedups.kernels import needs_flat_batches
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.objective import Batch
-from tunesmith.train.token_nll import count_trained_tokens
 
 
 class LanguageModeling:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tunesmith.methods.unit import Method
+from tunesmith.methods.unit import Method, ObjectiveClass
 from tunesmith.recipe.schema import Strict
 
 
@@ -19,4 +19,10 @@ class OrpoSpec(Strict):
     beta: float = Field(0.1, gt=0.0, description="weight of the odds-ratio term (lambda in the paper)")
 
 
-UNIT = Method("orpo", formats=("preference",), objective="tunesmith.methods.orpo.objective:Orpo", block=OrpoSpec)
+def _objective() -> ObjectiveClass:
+    from tunesmith.methods.orpo.objective import Orpo
+
+    return Orpo
+
+
+UNIT = Method("orpo", formats=("preference",), objective=_objective, block=OrpoSpec, sequences_per_unit=2)

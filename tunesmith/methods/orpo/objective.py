@@ -9,11 +9,11 @@ import torch
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.orpo import OrpoSpec
 from tunesmith.methods.orpo.losses import orpo_loss
+from tunesmith.methods.shared.logprobs import scored_tokens
+from tunesmith.methods.shared.preference import PlannedObjective, pair_metrics, plan_pairs, sequence_logps
+from tunesmith.methods.shared.reference import forward
 from tunesmith.recipe.spec import Recipe
-from tunesmith.train.logprobs import scored_tokens
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import PlannedObjective, pair_metrics, plan_pairs, sequence_logps
-from tunesmith.train.reference import forward
 
 
 class Orpo(PlannedObjective):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from tunesmith.methods.rollout_spec import RolloutSpec
-from tunesmith.methods.unit import Method
+from tunesmith.methods.unit import Method, ObjectiveClass
 
 if TYPE_CHECKING:
     from tunesmith.recipe.spec import Recipe
@@ -35,5 +35,11 @@ def _checks(recipe: Recipe) -> list[str]:
     return []
 
 
-UNIT = Method("ppo", formats=("prompt",), objective="tunesmith.methods.ppo.objective:Ppo", block=PpoSpec,
-              checks=_checks)
+def _objective() -> ObjectiveClass:
+    from tunesmith.methods.ppo.objective import Ppo
+
+    return Ppo
+
+
+UNIT = Method("ppo", formats=("prompt",), objective=_objective, block=PpoSpec, checks=_checks,
+              needs_reference=True, generates_rollouts=True)

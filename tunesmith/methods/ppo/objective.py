@@ -3,7 +3,7 @@
 Pieces, all on one model:
   policy      the model with its adapter; samples one completion per prompt
   value head  `Linear(hidden, 1)` on the policy's last hidden state (heads.attach_head), trained with it
-  reference   the same model with the adapter disabled (reference.py): the KL penalty's anchor
+  reference   the same model with the adapter disabled (shared/reference.py): the KL penalty's anchor
   reward      the trained reward model (`ppo.reward_model: RUN_DIR` of a `method: reward` run) and/or reward
               functions (`ppo.rewards`, e.g. for verifiable tasks), summed with their weights
 
@@ -25,14 +25,14 @@ from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.ppo import PpoSpec
 from tunesmith.methods.ppo.losses import clipped_value_loss, gae, whiten
 from tunesmith.methods.reward.objective import RewardModel
+from tunesmith.methods.shared.policy_losses import clipped_policy_loss, masked_row_mean
+from tunesmith.methods.shared.reference import Reference, forward
+from tunesmith.methods.shared.rewards import RewardTerm, score, total
+from tunesmith.methods.shared.rollout import completion_logps, completion_positions, reward_metrics, sample
+from tunesmith.methods.shared.rollout_objective import RolloutObjective
 from tunesmith.models.heads import VALUE_HEAD, attach_head, head_scores
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.objective import Batch
-from tunesmith.train.policy_losses import clipped_policy_loss, masked_row_mean
-from tunesmith.train.reference import Reference, forward
-from tunesmith.train.rewards import RewardTerm, score, total
-from tunesmith.train.rollout import completion_logps, completion_positions, reward_metrics, sample
-from tunesmith.train.rollout_objective import RolloutObjective
 
 
 class Ppo(RolloutObjective):

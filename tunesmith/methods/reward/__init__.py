@@ -7,6 +7,13 @@
 
 from __future__ import annotations
 
-from tunesmith.methods.unit import Method
+from tunesmith.methods.unit import Method, ObjectiveClass
 
-UNIT = Method("reward", formats=("preference",), objective="tunesmith.methods.reward.objective:RewardTraining")
+
+def _objective() -> ObjectiveClass:
+    from tunesmith.methods.reward.objective import RewardTraining
+
+    return RewardTraining
+
+
+UNIT = Method("reward", formats=("preference",), objective=_objective, sequences_per_unit=2)

@@ -25,13 +25,13 @@ from tunesmith.data.pipeline import PreparedData
 from tunesmith.data.types import Message, Prompt
 from tunesmith.errors import UserError
 from tunesmith.methods.reward.losses import pairwise_reward_loss
+from tunesmith.methods.shared.preference import PlannedObjective, accelerator_device, pair_metrics, plan_pairs
+from tunesmith.methods.shared.reference import forward
 from tunesmith.models.heads import HEADS_FILE, REWARD_HEAD, attach_head, last_token_scores
 from tunesmith.recipe.spec import Recipe
 from tunesmith.runs.load import load_target
 from tunesmith.runs.targets import resolve_target
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import PlannedObjective, accelerator_device, pair_metrics, plan_pairs
-from tunesmith.train.reference import forward
 
 
 class RewardTraining(PlannedObjective):

@@ -19,9 +19,9 @@ from accelerate import Accelerator, PartialState
 from tunesmith.data.packing import collate_padded
 from tunesmith.data.pairs import Pair, tokenize_pairs
 from tunesmith.data.pipeline import PreparedData
+from tunesmith.methods.shared.logprobs import token_logps
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.batches import plan_batches
-from tunesmith.train.logprobs import token_logps
 from tunesmith.train.objective import Batch
 
 

@@ -1,4 +1,4 @@
-"""Reward functions for GRPO and PPO: the built-ins named in registry.REWARDS, and users' own.
+"""Reward functions for GRPO and PPO: the built-ins (REWARDS, their one table), and users' own.
 
 A reward function has TRL's signature, so functions written for TRL work here unchanged:
 
@@ -29,15 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.data.types import Prompt
 from tunesmith.errors import UserError
-from tunesmith.methods.rollout_spec import RewardFnSpec
-from tunesmith.recipe.registry import REWARDS
 from tunesmith.recipe.user_code import OPTION
+
+if TYPE_CHECKING:
+    import torch
+
+    from tunesmith.methods.rollout_spec import RewardFnSpec
 
 RewardFn = Callable[..., list[float]]
 """fn(prompts=..., completions=..., **fields) -> one float per completion."""
@@ -103,14 +104,16 @@ def _length_penalty(max_chars: int) -> RewardFn:
     return lambda prompts, completions, **fields: [-max(0, len(c) - max_chars) / max_chars for c in completions]
 
 
-BUILTINS: dict[str, Callable[[RewardFnSpec, str], RewardFn]] = {
+REWARDS: dict[str, Callable[[RewardFnSpec, str], RewardFn]] = {
     "exact_match": lambda spec, field: _answer_reward(_exact, field),
     "starts_with": lambda spec, field: _answer_reward(_starts_with, field),
     "numeric_match": lambda spec, field: _answer_reward(_numeric, field),
     "regex": lambda spec, field: _regex(spec.pattern or ""),
     "length_penalty": lambda spec, field: _length_penalty(spec.max_chars or 200),
 }
-"""registry.REWARDS name -> maker(spec, reward_field) of the reward function (a test checks they agree)."""
+"""Built-in name -> maker(spec, reward_field) of the reward function: the one table of built-in rewards.
+The recipe's reward block reads its names from here, so this module imports torch only inside the functions
+that score (a recipe is validated without it)."""
 
 
 def load_function(spec: RewardFnSpec) -> RewardFn:
@@ -146,7 +149,7 @@ def load_rewards(specs: list[RewardFnSpec], reward_field: str) -> list[RewardTer
     """The recipe's reward terms, ready to score."""
     terms = []
     for spec in specs:
-        fn = BUILTINS[spec.name](spec, reward_field) if spec.name in REWARDS else load_function(spec)
+        fn = REWARDS[spec.name](spec, reward_field) if spec.name in REWARDS else load_function(spec)
         terms.append(RewardTerm(spec.name, spec.weight, _on_rows(fn, spec.name)))
     return terms
 
@@ -182,9 +185,13 @@ def check_answer_field(terms: list[RewardTerm], rows: list[Prompt], reward_field
 
 def score(terms: list[RewardTerm], rows: list[Prompt], completions: list[str]) -> torch.Tensor:
     """Every term's raw reward for each completion: (N, F)."""
+    import torch
+
     return torch.tensor([term.fn(rows, completions) for term in terms], dtype=torch.float32).T.reshape(len(completions), len(terms))
 
 
 def total(terms: list[RewardTerm], scores: torch.Tensor) -> torch.Tensor:
     """The weighted sum of the terms: (N,) from (N, F)."""
+    import torch
+
     return scores @ torch.tensor([t.weight for t in terms], dtype=scores.dtype)

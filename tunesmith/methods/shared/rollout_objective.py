@@ -15,10 +15,10 @@ from accelerate import Accelerator
 
 from tunesmith.data.pipeline import PreparedData
 from tunesmith.methods.rollout_spec import RolloutSpec
+from tunesmith.methods.shared.rewards import RewardTerm, check_answer_field, load_rewards
+from tunesmith.methods.shared.rollout import RolloutSchedule, evaluate_rewards, plan_prompts, prompt_items
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.objective import Batch
-from tunesmith.train.rewards import RewardTerm, check_answer_field, load_rewards
-from tunesmith.train.rollout import RolloutSchedule, evaluate_rewards, plan_prompts, prompt_items
 
 
 class RolloutObjective:

@@ -23,13 +23,13 @@ from tunesmith.data.pairs import tokenize_prompts
 from tunesmith.data.types import IGNORE_INDEX, Example, Prompt
 from tunesmith.errors import UserError
 from tunesmith.methods.rollout_spec import RolloutSpec
+from tunesmith.methods.shared.logprobs import token_logps
+from tunesmith.methods.shared.preference import per_batch
+from tunesmith.methods.shared.reference import unwrap
+from tunesmith.methods.shared.rewards import RewardTerm, score, total
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.batches import BatchPlan, plan_batches
-from tunesmith.train.logprobs import token_logps
 from tunesmith.train.objective import Batch
-from tunesmith.train.preference import per_batch
-from tunesmith.train.reference import unwrap
-from tunesmith.train.rewards import RewardTerm, score, total
 
 
 @torch.no_grad()
