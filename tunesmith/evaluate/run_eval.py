@@ -9,7 +9,6 @@ points; the CLI turns them into exit status 3.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,11 +40,11 @@ from tunesmith.evaluate.samples import write_samples
 from tunesmith.models.load import load_tokenizer
 from tunesmith.recipe.registry import BENCHMARKS, EVAL_SUITES
 from tunesmith.recipe.spec import EvalSpec
+from tunesmith.runs.eval_file import write_eval
 from tunesmith.runs.load import LoadedTarget, load_target
 from tunesmith.runs.report import write_report
 from tunesmith.runs.targets import Target, resolve_target
 
-EVAL_FILE = "eval.json"
 console = Console(stderr=True)
 
 
@@ -136,8 +135,7 @@ def run_eval(options: EvalOptions) -> EvalOutcome:
     }
     out = Path(options.out) if options.out else target.default_out()
     out.mkdir(parents=True, exist_ok=True)
-    path = out / EVAL_FILE
-    path.write_text(json.dumps(record, indent=2))
+    path = write_eval(out, record)
     if samples:
         write_samples(out, _records(samples), _records(base_samples))
     report = write_report(out)
