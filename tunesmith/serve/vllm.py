@@ -12,6 +12,7 @@ import json
 import shlex
 from pathlib import Path
 
+from tunesmith.runs.record import is_run_folder
 from tunesmith.serve.targets import ServeSpec, has_tokenizer, resolve
 
 _WHY = {
@@ -66,7 +67,7 @@ def gguf_tokenizer(base: str, group: list[ServeSpec]) -> Path | None:
 
 
 def _note(spec: ServeSpec) -> str:
-    run = spec.adapter.parent if spec.adapter is not None and (spec.adapter.parent / "run.json").is_file() else None
+    run = spec.adapter.parent if spec.adapter is not None and is_run_folder(spec.adapter.parent) else None
     fix = (f"merge it into its base and serve the merged model: tunesmith merge {run}" if spec.kind in _MERGEABLE and run
            else "merge it into its base (tunesmith merge RUN)" if spec.kind in _MERGEABLE
            else "it cannot be merged; serve it with tunesmith serve")
