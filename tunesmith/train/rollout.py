@@ -29,7 +29,7 @@ from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.logprobs import token_logps
 from tunesmith.train.objective import Batch
 from tunesmith.train.preference import per_batch
-from tunesmith.train.reference import unwrap
+from tunesmith.train.reference import unwrap_ddp
 from tunesmith.train.rewards import RewardTerm, score, total
 
 
@@ -46,7 +46,7 @@ def sample(
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     prompt_ids, prompt_mask = left_pad(rows, pad)
     width = prompt_ids.shape[1]
-    policy = unwrap(model)
+    policy = unwrap_ddp(model)
     device = next(policy.parameters()).device
     was_training = policy.training
     policy.eval()
