@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tests.test_plan import tiny_full_recipe
 from tunesmith.cli import app
-from tunesmith.models.load import load as models
+from tunesmith.models import load as models
 from tunesmith.plan import hardware
 from tunesmith.plan.memory import TrainSetup
 from tunesmith.plan.setup import compute_dtype
