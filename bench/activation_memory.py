@@ -64,7 +64,7 @@ def saved_by_module(setting: str, inp: dict, args: argparse.Namespace) -> tuple[
         model.train()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             trainer.objective.loss_sum(model, batch)
-        return kept, trainer.state["attn_implementation"]
+        return kept, trainer.state.recorded["attn_implementation"]
     finally:
         trainer.folder.release()
 

@@ -84,8 +84,8 @@ def child_main(payload: dict[str, Any]) -> dict[str, Any]:
         "weights_mib": weight_bytes(trainer.model) / 2**20,
         "held_mib": held_rss_mib() - baseline,
         "peak_mib": peak_rss_mib() - baseline,
-        "trainable": trainer.state["trainable_params"],
-        "total": trainer.state["total_params"],
+        "trainable": trainer.state.trainable_params,
+        "total": trainer.state.total_params,
         "final_loss": trainer.metrics.trains[-1][1],
     }
 

@@ -45,7 +45,7 @@ def child_main(payload: dict[str, Any]) -> dict[str, Any]:
         _train_step(trainer, step)
     return {"peak_mib": peak_rss_mib(), "estimate_mib": estimate.total / 2**20,
             "parts_mib": {k: v / 2**20 for k, v in estimate.parts.items()},
-            "trainable": trainer.state["trainable_params"]}
+            "trainable": trainer.state.trainable_params}
 
 
 def prepare(workdir: Path, data_dir: Path) -> dict[str, Path]:

@@ -32,8 +32,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
             "trained": str(next(p.dtype for p in trainer.model.parameters() if p.requires_grad)),
             "frozen": str(next((p.dtype for p in trainer.model.parameters() if not p.requires_grad), "none")),
             "autocast": resolve_mixed_precision(recipe.train.mixed_precision), "packing": recipe.train.packing,
-            "grad_ckpt": trainer.state["gradient_checkpointing"], "threads": torch.get_num_threads(),
-            "attention": trainer.state["attn_implementation"], "kernels": trainer.state["kernels"],
+            "grad_ckpt": trainer.state.recorded["gradient_checkpointing"], "threads": torch.get_num_threads(),
+            "attention": trainer.state.recorded["attn_implementation"], "kernels": trainer.state.recorded["kernels"],
         },
         "start": [time.perf_counter(), time.process_time()], "steps": [],
     }

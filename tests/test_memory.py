@@ -49,17 +49,17 @@ def test_trainer_applies_the_decision(tiny_setup, tmp_path: Path, monkeypatch: p
     from tunesmith.train.loop import _train_step, build_trainer
 
     roomy = build_trainer(make_recipe(tiny_setup, tmp_path / "roomy"))  # a tiny model: nowhere near half
-    assert roomy.state["gradient_checkpointing"] is False
+    assert roomy.state.recorded["gradient_checkpointing"] is False
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1024)
     tight = build_trainer(make_recipe(tiny_setup, tmp_path / "tight"))
-    assert tight.state["gradient_checkpointing"] is True
+    assert tight.state.recorded["gradient_checkpointing"] is True
     base = tight.accelerator.unwrap_model(tight.model).get_base_model()
     assert base.is_gradient_checkpointing
     first = [_train_step(trainer, 0) for trainer in (roomy, tight)]  # recomputation changes time, not the step
     assert first[0]["loss"] == pytest.approx(first[1]["loss"], rel=1e-6)
     assert first[0]["grad_norm"] == pytest.approx(first[1]["grad_norm"], rel=1e-5)
     prefix = build_trainer(make_recipe(tiny_setup, tmp_path / "prefix", adapter="prefix"))
-    assert prefix.state["gradient_checkpointing"] is False  # prefix tuning cannot be checkpointed
+    assert prefix.state.recorded["gradient_checkpointing"] is False  # prefix tuning cannot be checkpointed
 
 
 def test_fused_lora_terms_match_what_autograd_keeps() -> None:

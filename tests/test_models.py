@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tunesmith.errors import UserError
 from tunesmith.models import load as models
 from tunesmith.models.load import count_parameters, load_config, load_model, load_tokenizer, resolve_dtype
+from tunesmith.runs.record import RUN_FILE
 from tunesmith.testing.tiny import (
     BOS_ID,
     EOS_ID,
@@ -242,6 +243,14 @@ def test_bad_folders_are_user_errors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "lama"}))
     with pytest.raises(UserError, match="did you mean 'llama'"):
         load_config(str(tmp_path))
+
+
+def test_a_run_folder_given_as_a_model_says_where_its_weights_are(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RUN_FILE).write_text("{}")
+    with pytest.raises(UserError, match="is a tunesmith run folder, not a model; use .*model"):
+        load_model(str(run))
 
 
 def test_trust_remote_code_is_false_unless_asked(tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,12 +4,15 @@ bounds, pickle refusal and the --print-vllm command."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.test_run_folder_trust import write_run
 from tunesmith.errors import UserError
+from tunesmith.runs.record import RUN_FILE
 from tunesmith.serve.completions import params_for
 from tunesmith.serve.errors import ApiError
 from tunesmith.serve.sampling import RowState
@@ -122,6 +125,15 @@ def test_print_vllm_serves_lora_and_explains_the_rest(tmp_path: Path) -> None:
                        f"mine={lora} --max-lora-rank 32 --api-key $TUNESMITH_API_KEY")
     assert "dora" in notes[0] and "10849" in notes[0] and "tunesmith merge" in notes[0]
     assert "IA3" in notes[1] and "merge" in notes[1]
+
+
+def test_print_vllm_names_the_run_to_merge_for_an_adapter_in_a_run_folder(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", adapter="dora")
+    shutil.rmtree(run / "adapter")
+    adapter_folder(run / "adapter", "org/model", use_dora=True)
+    assert (run / RUN_FILE).is_file()
+    note = vllm_commands([str(run / "adapter")]).splitlines()[-1]
+    assert f"tunesmith merge {run}" in note
 
 
 def test_print_vllm_points_tokenizer_at_a_folder_with_tokenizer_files(tmp_path: Path) -> None:

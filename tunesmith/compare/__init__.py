@@ -22,9 +22,10 @@ from tunesmith.compare.charts import write_charts
 from tunesmith.compare.evaluation import evaluate_base, evaluate_run
 from tunesmith.compare.execute import load_measure, save_measure, train_child
 from tunesmith.compare.rows import comparison_rows
-from tunesmith.compare.run_files import read_eval, run_finished
+from tunesmith.compare.run_files import run_finished
 from tunesmith.compare.spec import load_spec, strategy_recipes, write_recipe
 from tunesmith.compare.table import write_csv, write_markdown
+from tunesmith.runs.eval_file import read_eval
 
 console = Console(stderr=True)
 

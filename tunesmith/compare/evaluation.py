@@ -7,16 +7,13 @@ run folder, as `tunesmith eval RUN` would write them. The same items, so each st
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith.compare.run_files import read_eval
 from tunesmith.compare.spec import CompareEval
 from tunesmith.evaluate.samples import write_samples
-from tunesmith.runs.atomic import write_text_atomic
-from tunesmith.runs.record import EVAL_FILE
+from tunesmith.runs.eval_file import read_eval, write_eval
 
 BASE_NAME = "base model"
 """How the base is labelled while it is scored and in base/eval.json."""
@@ -57,5 +54,5 @@ def evaluate_base(any_run: Path, settings: CompareEval, folder: Path) -> dict[st
               "settings": {"suites": settings.suite, "limit": settings.limit}}
     out.mkdir(parents=True, exist_ok=True)
     write_samples(out, {}, {suite: o.samples for suite, o in outcomes.items() if o.samples})
-    write_text_atomic(out / EVAL_FILE, json.dumps(record, indent=2))
+    write_eval(out, record)
     return record

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.compare.execute import load_measure
-from tunesmith.compare.run_files import read_eval
 from tunesmith.compare.table import base_row, strategy_row
+from tunesmith.runs.eval_file import read_eval
 
 BASE_FOLDER, RUNS_FOLDER = "base", "runs"
 

@@ -8,7 +8,6 @@ from typing import Any
 from tunesmith import runs
 from tunesmith.runs.metrics import METRICS_FILE
 from tunesmith.runs.metrics import read_metrics as read_metrics_file
-from tunesmith.runs.record import EVAL_FILE, read_json
 
 
 def read_run(run_dir: Path) -> dict[str, Any] | None:
@@ -20,11 +19,6 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """metrics.jsonl records (train steps and evaluations), in order."""
     path = run_dir / METRICS_FILE
     return read_metrics_file(path) if path.is_file() else []
-
-
-def read_eval(folder: Path) -> dict[str, Any] | None:
-    """eval.json written by `tunesmith eval` into a run folder (or another output folder)."""
-    return read_json(folder / EVAL_FILE)
 
 
 def run_finished(run_dir: Path) -> bool:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.evaluate.loglik import encode_pair, loglikelihoods, max_context
+from tunesmith.models.padding import left_pad, token_positions
 
 MIN_SHARED_PREFIX = 16
 """A group's shared prefix is cached only when at least this many tokens long (else it is not worth a pass)."""
@@ -158,14 +159,9 @@ def _score_batch(model: Any, batch: list[_Encoded], prefix: list[int], cache: An
     """Scores for one batch: context pass (head at its last token), then a pass over longer choices."""
     device, p = _device(model), len(prefix)
     tails = [e.context[p:] for e in batch]
-    width = max(map(len, tails))
-    ids = torch.zeros((len(batch), width), dtype=torch.long)
-    own = torch.zeros((len(batch), width), dtype=torch.long)
-    for b, tail in enumerate(tails):  # left padding: every context ends in the last column
-        ids[b, width - len(tail):] = torch.tensor(tail)
-        own[b, width - len(tail):] = 1
+    ids, own = left_pad(tails, 0)  # every context ends in the last column
     mask = torch.cat([torch.ones((len(batch), p), dtype=torch.long), own], dim=1)
-    positions = p + (own.cumsum(dim=1) - 1).clamp(min=0)
+    position_ids = token_positions(own, start=p)
     multi = any(len(c) > 1 for e in batch for c in e.continuations)
     past = _expand(cache, [0] * len(batch)) if cache is not None else None
     if multi and past is None:
@@ -173,7 +169,7 @@ def _score_batch(model: Any, batch: list[_Encoded], prefix: list[int], cache: An
 
         past = DynamicCache()
     out = _forward(model, input_ids=ids.to(device), attention_mask=mask.to(device),
-                   position_ids=positions.to(device), cache=past, use_cache=multi)
+                   position_ids=position_ids.to(device), cache=past, use_cache=multi)
     first = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the first token of every choice
     scores = [[float(first[b, cont[0]]) for cont in e.continuations] for b, e in enumerate(batch)]
     if multi:

@@ -16,6 +16,7 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from tunesmith.evaluate.loglik import max_context
+from tunesmith.models.padding import left_pad
 
 
 class _StopOnText(StoppingCriteria):
@@ -64,17 +65,10 @@ def generate(
     answers: list[str] = [""] * len(rows)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        width = max(len(rows[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for b, i in enumerate(chunk):
-            ids[b, width - len(rows[i]):] = torch.tensor(rows[i])
-            mask[b, width - len(rows[i]):] = 1
+        ids, mask = left_pad([rows[i] for i in chunk], pad, device=device)
+        width = ids.shape[1]
         criteria = StoppingCriteriaList([_StopOnText(tokenizer, stops, width)]) if stops else None
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
-            stopping_criteria=criteria,
-        )
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config, stopping_criteria=criteria)
         for b, i in enumerate(chunk):
             new = out[b, width:].tolist()
             if eos is not None and eos in new:

@@ -9,9 +9,8 @@ points; the CLI turns them into exit status 3.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,44 +36,17 @@ from tunesmith.evaluate.judge import (
     served_model,
 )
 from tunesmith.evaluate.judge_endpoint import judge_endpoint, judge_key
+from tunesmith.evaluate.options import EvalOptions, recipe_values
 from tunesmith.evaluate.samples import write_samples
 from tunesmith.models.load import load_tokenizer
 from tunesmith.recipe.registry import EVAL_SUITES
 from tunesmith.recipe.spec import EvalSpec
+from tunesmith.runs.eval_file import write_eval
 from tunesmith.runs.load import LoadedTarget, load_target
 from tunesmith.runs.report import write_report
 from tunesmith.runs.targets import Target, resolve_target
 
-EVAL_FILE = "eval.json"
 console = Console(stderr=True)
-
-
-@dataclass
-class EvalOptions:
-    """The command line of `tunesmith eval`; None means "the run's eval: block, else the default"."""
-
-    target: str
-    suites: list[str] | None = None
-    base: bool = False
-    limit: int | None = None
-    shots: int | None = None
-    max_drop: float | None = None
-    gate_rule: str = "ci"
-    data_dir: str | None = None
-    mmlu: str | None = None
-    hellaswag: str | None = None
-    gsm8k: str | None = None
-    heldout: str | None = None
-    ppl_file: str | None = None
-    template: str | None = None
-    out: str | None = None
-    dtype: str = "auto"
-    batch_size: int = 16
-    max_new_tokens: int = 256
-    judge_url: str | None = None
-    judge_model: str | None = None
-    judge_key_env: str | None = None
-    judge_questions: str | None = None
 
 
 @dataclass
@@ -136,8 +108,7 @@ def run_eval(options: EvalOptions) -> EvalOutcome:
     }
     out = Path(options.out) if options.out else target.default_out()
     out.mkdir(parents=True, exist_ok=True)
-    path = out / EVAL_FILE
-    path.write_text(json.dumps(record, indent=2))
+    path = write_eval(out, record)
     if samples:
         write_samples(out, _records(samples), _records(base_samples))
     report = write_report(out)
@@ -151,19 +122,10 @@ def _with_recipe_defaults(options: EvalOptions, target: Target) -> EvalOptions:
         spec = EvalSpec.model_validate(raw)
     except ValidationError as e:
         raise UserError(f"the eval: block of {target.run_dir}/run.json is invalid: {e}") from None
-    judge = spec.judge
     endpoint = judge_endpoint(options.judge_url, options.judge_key_env, raw.get("judge"), f"{target.run_dir}/run.json")
     for warning in endpoint.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    merged = dict(
-        suites=options.suites or spec.suite, limit=options.limit or spec.limit,
-        shots=options.shots if options.shots is not None else spec.shots,
-        max_drop=options.max_drop if options.max_drop is not None else spec.max_drop,
-        data_dir=options.data_dir or spec.data_dir, judge_url=endpoint.url,
-        judge_model=options.judge_model or judge.model, judge_key_env=endpoint.key_env,
-        judge_questions=options.judge_questions or judge.questions,
-    )
-    return EvalOptions(**{**options.__dict__, **merged})
+    return replace(options, **recipe_values(options, spec), judge_url=endpoint.url, judge_key_env=endpoint.key_env)
 
 
 def make_plan(options: EvalOptions, target: Target) -> Plan:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tunesmith.methods.shared.reference import unwrap
+from tunesmith.methods.shared.reference import unwrap_ddp
 
 HEADS_FILE = "scalar_heads.safetensors"
 REWARD_HEAD = "reward_head"
@@ -24,11 +24,11 @@ _HEADS = (REWARD_HEAD, VALUE_HEAD)
 
 def attach_head(model: torch.nn.Module, name: str) -> torch.nn.Linear:
     """A fresh fp32 `Linear(hidden, 1)`, zero-initialised (scores start at 0), registered on the model."""
-    hidden = unwrap(model).get_input_embeddings().embedding_dim
+    hidden = unwrap_ddp(model).get_input_embeddings().embedding_dim
     head = torch.nn.Linear(hidden, 1)
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
-    unwrap(model).add_module(name, head)
+    unwrap_ddp(model).add_module(name, head)
     return head
 
 
@@ -46,7 +46,7 @@ def last_token_scores(head: torch.nn.Linear, states: torch.Tensor, attention_mas
 @contextlib.contextmanager
 def heads_set_aside(model: torch.nn.Module, out_dir: Path) -> Iterator[None]:
     """Detach the scalar heads while the model saves itself, then write them to `out_dir/scalar_heads.safetensors`."""
-    inner = unwrap(model)
+    inner = unwrap_ddp(model)
     heads = {name: inner._modules.pop(name) for name in _HEADS if name in inner._modules}
     try:
         yield

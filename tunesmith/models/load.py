@@ -30,6 +30,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
 from tunesmith.errors import UserError, suggestion
 from tunesmith.gguf.source import converted_folder, find_gguf
+from tunesmith.runs.record import is_run_folder
 from tunesmith.speedups.kernels import resolve_attn_implementation
 
 DTYPES: dict[str, torch.dtype] = {
@@ -238,7 +239,7 @@ def _resolve_source(path_or_id: str, need_config: bool = True) -> tuple[str, boo
         return str(converted_folder(gguf_file)), True
     path = Path(path_or_id).expanduser()
     if path.is_dir():
-        if (path / "run.json").is_file() and not (path / "config.json").is_file():
+        if is_run_folder(path) and not (path / "config.json").is_file():
             raise UserError(
                 f"'{path_or_id}' is a tunesmith run folder, not a model; use {path / 'model'} (full fine-tuning), "
                 f"or `tunesmith merge {path_or_id}` to turn its adapter into a model"

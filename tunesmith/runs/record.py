@@ -97,7 +97,9 @@ class RunRecord:
 
     def eval_results(self) -> dict[str, Any] | None:
         """eval.json written by `tunesmith eval` into this folder, or None before any eval."""
-        return read_json(self.eval_file)
+        from tunesmith.runs.eval_file import read_eval  # eval_file reads through this module: imported late
+
+        return read_eval(self.path)
 
     def require_finished(self) -> RunRecord:
         """Self, when training finished and saved its final weights; else a UserError saying how to go on."""

@@ -22,8 +22,9 @@ from tunesmith.evaluate.forgetting import COMPARED, FRACTIONS, change_text, chan
 from tunesmith.evaluate.report_sections import interval_text, mtbench_view, regressions_view
 from tunesmith.pages import png_image, render_page
 from tunesmith.runs.atomic import write_text_atomic
+from tunesmith.runs.eval_file import read_eval
 from tunesmith.runs.metrics import METRICS_FILE, read_metrics
-from tunesmith.runs.record import EVAL_FILE, RunRecord, is_run_folder, read_json, read_run
+from tunesmith.runs.record import RunRecord, is_run_folder, read_run
 from tunesmith.train.monitor import plot_losses
 
 REPORT_FILE = "report.html"
@@ -33,7 +34,7 @@ def write_report(folder: str | Path) -> Path:
     """Write `folder/report.html` (and redraw loss.png / eval.png) from what the folder holds."""
     folder = Path(folder)
     run = read_run(folder) if is_run_folder(folder) else None
-    record = read_json(folder / EVAL_FILE)
+    record = read_eval(folder)
     if run is None and record is None:
         raise UserError(f"{folder} holds neither run.json nor eval.json; "
                         "give a run folder, or run `tunesmith eval` first")

@@ -25,6 +25,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
 from tunesmith.adapters.unit import Serving
+from tunesmith.models.padding import left_pad
 from tunesmith.serve.admission import Admission
 from tunesmith.serve.errors import ApiError, queue_full
 from tunesmith.serve.sampling import RowSampler, RowState, RowStopper
@@ -172,7 +173,7 @@ class Engine:
             pad = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else base.tokenizer.eos_token_id
             rows = [row for job in batch for row in _rows(job, base)]
             self.history.append(tuple(job.entry.name for job in batch for _ in range(job.params.n)))
-            ids, mask = _left_pad([job.prompt for job in batch for _ in range(job.params.n)], pad)
+            ids, mask = left_pad([job.prompt for job in batch for _ in range(job.params.n)], pad)
             config = GenerationConfig(do_sample=False, max_new_tokens=max(r.max_tokens for r in rows),
                                       pad_token_id=pad, eos_token_id=None)
             with torch.inference_mode():
@@ -248,11 +249,3 @@ def _emit_text(sink: Callable[[Event], None], index: int, text: str) -> None:
     sink(("text", index, text))
 
 
-def _left_pad(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, prompt in enumerate(prompts):
-        ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        mask[i, width - len(prompt):] = 1
-    return ids, mask

@@ -12,6 +12,7 @@ import json
 import shlex
 from pathlib import Path
 
+from tunesmith.runs.record import is_run_folder
 from tunesmith.serve.targets import ServeSpec, has_tokenizer, resolve
 
 VLLM_DEFAULT_MAX_RANK = 16
@@ -60,7 +61,7 @@ def gguf_tokenizer(base: str, group: list[ServeSpec]) -> Path | None:
 def _note(spec: ServeSpec) -> str:
     kind = spec.adapter_kind
     assert kind is not None and kind.vllm_refusal is not None
-    run = spec.adapter.parent if spec.adapter is not None and (spec.adapter.parent / "run.json").is_file() else None
+    run = spec.adapter.parent if spec.adapter is not None and is_run_folder(spec.adapter.parent) else None
     fix = (f"merge it into its base and serve the merged model: tunesmith merge {run}" if kind.merges and run
            else "merge it into its base (tunesmith merge RUN)" if kind.merges
            else "it cannot be merged; serve it with tunesmith serve")

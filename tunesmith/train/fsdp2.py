@@ -25,12 +25,12 @@ from torch.distributed.tensor import DTensor, Shard
 from tunesmith.adapters.kinds import sharded_kinds
 from tunesmith.errors import UserError
 from tunesmith.methods import BY_NAME, METHODS
-from tunesmith.train.unwrap import unwrap
+from tunesmith.train.unwrap import unwrap_to_transformers
 
 
 def shard_model(model: torch.nn.Module, world_size: int) -> torch.nn.Module:
     """Shard every decoder layer, then the root (embeddings, final norm, head); returns the same model."""
-    inner = unwrap(model)
+    inner = unwrap_to_transformers(model)
     layers = getattr(getattr(inner, "model", inner), "layers", None)
     if layers is None:
         raise UserError(f"distributed.strategy fsdp2 needs a model with decoder layers (model.layers); "

@@ -45,6 +45,7 @@ from tunesmith.train.profile import StepProfiler
 from tunesmith.train.progress import BASE_EVAL, TrainProgress
 from tunesmith.train.schedule_change import apply_schedule_change, schedule_settings
 from tunesmith.train.speedups import apply_speedups
+from tunesmith.train.state import TrainState
 from tunesmith.train.trackers import accelerator_kwargs, end_trackers, log_to_trackers, start_trackers
 
 console = Console(stderr=True)
@@ -69,7 +70,7 @@ class Trainer:
     folder: RunFolder
     metrics: MetricsLog
     profiler: StepProfiler = field(default_factory=lambda: StepProfiler(enabled=False))
-    state: dict[str, Any] = field(default_factory=lambda: {"step": 0, "tokens": 0, "best_eval_loss": None})
+    state: TrainState = field(default_factory=TrainState)
 
 
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, profile: bool = False,
@@ -141,7 +142,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
     trainer = Trainer(recipe, accelerator, model, tokenizer, data, objective, optimizer, scheduler,
                       folder, MetricsLog(folder.path, write=folder.main))
     trainable, total = count_parameters(model)
-    trainer.state.update(trainable_params=trainable, total_params=total, schedule=_schedule(trainer))
+    trainer.state.trainable_params, trainer.state.total_params, trainer.state.schedule = trainable, total, _schedule(trainer)
     console.print(
         f"[bold]{recipe.name}[/]: {recipe.method} / {recipe.adapter} on {recipe.model} — "
         f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%), "
@@ -153,8 +154,8 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
         console.print(checkpoint_note)
     if resume:
         _resume(trainer)
-    trainer.state.update(speed)  # after resume: what this machine runs, not what the checkpoint's did
-    folder.write_record(recipe, data.summary(), trainer.state, status="running")  # a refused resume left it as it was
+    trainer.state.recorded.update(speed)  # after resume: what this machine runs, not what the checkpoint's did
+    folder.write_record(recipe, data.summary(), trainer.state.to_json(), status="running")  # a refused resume left it as it was
     return trainer
 
 
@@ -197,15 +198,15 @@ def _resume(trainer: Trainer) -> None:
     sharded = fsdp2.is_sharded(model)
     if sharded:
         fsdp2.load_checkpoint_into(checkpoint, model, trainer.optimizer)
-    trainer.state.update(load_checkpoint(checkpoint, None if sharded else model, None if sharded else trainer.optimizer,
-                                         trainer.scheduler, rank=distributed.rank_of(trainer.accelerator)))
+    trainer.state.restore(load_checkpoint(checkpoint, None if sharded else model, None if sharded else trainer.optimizer,
+                                          trainer.scheduler, rank=distributed.rank_of(trainer.accelerator)))
     current = _schedule(trainer)
-    changed = apply_schedule_change(trainer.optimizer, trainer.scheduler, trainer.state.get("schedule"), current)
-    trainer.state["schedule"] = current
+    changed = apply_schedule_change(trainer.optimizer, trainer.scheduler, trainer.state.schedule, current)
+    trainer.state.schedule = current
     if changed:
         console.print(f"resuming with the recipe's new schedule ({'; '.join(changed)}), not the checkpoint's")
-    trainer.metrics.truncate_after(trainer.state["step"])
-    console.print(f"resumed from {checkpoint} at step {trainer.state['step']}")
+    trainer.metrics.truncate_after(trainer.state.step)
+    console.print(f"resumed from {checkpoint} at step {trainer.state.step}")
 
 
 def trainer_run(trainer: Trainer) -> None:
@@ -213,7 +214,7 @@ def trainer_run(trainer: Trainer) -> None:
     recipe, state = trainer.recipe, trainer.state
 
     def record(status: str, reason: str) -> None:
-        trainer.folder.write_record(recipe, trainer.data.summary(), state, status=status, reason=reason)
+        trainer.folder.write_record(recipe, trainer.data.summary(), state.to_json(), status=status, reason=reason)
 
     with recording_failures(record, trainer.folder.path):
         _run_steps(trainer)
@@ -221,14 +222,14 @@ def trainer_run(trainer: Trainer) -> None:
 
 def _run_steps(trainer: Trainer) -> None:
     recipe, state = trainer.recipe, trainer.state
-    written = trainer.folder.write_record(recipe, trainer.data.summary(), state, status="running")
+    written = trainer.folder.write_record(recipe, trainer.data.summary(), state.to_json(), status="running")
     start_trackers(trainer.accelerator, recipe, written.recipe)
-    progress = TrainProgress(total=trainer.objective.steps, start=state["step"])
-    if state["step"] == 0:  # labelled on the bar; the display it starts goes on into the steps
+    progress = TrainProgress(total=trainer.objective.steps, start=state.step)
+    if state.step == 0:  # labelled on the bar; the display it starts goes on into the steps
         progress.during(BASE_EVAL, lambda: _evaluate(trainer, step=0))
     try:
         with progress, stop_request.agreed_stop(trainer.accelerator) as stop:
-            for step in range(state["step"], trainer.objective.steps):
+            for step in range(state.step, trainer.objective.steps):
                 record = _train_step(trainer, step)
                 progress.update(step + 1, record)
                 stop.check()  # several processes: all stop after the same step, so the save below is collective
@@ -236,8 +237,8 @@ def _run_steps(trainer: Trainer) -> None:
                     break
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: saved {_save(trainer)}; continue with --resume")
-        trainer.folder.write_record(recipe, trainer.data.summary(), state, status="interrupted",
-                                    reason=f"interrupted (Ctrl-C) during step {state['step'] + 1}")
+        trainer.folder.write_record(recipe, trainer.data.summary(), state.to_json(), status="interrupted",
+                                    reason=f"interrupted (Ctrl-C) during step {state.step + 1}")
         end_trackers(trainer.accelerator)
         raise SystemExit(130) from None
     _finish(trainer)
@@ -276,11 +277,11 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
         grad_norm = distributed.optimizer_step(accelerator, model, trainer.optimizer, trainer.recipe.train.max_grad_norm)
         trainer.scheduler.step()
     elapsed = time.perf_counter() - started
-    state["step"] = step + 1
+    state.step = step + 1
     real_tokens = objective.real_tokens(step)
-    state["tokens"] += real_tokens
+    state.tokens += real_tokens
     record = {
-        "step": step + 1, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": state["tokens"],
+        "step": step + 1, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": state.tokens,
         "units": total_units, "tokens_per_s": real_tokens / max(elapsed, 1e-9), "step_seconds": elapsed,
         **{key: value / max(total_units, 1) for key, value in extras.items()},
     }
@@ -301,9 +302,9 @@ def _after_step(trainer: Trainer, step: int) -> bool:
     last = step == trainer.objective.steps
     if t.eval_every and step % t.eval_every == 0 and not last:
         _evaluate(trainer, step)
-    if "stopped_early" in state:
+    if state.stopped_early is not None:
         return True  # _finish saves the weights; a checkpoint saying "stopped" would stop a resumed run at once
-    best_just_saved = bool(t.patience) and state.get("best_step") == step  # _evaluate saved it
+    best_just_saved = bool(t.patience) and state.best_step == step  # _evaluate saved it
     if t.save_every and step % t.save_every == 0 and not last and not best_just_saved:
         _save(trainer)
     return False
@@ -315,19 +316,18 @@ def _evaluate(trainer: Trainer, step: int) -> float | None:
         return None
     _log(trainer, {"step": step, **metrics})
     loss = metrics["eval_loss"]
-    state = trainer.state
-    t = trainer.recipe.train
-    if state["best_eval_loss"] is None or loss < state["best_eval_loss"]:
-        state["best_eval_loss"], state["best_step"] = loss, step
+    state, t = trainer.state, trainer.recipe.train
+    if state.best_eval_loss is None or loss < state.best_eval_loss:
+        state.best_eval_loss, state.best_step = loss, step
         if t.patience and t.save_every and 0 < step < trainer.objective.steps:
             _save(trainer)  # watching for overfitting: keep each new best (protected) until a better one comes
     if t.patience:
         warning = detect_overfitting(trainer.metrics.evals, trainer.metrics.trains, t.patience)
         if warning:
             console.print(f"[yellow]warning:[/] {warning}")
-            state["overfitting"] = warning
+            state.overfitting = warning
             if t.early_stop and step < trainer.objective.steps:
-                state["stopped_early"] = f"train.early_stop at step {step}: {warning}"
+                state.stopped_early = f"train.early_stop at step {step}: {warning}"
     return loss
 
 
@@ -336,7 +336,7 @@ def _diverged(trainer: Trainer, step: int, loss: float) -> None:
     trainer.optimizer.zero_grad(set_to_none=True)
     reason = f"loss became {loss} at step {step + 1}"
     good, aside = set_aside_bad_checkpoint(trainer.folder.path, step) if trainer.folder.main else (None, None)
-    trainer.folder.write_record(trainer.recipe, trainer.data.summary(), trainer.state, status="diverged",
+    trainer.folder.write_record(trainer.recipe, trainer.data.summary(), trainer.state.to_json(), status="diverged",
                                 reason=reason)
     raise TrainingDiverged(f"{reason}; the weights were not updated with it. "
                            + divergence_advice(good, aside, trainer.recipe.lr, trainer.recipe.train.max_grad_norm))
@@ -348,12 +348,12 @@ def _save(trainer: Trainer) -> Path:
     rng = distributed.gather_rng(accelerator, rng_states())
     model = accelerator.unwrap_model(trainer.model)
     gathered = fsdp2.gather_checkpoint(model, trainer.optimizer) if fsdp2.is_sharded(model) else None
-    best = trainer.state.get("best_step") if trainer.recipe.train.patience else None
-    path = trainer.folder.path / "checkpoints" / f"step-{trainer.state['step']}"
+    best = trainer.state.best_step if trainer.recipe.train.patience else None
+    path = trainer.folder.path / "checkpoints" / f"step-{trainer.state.step}"
     if trainer.folder.main:
         path = save_checkpoint(
-            trainer.folder.path, trainer.state["step"], model, trainer.optimizer, trainer.scheduler,
-            dict(trainer.state), keep=trainer.recipe.train.keep_checkpoints,
+            trainer.folder.path, trainer.state.step, model, trainer.optimizer, trainer.scheduler,
+            trainer.state.to_json(), keep=trainer.recipe.train.keep_checkpoints,
             protect=[best] if best else [], rng=rng, gathered=gathered,
         )
     accelerator.wait_for_everyone()
@@ -364,8 +364,8 @@ def _finish(trainer: Trainer) -> None:
     """Final evaluation, weights/adapter, plot and run.json (with the best checkpoint and any early stop)."""
     state = trainer.state
     evals = trainer.metrics.evals
-    already = evals and evals[-1][0] == state["step"]  # early stop right after an evaluation at this step
-    final_eval = evals[-1][1] if already else _evaluate(trainer, state["step"])
+    already = evals and evals[-1][0] == state.step  # early stop right after an evaluation at this step
+    final_eval = evals[-1][1] if already else _evaluate(trainer, state.step)
     model = trainer.accelerator.unwrap_model(trainer.model)
     full = distributed.gathered_weights(trainer.accelerator, trainer.model, trainer.recipe.adapter)
     output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter, state_dict=full)
@@ -373,25 +373,25 @@ def _finish(trainer: Trainer) -> None:
     if trainer.folder.main:
         plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)
     evals = trainer.metrics.evals
-    best_step = state.get("best_step")
+    best_step = state.best_step
     saved = dict(list_checkpoints(trainer.folder.path))
-    best_checkpoint = output if best_step == state["step"] else saved.get(best_step)
-    state.update(measure_run(trainer, model.config))  # peak memory (all ranks; the largest) beside the plan's
-    state["final"] = {
+    best_checkpoint = output if best_step == state.step else saved.get(best_step)
+    state.recorded.update(measure_run(trainer, model.config))  # peak memory (all ranks; the largest) beside the plan's
+    state.final = {
         "train_loss": trainer.metrics.trains[-1][1] if trainer.metrics.trains else None,
         "eval_loss_before": evals[0][1] if evals and evals[0][0] == 0 else None,
         "eval_loss": final_eval,
-        "best_step": best_step, "best_eval_loss": state.get("best_eval_loss"),
+        "best_step": best_step, "best_eval_loss": state.best_eval_loss,
         "best_checkpoint": str(best_checkpoint) if best_checkpoint else None,
-        "stopped_early": state.get("stopped_early"),
+        "stopped_early": state.stopped_early,
     }
-    if state.get("stopped_early"):
-        console.print(f"[yellow]stopped early[/]: {state['stopped_early']}")
+    if state.stopped_early:
+        console.print(f"[yellow]stopped early[/]: {state.stopped_early}")
     if best_checkpoint:
-        console.print(f"best eval loss {state['best_eval_loss']:.4f} at step {best_step}: {best_checkpoint}")
-    trainer.folder.write_record(trainer.recipe, trainer.data.summary(), state, status="done")
+        console.print(f"best eval loss {state.best_eval_loss:.4f} at step {best_step}: {best_checkpoint}")
+    trainer.folder.write_record(trainer.recipe, trainer.data.summary(), state.to_json(), status="done")
     end_trackers(trainer.accelerator)
-    before, after = state["final"]["eval_loss_before"], final_eval
+    before, after = state.final["eval_loss_before"], final_eval
     if before is not None and after is not None:
         if any("eval_reward" in r for r in trainer.metrics.records):  # GRPO/PPO: eval_loss is minus the reward
             console.print(f"held-out reward: {-before:.4f} -> {-after:.4f} ({before - after:+.4f})")

@@ -24,6 +24,7 @@ from tunesmith.plan.setup import compute_dtype
 from tunesmith.plan.shape import shape_from_config
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.peak_memory import peak_memory
+from tunesmith.train.state import TrainState
 
 logger = logging.getLogger(__name__)
 SHARDINGS = {"ddp": "ddp", "fsdp2": "fsdp", "zero2": "zero2", "zero3": "zero3"}
@@ -83,7 +84,7 @@ class FinishedRun(Protocol):
     recipe: Recipe
     accelerator: Accelerator
     data: Any
-    state: dict[str, Any]
+    state: TrainState
     metrics: Any
 
 
@@ -93,6 +94,6 @@ def measure_run(run: FinishedRun, config: Any) -> dict[str, Any]:
     found = peak_memory(run.accelerator)
     if run.accelerator.is_main_process:
         seconds = [r["step_seconds"] for r in run.metrics.records if "step_seconds" in r]
-        found["plan_check"] = plan_check(run.recipe, config, run.data.summary(), {**run.state, **found},
+        found["plan_check"] = plan_check(run.recipe, config, run.data.summary(), {**run.state.to_json(), **found},
                                          run.accelerator.device, seconds, run.accelerator.num_processes)
     return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap_to_transformers(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model under DDP (`.module`) and PEFT (`.get_base_model()`) wrappers."""
     while True:
         if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):

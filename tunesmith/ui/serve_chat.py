@@ -1,7 +1,6 @@
 """The chat pane answered by `tunesmith serve`'s own code: the same target resolution, model store, batching
 engine and chat rendering as the server, in this process (one serve app per run, reached through
-Starlette's in-process client: no port is opened). The dashboard uses it by default; `chat.LocalEngine` is
-the plain-transformers reference the tests compare it with."""
+Starlette's in-process client: no port is opened). The dashboard uses it by default."""
 
 from __future__ import annotations
 

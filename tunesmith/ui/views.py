@@ -23,7 +23,7 @@ from tunesmith.compare.rows import RUNS_FOLDER
 from tunesmith.errors import UserError
 from tunesmith.evaluate.forgetting import COMPARED, change_text, change_trend, stored_significance
 from tunesmith.runs.metrics import METRICS_FILE, read_metrics
-from tunesmith.runs.record import RunRecord, is_run_folder, read_run
+from tunesmith.runs.record import RUN_FILE, RunRecord, is_run_folder, read_run
 
 DAMAGE = (UserError, ValueError, TypeError, AttributeError, KeyError, OSError)
 """What reading a damaged run folder raises while a row or page is built from it."""
@@ -130,7 +130,7 @@ def _run_wall(run: RunRecord) -> float | None:
     try:
         return wall_time(run.started, run.ended, running=run.status == "running")
     except (TypeError, ValueError):
-        raise UserError(f"{run.path / 'run.json'}: field 'started' or 'ended' is not an ISO time "
+        raise UserError(f"{run.path / RUN_FILE}: field 'started' or 'ended' is not an ISO time "
                         f"({run.started!r}, {run.ended!r})") from None
 
 
@@ -175,7 +175,7 @@ def _eval(run: RunRecord) -> dict[str, Any] | None:
 
 def _mapping(value: Any, run: RunRecord, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise UserError(f"{run.path / 'run.json'}: field '{field}' must be a mapping, not {_shape(value)}")
+        raise UserError(f"{run.path / RUN_FILE}: field '{field}' must be a mapping, not {_shape(value)}")
     return value
 
 

@@ -24,7 +24,7 @@ from tunesmith.methods.shared.token_nll import (
     token_nll_sum,
     trained_targets,
 )
-from tunesmith.train.unwrap import unwrap
+from tunesmith.train.unwrap import unwrap_to_transformers
 
 
 @dataclass
@@ -57,7 +57,7 @@ def fused_head(model: torch.nn.Module) -> FusedHead | None:
     """The decoder and head to compute the loss with directly, or None where that is not safe."""
     if hasattr(model, "module") or hasattr(model, "unshard"):
         return None  # DDP/FSDP(2) synchronise or gather through their own forward; it must not be bypassed
-    inner = unwrap(model)
+    inner = unwrap_to_transformers(model)
     config = getattr(inner, "config", None)
     if config is None or config.model_type not in FUSED_FAMILIES:
         return None
@@ -70,4 +70,4 @@ def fused_head(model: torch.nn.Module) -> FusedHead | None:
 def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the causal LM under any wrappers takes `logits_to_keep` in its forward (transformers 5.x
     causal LMs do; remote-code models may not, and then the full logits are used)."""
-    return "logits_to_keep" in inspect.signature(unwrap(model).forward).parameters
+    return "logits_to_keep" in inspect.signature(unwrap_to_transformers(model).forward).parameters

@@ -26,8 +26,9 @@ from tunesmith.train.precision import resolve_mixed_precision
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside a DistributedDataParallel wrapper (the model itself otherwise)."""
+def unwrap_ddp(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (the model itself otherwise); a PEFT model stays one,
+    so its adapter can be switched off for the reference."""
     return getattr(model, "module", model)
 
 
@@ -35,10 +36,10 @@ class Reference:
     """Calls the reference policy: `reference(model, **inputs)` returns its outputs, without gradient."""
 
     def __init__(self, model: torch.nn.Module, mixed_precision: str = "no", keep_copy: bool = True) -> None:
-        self.uses_adapter = isinstance(unwrap(model), PeftModel)
+        self.uses_adapter = isinstance(unwrap_ddp(model), PeftModel)
         self.copy: torch.nn.Module | None = None
         if not self.uses_adapter and keep_copy:
-            self.copy = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
+            self.copy = copy.deepcopy(unwrap_ddp(model)).eval().requires_grad_(False)
         self.autocast_dtype = _AUTOCAST.get(resolve_mixed_precision(mixed_precision))
 
     @torch.no_grad()
@@ -47,7 +48,7 @@ class Reference:
         autocast = (torch.autocast(device.type, dtype=self.autocast_dtype) if self.autocast_dtype
                     else contextlib.nullcontext())
         if self.uses_adapter:
-            with unwrap(model).disable_adapter(), autocast:
+            with unwrap_ddp(model).disable_adapter(), autocast:
                 return model(**inputs)
         # Without a copy the caller is precomputing: the policy has not been updated yet, so it is the reference.
         target = self.copy if self.copy is not None else model

@@ -25,8 +25,9 @@ from tunesmith.errors import UserError
 from tunesmith.methods.rollout_spec import RolloutSpec
 from tunesmith.methods.shared.logprobs import token_logps
 from tunesmith.methods.shared.preference import per_batch
-from tunesmith.methods.shared.reference import unwrap
+from tunesmith.methods.shared.reference import unwrap_ddp
 from tunesmith.methods.shared.rewards import RewardTerm, score, total
+from tunesmith.models.padding import left_pad, token_positions
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.objective import Batch
@@ -42,11 +43,10 @@ def sample(
     temperature 0 samples greedily (evaluation). The model is in eval mode while it samples.
     """
     rows = [ids for ids in prompts for _ in range(repeats)]
-    width = max(len(ids) for ids in rows)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    prompt_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows])
-    prompt_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows])
-    policy = unwrap(model)
+    prompt_ids, prompt_mask = left_pad(rows, pad)
+    width = prompt_ids.shape[1]
+    policy = unwrap_ddp(model)
     device = next(policy.parameters()).device
     was_training = policy.training
     policy.eval()
@@ -77,7 +77,7 @@ def rollout_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completio
     labels = input_ids.masked_fill(torch.cat([torch.zeros_like(prompt_mask), completion_mask], dim=1) == 0, IGNORE_INDEX)
     return {
         "input_ids": input_ids, "attention_mask": attention_mask,
-        "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0), "labels": labels,
+        "position_ids": token_positions(attention_mask), "labels": labels,
         "completion_mask": completion_mask,
     }
 
