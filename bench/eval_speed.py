@@ -4,7 +4,7 @@
     python -m bench.eval_speed --model ../shared/fixtures/stories260k --suite hellaswag --shots 0 --limit 50
 
 One process, the same model folder, items, shots, batch size and fp32 for all three:
-  * ours        tunesmith's benchmark unit (context_scoring: one pass per context, shared few-shot prefix in a
+  * ours        tunesmith's benchmark unit (multiple_choice: one pass per context, shared few-shot prefix in a
                 KV cache, head only at scored positions);
   * per-pair    the previous scorer (loglik.loglikelihoods: one sequence per (context, choice), full logits)
                 on the very same prompts;

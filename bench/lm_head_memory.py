@@ -2,7 +2,7 @@
 
     python -m bench.lm_head_memory          # ~1 min on 2 cores
 
-The three routes of `tunesmith/methods/language_modeling/loss_route.py`, each in a fresh process on the same random hidden
+The three routes of `tunesmith/methods/language_modeling/objective.py`, each in a fresh process on the same random hidden
 states: "full" (logits at every position, then the loss), "sliced" (logits only at trained positions,
 as `logits_to_keep` does) and "fused" (`losses.fused_linear_nll_sum`: chunks, gradients formed in the
 forward). Forward and backward under bf16 autocast with a frozen bf16 head (LoRA-style), 4,096 positions

@@ -22,7 +22,7 @@ from typing import Any
 import tunesmith
 
 PACKAGE = Path(tunesmith.__file__).resolve().parent
-NOT_HOPS = {"cli.py", "commands/common.py", "__main__.py"}
+NOT_HOPS = {"cli.py", "commands/common.py", "commands/dataclass_command.py", "__main__.py"}
 
 
 def chain_of_files(filenames: list[str]) -> list[str]:

@@ -8,10 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunesmith.evaluate import context_scoring
 from tunesmith.evaluate.benchmarks import hellaswag, locate, mmlu
-from tunesmith.evaluate.benchmarks.multiple_choice import with_shots
-from tunesmith.evaluate.context_scoring import ChoiceRequest, score_choices
+from tunesmith.evaluate.benchmarks import multiple_choice as context_scoring
+from tunesmith.evaluate.benchmarks.multiple_choice import ChoiceRequest, score_choices, with_shots
 from tunesmith.evaluate.loglik import loglikelihoods
 from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.testing.tiny import tiny_model, tiny_tokenizer

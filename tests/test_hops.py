@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from tests.call_chain import PACKAGE, chain_of_files, recorded_chain
 from tunesmith.cli import app
-from tunesmith.evaluate import context_scoring
+from tunesmith.evaluate.benchmarks import multiple_choice
+from tunesmith.methods.shared import token_nll
 from tunesmith.serve.sampling import RowState
-from tunesmith.train import token_nll
 from tunesmith.train.launch import free_port
 
 MAX_FILES = 4
@@ -40,18 +40,18 @@ def test_train_reaches_the_sft_loss_in_few_files(stories260k, shared_data, tmp_p
     with recorded_chain(token_nll.token_nll_sum, token_nll.kept_nll_sum, token_nll.fused_linear_nll_sum) as files:
         result = runner.invoke(app, ["train", str(recipe)])
     assert result.exit_code == 0, result.output
-    assert files[0] == "commands/train.py" and files[-1] == "train/token_nll.py", files
+    assert files[0] == "commands/train.py" and files[-1] == "methods/shared/token_nll.py", files
     assert len(files) <= MAX_FILES, files
 
 
 def test_eval_reaches_a_loglikelihood_in_few_files(stories260k, shared_data, tmp_path) -> None:
     mmlu = shared_data / "mmlu" / "test" / "anatomy_test.csv"
-    with recorded_chain(context_scoring._score_batch) as files:
+    with recorded_chain(multiple_choice._score_batch) as files:
         result = runner.invoke(app, ["eval", str(stories260k), "--suite", "mmlu", "--mmlu", str(mmlu),
                                      "--data-dir", str(shared_data), "--limit", "1", "--shots", "0",
                                      "--dtype", "fp32", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert files[0] == "commands/eval.py" and files[-1] == "evaluate/context_scoring.py", files
+    assert files[0] == "commands/eval.py" and files[-1] == "evaluate/benchmarks/multiple_choice.py", files
     assert len(files) <= MAX_FILES, files
 
 

@@ -12,7 +12,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from tunesmith.data.types import IGNORE_INDEX
-from tunesmith.methods.language_modeling.loss_route import (
+from tunesmith.methods.language_modeling.objective import (
     FUSED_FAMILIES,
     accepts_logits_to_keep,
     fused_head,
@@ -114,7 +114,7 @@ def test_fused_nll_never_needs_the_whole_logit_matrix() -> None:
 
 def test_fused_route_projects_only_the_trained_positions(monkeypatch: pytest.MonkeyPatch) -> None:
     """The head sees one hidden state per trained token: 5 of 100 positions here, not the batch."""
-    from tunesmith.methods.language_modeling import loss_route as lm_head
+    from tunesmith.methods.language_modeling import objective as lm_head
 
     rows = []
     real = lm_head.fused_linear_nll_sum

@@ -246,7 +246,7 @@ def test_training_slices_logits_through_peft_and_falls_back_without_support() ->
     """The SFT objective finds `logits_to_keep` under the PEFT wrapper; a model without it gets full logits."""
     from peft import LoraConfig, get_peft_model
 
-    from tunesmith.methods.language_modeling.loss_route import accepts_logits_to_keep
+    from tunesmith.methods.language_modeling.objective import accepts_logits_to_keep
 
     wrapped = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
     assert accepts_logits_to_keep(wrapped)

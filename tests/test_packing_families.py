@@ -11,7 +11,7 @@ import torch
 
 from tunesmith.data.packing import collate_packed, pack
 from tunesmith.data.types import IGNORE_INDEX, Sample
-from tunesmith.methods.language_modeling.loss_route import FUSED_FAMILIES, fused_head, trained_nll_sum
+from tunesmith.methods.language_modeling.objective import FUSED_FAMILIES, fused_head, trained_nll_sum
 from tunesmith.testing.tiny import tiny_model
 
 VOCAB = 96

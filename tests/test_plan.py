@@ -97,7 +97,7 @@ def test_sizes_and_devices_parse() -> None:
 
 def test_fused_families_are_the_trainers_own() -> None:
     """One set, read by both: `plan` counts the fused head exactly where the trainer takes it."""
-    from tunesmith.methods.language_modeling.loss_route import FUSED_FAMILIES as TRAINER
+    from tunesmith.methods.language_modeling.objective import FUSED_FAMILIES as TRAINER
 
     assert FUSED_FAMILIES is TRAINER
 

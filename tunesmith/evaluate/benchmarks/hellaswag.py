@@ -3,7 +3,7 @@
 Data, as published: JSON Lines with `activity_label, ctx_a, ctx_b, endings, label` (hub: `Rowan/hellaswag`,
 split `validation`), found in --data-dir as `hellaswag*.jsonl`. Preprocessing is lm-evaluation-harness's
 (`text` below); each ending is scored as " " + ending after the context, several tokens, all from one pass
-over the context (context_scoring.py).
+over the context (multiple_choice.py).
 """
 
 from __future__ import annotations

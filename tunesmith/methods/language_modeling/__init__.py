@@ -1,8 +1,8 @@
 """`method: sft` and `method: cpt` — next-token cross-entropy on the trained tokens (responses, or all text).
 
     __init__.py    the registration of both names
-    objective.py   LanguageModeling: packed batches, token-mean NLL
-    loss_route.py  how the loss reaches the output head, cheapest route first (fused, sliced, full logits)
+    objective.py   LanguageModeling: packed batches, token-mean NLL, reaching the output head by the cheapest
+                   route (fused, sliced, full logits)
 """
 
 from __future__ import annotations
@@ -25,5 +25,5 @@ CPT = Method("cpt", formats=("text",), objective=_objective, trains_on_samples=T
 FUSED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
                             "gpt2", "gpt_neox"})
 """Families checked to compute `head(decoder(...).last_hidden_state)` and nothing more (tests/test_lm_head.py):
-the fused loss takes their head (loss_route.py), and `plan` counts one chunk of logits for them. Defined here,
+the fused loss takes their head (objective.py), and `plan` counts one chunk of logits for them. Defined here,
 light, so `plan` reads it without importing torch."""
