@@ -23,7 +23,8 @@ from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs import read_run
 from tunesmith.testing.demo import BASE_SKILLS, make_rows
 from tunesmith.testing.tiny import save_tiny
-from tunesmith.train import loop, precision
+from tunesmith.train import accelerator as precision
+from tunesmith.train import loop
 from tunesmith.train.plan_check import typical_step
 from tunesmith.train.progress import BASE_EVAL, TrainProgress
 
