@@ -14,7 +14,7 @@ from tunesmith.data.formats import FORMATS, detect_format, parse_row, parse_rows
 from tunesmith.data.loading import Row, load_rows
 from tunesmith.data.types import Conversation, Message, Preference, Prompt, Text, Unpaired
 from tunesmith.errors import DataError, UserError
-from tunesmith.recipe.spec import registry
+from tunesmith.recipe import registry
 
 S, U, A, T = "system", "user", "assistant", "tool"
 

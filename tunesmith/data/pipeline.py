@@ -140,7 +140,7 @@ def _check_method(fmt: str, method: str) -> None:
 
 
 def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec):
-    rows = load_rows(sources, split=spec.split)
+    rows = load_rows(sources, split=spec.split, on_bad_row=spec.on_bad_row)
     if not rows:
         raise UserError(f"data: no rows found in {sources}")
     return parse_rows(rows, fmt or "auto", on_bad_row=spec.on_bad_row)
