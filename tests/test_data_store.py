@@ -1,0 +1,125 @@
+"""The memory-mapped prepared-data store: a store read back is exactly the in-memory preparation, it maps
+rather than loads, a store whose writer died is a miss, and training plans over it as over a list."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tunesmith.data import store
+from tunesmith.data.cache import CACHE_ENV, cache_dir
+from tunesmith.data.pipeline import prepare_data
+from tunesmith.data.store import StoredExamples, StoredSamples
+from tunesmith.models.load import load_tokenizer
+from tunesmith.recipe.spec import Recipe, recipe_from_dict
+from tunesmith.train.batches import plan_batches
+
+CASES = {  # method, data file, extra data settings: CPT on raw text, SFT on Alpaca and on ShareGPT tool calls
+    "cpt tinystories": ("cpt", "tinystories_train_first1000.txt", {}),
+    "sft alpaca": ("sft", "alpaca_1k.jsonl", {"template": "chatml", "max_rows": 300}),
+    "sft sharegpt": ("sft", "sharegpt_glaive_toolcall_300.jsonl", {"template": "chatml", "train_on": "last"}),
+}
+
+
+def _recipe(method: str, train: Path, data: dict[str, Any], cache: bool = True) -> Recipe:
+    return recipe_from_dict({"name": "store-test", "model": "unused", "method": method,
+                             "data": {"train": str(train), "eval": 0.05, "cache": cache, **data},
+                             "train": {"max_seq_len": 256}})
+
+
+def _stores() -> list[Path]:
+    folder = cache_dir()
+    return sorted(p for p in folder.iterdir() if (p / store.COMPLETE).is_file()) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_store_holds_exactly_the_in_memory_preparation(case: str, shared_data: Path, stories260k: Path) -> None:
+    method, name, data = CASES[case]
+    tokenizer = load_tokenizer(str(stories260k))
+    memory = prepare_data(_recipe(method, shared_data / name, data, cache=False), tokenizer)
+    written = prepare_data(_recipe(method, shared_data / name, data), tokenizer)
+    read = prepare_data(_recipe(method, shared_data / name, data), load_tokenizer(str(stories260k)))
+    assert isinstance(memory.train, list) and not written.from_cache and read.from_cache
+    for stored in (written, read):
+        assert isinstance(stored.train, StoredSamples) and isinstance(stored.train_examples, StoredExamples)
+        assert [s.input_ids for s in stored.train] == [s.input_ids for s in memory.train]  # tokens and boundaries
+        assert [s.labels for s in stored.train] == [s.labels for s in memory.train]
+        assert [s.truncated for s in stored.train] == [s.truncated for s in memory.train]
+        assert list(stored.eval) == memory.eval and list(stored.eval_examples) == memory.eval_examples
+        assert list(stored.train_examples) == memory.train_examples
+        assert stored.summary() == memory.summary()
+    assert dataclasses.replace(read, from_cache=False) == memory
+    assert memory.eval and any(-100 in s.labels for s in memory.train) == (method == "sft")
+
+
+def test_reading_maps_the_arrays_instead_of_loading_them(shared_data: Path, stories260k: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = _recipe("cpt", shared_data / "tinystories_train_first1000.txt", {})
+    prepare_data(recipe, load_tokenizer(str(stories260k)))
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("a store is data: nothing is unpickled"))
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("a store is data: nothing is unpickled"))
+    read = prepare_data(recipe, load_tokenizer(str(stories260k)))
+    train = read.train
+    assert isinstance(train, StoredSamples) and read.from_cache
+    for array in (train.tokens, train.mask, train.offsets, train.truncated):
+        assert isinstance(array, np.memmap)
+    assert train.tokens.dtype == np.uint16  # a 512-token vocabulary: two bytes a token
+    assert {p.suffix for p in _stores()[0].iterdir()} <= {".bin", ".json", ".jsonl", ""}
+
+
+_WRITER_DIES = """
+import os, signal, sys
+from tunesmith.data import store
+from tunesmith.data.pipeline import prepare_data
+from tunesmith.models.load import load_tokenizer
+from tunesmith.recipe.spec import recipe_from_dict
+
+def die(*args, **kwargs):  # every array is written; the process is killed before the store is finished
+    os.kill(os.getpid(), signal.SIGKILL)
+
+store.finish = die
+import tunesmith.data.cache as cache
+cache.finish = die
+recipe = recipe_from_dict({"name": "t", "model": "unused", "method": "cpt", "data": {"train": sys.argv[1]},
+                           "train": {"max_seq_len": 256}})
+prepare_data(recipe, load_tokenizer(sys.argv[2]))
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_no_store(shared_data: Path, stories260k: Path) -> None:
+    train = shared_data / "tinystories_train_first1000.txt"
+    env = {**os.environ, CACHE_ENV: os.environ[CACHE_ENV], "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", _WRITER_DIES, str(train), str(stories260k)], env=env, timeout=300)
+    assert done.returncode == -signal.SIGKILL
+    assert any(p.name.startswith(".tmp-") for p in cache_dir().iterdir()), "the killed writer left its partial folder"
+    assert _stores() == []
+    data = prepare_data(_recipe("cpt", train, {"eval": 0.1}), load_tokenizer(str(stories260k)))
+    assert not data.from_cache and len(_stores()) == 1
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_a_plan_over_the_store_collates_what_a_plan_over_the_list_does(
+    packing: bool, shared_data: Path, stories260k: Path
+) -> None:
+    tokenizer = load_tokenizer(str(stories260k))
+    data = prepare_data(_recipe("sft", shared_data / "alpaca_1k.jsonl", {"template": "chatml", "max_rows": 200}),
+                        tokenizer)
+    assert isinstance(data.train, StoredSamples)
+    options: dict[str, Any] = {"batch_size": 3, "accum": 2, "epochs": 2, "max_steps": None, "max_seq_len": 256,
+                               "packing": packing, "pad_id": 0, "seed": 5}
+    stored, listed = plan_batches(data.train, **options), plan_batches(list(data.train), **options)
+    assert stored.steps == listed.steps > 10
+    for step in (0, 7, stored.steps - 1):
+        assert stored.real_tokens(step) == listed.real_tokens(step)
+        for a, b in zip(stored.step_batches(step), listed.step_batches(step), strict=True):
+            assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    assert all(isinstance(entry[0], (int, list)) for entry in stored.micro_batches.plan)  # positions, not samples
