@@ -123,3 +123,17 @@ def test_a_plan_over_the_store_collates_what_a_plan_over_the_list_does(
         for a, b in zip(stored.step_batches(step), listed.step_batches(step), strict=True):
             assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
     assert all(isinstance(entry[0], (int, list)) for entry in stored.micro_batches.plan)  # positions, not samples
+
+
+def test_raw_text_files_skip_rows_but_give_the_examples_rows_give(shared_data: Path) -> None:
+    from tunesmith.data.formats import parse_rows
+    from tunesmith.data.loading import load_rows, text_lines
+    from tunesmith.data.pipeline import _load_examples
+
+    files = [str(shared_data / "tinystories_train_first1000.txt"), str(shared_data / "tinystories_valid_head.txt")]
+    spec = _recipe("cpt", shared_data, {}).data
+    fast = _load_examples(files, None, spec)
+    rows = parse_rows(load_rows(files), "auto")
+    assert text_lines(files) is not None and len(fast.examples) > 1000
+    assert (fast.examples, fast.format, fast.detected, fast.bad_rows) == (rows.examples, rows.format, True, [])
+    assert text_lines([files[0], str(shared_data / "alpaca_1k.jsonl")]) is None  # any other file: rows as before

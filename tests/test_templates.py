@@ -21,7 +21,7 @@ from tunesmith.data.templates import TEMPLATES, apply_template, end_of_turn, res
 from tunesmith.data.tokenize import check_round_trip, tokenize_conversation, tokenize_prompt, tokenize_text
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Message, Sample
 from tunesmith.errors import UserError
-from tunesmith.recipe.spec import registry
+from tunesmith.recipe import registry
 
 STORIES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stories260k"
 MARKERS = ["<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]

@@ -68,6 +68,27 @@ def load_rows(sources: str | Path | Sequence[str | Path], split: str = "train", 
     return rows
 
 
+def text_lines(sources: str | Path | Sequence[str | Path]) -> list[str] | None:
+    """The non-blank lines of every source when every source is a `.txt` file (or a folder of only `.txt`
+    files), else None. Raw text needs no Row per line: a `.txt` line is always a valid text row, and a corpus
+    of gigabytes is millions of lines, each of which would otherwise carry a dict and a `file:line` string."""
+    items = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    files: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUPPORTED_SUFFIXES) if path.is_dir() else [path]
+        if not found or any(file.suffix != ".txt" or not file.is_file() for file in found):
+            return None
+        files += found
+    lines: list[str] = []
+    for file in files:
+        text = _read_text(file)
+        if not text.strip():
+            raise UserError(f"{file}: the file is empty")
+        lines += (line for _, line in _lines(text))
+    return lines
+
+
 def _load_source(source: str | Path, split: str, skip: bool) -> list[Row]:
     path = Path(source).expanduser()
     if path.is_dir():

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.data.cache import HUB, cache_key, load_prepared, store_prepared
-from tunesmith.data.formats import parse_rows
-from tunesmith.data.loading import load_rows
+from tunesmith.data.formats import ParsedData, parse_rows
+from tunesmith.data.loading import load_rows, text_lines
 from tunesmith.data.mixing import mix_replay
 from tunesmith.data.pairs import drop_unusable, tokenize_answer
 from tunesmith.data.parallel import default_workers, tokenize_split
@@ -142,7 +142,10 @@ def _check_method(fmt: str, method: str) -> None:
         )
 
 
-def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec):
+def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec) -> ParsedData:
+    lines = text_lines(sources) if fmt in (None, "text") else None
+    if lines is not None:  # raw-text files: a Text per line, as parse_rows would make, without a Row each
+        return ParsedData([Text(line) for line in lines], "text", detected=fmt is None)
     rows = load_rows(sources, split=spec.split, on_bad_row=spec.on_bad_row)
     if not rows:
         raise UserError(f"data: no rows found in {sources}")
@@ -186,7 +189,8 @@ def to_samples(examples: list[Example], tokenizer: Any, max_len: int, train_on: 
 
 def _key(example: Example) -> bytes:
     """A 16-byte digest of the example: the duplicate counts hold digests, not copies of the corpus."""
-    return hashlib.blake2b(repr(example).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    text = example.text if isinstance(example, Text) else repr(example)  # a dataclass repr is slow: text is most rows
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def count_duplicates(examples: Sequence[Example]) -> int:
