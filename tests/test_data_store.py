@@ -137,3 +137,29 @@ def test_raw_text_files_skip_rows_but_give_the_examples_rows_give(shared_data: P
     assert text_lines(files) is not None and len(fast.examples) > 1000
     assert (fast.examples, fast.format, fast.detected, fast.bad_rows) == (rows.examples, rows.format, True, [])
     assert text_lines([files[0], str(shared_data / "alpaca_1k.jsonl")]) is None  # any other file: rows as before
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 1 << 22])
+def test_trained_counts_summed_in_pieces_equal_each_samples_own(step: int, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted a few tokens at a time (so no array as long as the split is made), across empty samples too."""
+    import random
+
+    from tunesmith.data.store import SampleArrays, SampleWriter
+    from tunesmith.data.types import Sample
+
+    monkeypatch.setattr(store, "SUM_TOKENS", step)
+    rng = random.Random(step)
+    for trial in range(100):
+        samples = []
+        for _ in range(rng.randint(0, 12)):
+            ids = [rng.randint(0, 50) for _ in range(rng.choice([0, 0, 1, 2, 3, 5, 9, 20]))]
+            samples.append(Sample(ids, [t if rng.random() < 0.5 else -100 for t in ids]))
+        folder = tmp_path / str(trial)
+        folder.mkdir()
+        writer = SampleWriter(folder, "train", np.dtype(np.uint16))
+        writer.add(SampleArrays.from_samples(samples))
+        sizes = writer.close()
+        stored = StoredSamples(folder, "train", np.dtype(np.uint16), sizes["samples"], sizes["tokens"])
+        assert stored.trained_per_sample().tolist() == [s.trained_tokens for s in samples]
+        assert list(stored) == samples

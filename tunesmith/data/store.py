@@ -44,6 +44,8 @@ STORE_FORMAT = 1
 """Bump when the layout changes, so stores of an older layout stop matching."""
 COMPLETE = "COMPLETE"
 SPLITS = ("train", "eval")
+SUM_TOKENS = 1 << 22
+"""Tokens summed at a time when counting trained tokens (a 16 MB temporary)."""
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -192,14 +194,20 @@ class StoredSamples(Sequence[Sample]):
         return np.diff(self.offsets)
 
     def trained_per_sample(self) -> np.ndarray:
-        """Trained tokens per sample: sums of the mask between offsets, with no array as long as the tokens
-        (a cumulative sum would be 8 bytes a token: 400 MB for 100 MB of text)."""
-        if not len(self):
-            return np.zeros(0, np.int64)
-        starts = self.offsets[:-1]
-        sums = np.add.reduceat(self.mask, np.minimum(starts, max(len(self.mask) - 1, 0)), dtype=np.int64) \
-            if len(self.mask) else np.zeros(len(self), np.int64)
-        return np.where(self.lengths() > 0, sums, 0)  # reduceat gives an empty range the element at its start
+        """Trained tokens per sample: sums of the mask between offsets, about `SUM_TOKENS` tokens at a time,
+        so no array as long as the whole split is made (a cumulative sum, or numpy's cast of the whole mask
+        for `reduceat`, took 400 MB for 100 MB of text)."""
+        out = np.zeros(len(self), np.int64)
+        i = 0
+        while i < len(self):
+            j = min(max(int(np.searchsorted(self.offsets, self.offsets[i] + SUM_TOKENS, "right")) - 1, i + 1), len(self))
+            start, end = int(self.offsets[i]), int(self.offsets[j])
+            filled = np.flatnonzero(np.diff(self.offsets[i:j + 1]) > 0)  # reduceat needs rising starts
+            if len(filled):
+                part = self.mask[start:end].astype(np.int32)
+                out[i + filled] = np.add.reduceat(part, self.offsets[i + filled] - start)
+            i = j
+        return out
 
 
 class StoredExamples(Sequence[Example]):
