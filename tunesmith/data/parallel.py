@@ -10,7 +10,8 @@ in the parent, with the part of a block left over carried into the next slice.
 
 Workers are forked (the examples and the tokenizer are inherited, not pickled; tasks are index ranges), with
 the tokenizer's own thread pool off in them, one process per core. Small data (under `PARALLEL_MIN_CHARS`)
-stays in the calling process: starting workers would cost more than it saves.
+stays in the calling process: starting workers would cost more than it saves; so does everything where the
+operating system cannot fork (Windows).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def _counted(pieces: Iterable[SampleArrays], ranges: list[tuple[int, int, int]],
 
 def _run(ranges: list[tuple[int, int, int]], num_proc: int) -> Iterator[SampleArrays]:
     tasks = [(start, end) for start, end, _ in ranges]
-    if num_proc <= 1 or len(tasks) <= 1:
+    if num_proc <= 1 or len(tasks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(_work, tasks)
         return
     with _tokenizer_threads_off():
