@@ -18,8 +18,11 @@ repeated, each repeat numbered so lines differ), then, each in a fresh process, 
             command's start to its first optimizer step (the first record of metrics.jsonl).
 
 MB/s is the corpus's bytes over the timed seconds. Peak RSS is the child's own VmHWM; "workers" is the
-largest peak of any process it waited for (tunesmith's tokenizing workers, datasets' map processes). On a
-shared machine wall time swings with other jobs: compare rows of one invocation only.
+largest peak of any process it waited for (tunesmith's tokenizing workers, datasets' map processes; a
+forked process's peak counts the pages it shares with its parent; the raw rows, which start no worker,
+still show ~240 MiB there, from some process run while importing). The SmolLM2 tokenizer is read from the GGUF
+fixture, converted once into --workdir by the first SmolLM2 child (its peak includes that). On a shared
+machine wall time swings with other jobs: compare rows of one invocation only.
 """
 
 from __future__ import annotations
@@ -181,8 +184,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ratios = "".join(f"  {same[ref]['seconds'] / row['seconds']:>6.2f}x" if ref in same else "  " + " " * 7
                          for ref in ("raw", "datasets"))
         print(f"{row['mb']:>6.0f}M {row['tokenizer']:11} {row['mode']:8} {row['seconds']:>8.1f} {rate:>6.2f} "
-              f"{row['peak_mib']:>9.0f} {row['workers_mib']:>11.0f} {row['store_mb']:>9.1f}{ratios}")
+              f"{row['peak_mib']:>9.0f} {row['workers_mib']:>11.0f} {store_column(row):>9}{ratios}")
     print("vs raw / vs datasets: that row's speed as a multiple of the reference's (above 1: faster)")
+
+
+def store_column(row: dict[str, Any]) -> str:
+    """The store's size, for the tunesmith rows only (the references write none)."""
+    return f"{row['store_mb']:.1f}" if row["mode"] in ("cold", "warm", "train") else "-"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
