@@ -82,11 +82,22 @@ def text_lines(sources: str | Path | Sequence[str | Path]) -> list[str] | None:
         files += found
     lines: list[str] = []
     for file in files:
-        text = _read_text(file)
-        if not text.strip():
+        found = _text_file_lines(file)
+        if not found:
             raise UserError(f"{file}: the file is empty")
-        lines += (line for _, line in _lines(text))
+        lines += found
     return lines
+
+
+def _text_file_lines(path: Path) -> list[str]:
+    """The non-blank lines of a `.txt` file, read line by line: the file is never one string in memory.
+    Newlines are read as `read_text` reads them; a byte that is not UTF-8 is reported as `_read_text` does."""
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            return [line.removesuffix("\n") for line in handle if line.strip()]
+    except UnicodeDecodeError:
+        _read_text(path)  # raises the error with the offset in the file
+        raise
 
 
 def _load_source(source: str | Path, split: str, skip: bool) -> list[Row]:
