@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tunesmith.data import parallel
+from tunesmith.data import parallel, text_stream
 from tunesmith.data.pipeline import prepare_data, to_samples
 from tunesmith.data.store import SampleArrays
 from tunesmith.errors import UserError
@@ -42,6 +42,13 @@ def small_slices(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         return work(task)
 
     monkeypatch.setattr(parallel, "_work", recorded)
+    encode = text_stream.encode_stream
+
+    def recorded_stream(tokenizer: Any, texts: list[str]) -> SampleArrays:  # raw text goes through text_stream
+        (pids / str(os.getpid())).touch()
+        return encode(tokenizer, texts)
+
+    monkeypatch.setattr(text_stream, "encode_stream", recorded_stream)
     return pids
 
 

@@ -88,7 +88,9 @@ def die(*args, **kwargs):  # every array is written; the process is killed befor
 
 store.finish = die
 import tunesmith.data.cache as cache
+import tunesmith.data.text_stream as text_stream
 cache.finish = die
+text_stream.finish = die
 recipe = recipe_from_dict({"name": "t", "model": "unused", "method": "cpt", "data": {"train": sys.argv[1]},
                            "train": {"max_seq_len": 256}})
 prepare_data(recipe, load_tokenizer(sys.argv[2]))
@@ -163,3 +165,23 @@ def test_trained_counts_summed_in_pieces_equal_each_samples_own(step: int, tmp_p
         stored = StoredSamples(folder, "train", np.dtype(np.uint16), sizes["samples"], sizes["tokens"])
         assert stored.trained_per_sample().tolist() == [s.trained_tokens for s in samples]
         assert list(stored) == samples
+
+
+@pytest.mark.parametrize("data", [{"eval": 0.1}, {"eval": 0.2, "max_rows": 700}, {"eval": 0.0}])
+def test_raw_text_streamed_into_the_store_equals_the_general_path(data: dict[str, Any], shared_data: Path,
+                                                                  stories260k: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder of .txt files goes through text_stream (two passes, never a list of the whole corpus)."""
+    from tunesmith.data import pipeline
+
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for name in ("tinystories_train_first1000.txt", "tinystories_valid_head.txt"):
+        (folder / name).write_bytes((shared_data / name).read_bytes())
+    tokenizer = load_tokenizer(str(stories260k))
+    general = prepare_data(_recipe("cpt", folder, {**data, "cache": False}), tokenizer)
+    monkeypatch.setattr(pipeline, "_examples", lambda *a: pytest.fail("raw text went through the general path"))
+    streamed = prepare_data(_recipe("cpt", folder, data), tokenizer)
+    assert isinstance(streamed.train, StoredSamples) and not streamed.from_cache
+    assert dataclasses.replace(streamed, from_cache=False) == general
+    assert streamed.summary() == general.summary() and (streamed.duplicates, streamed.overlap) != (0, 0)

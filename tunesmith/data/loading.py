@@ -68,10 +68,8 @@ def load_rows(sources: str | Path | Sequence[str | Path], split: str = "train", 
     return rows
 
 
-def text_lines(sources: str | Path | Sequence[str | Path]) -> list[str] | None:
-    """The non-blank lines of every source when every source is a `.txt` file (or a folder of only `.txt`
-    files), else None. Raw text needs no Row per line: a `.txt` line is always a valid text row, and a corpus
-    of gigabytes is millions of lines, each of which would otherwise carry a dict and a `file:line` string."""
+def text_files(sources: str | Path | Sequence[str | Path]) -> list[Path] | None:
+    """Every file of the sources when each is a `.txt` file (or a folder of only `.txt` files), else None."""
     items = [sources] if isinstance(sources, (str, Path)) else list(sources)
     files: list[Path] = []
     for item in items:
@@ -80,6 +78,16 @@ def text_lines(sources: str | Path | Sequence[str | Path]) -> list[str] | None:
         if not found or any(file.suffix != ".txt" or not file.is_file() for file in found):
             return None
         files += found
+    return files
+
+
+def text_lines(sources: str | Path | Sequence[str | Path]) -> list[str] | None:
+    """The non-blank lines of every source when every source is raw text (`text_files`), else None. Raw text
+    needs no Row per line: a `.txt` line is always a valid text row, and a corpus of gigabytes is millions
+    of lines, each of which would otherwise carry a dict and a `file:line` string."""
+    files = text_files(sources)
+    if files is None:
+        return None
     lines: list[str] = []
     for file in files:
         found = _text_file_lines(file)
@@ -91,12 +99,12 @@ def text_lines(sources: str | Path | Sequence[str | Path]) -> list[str] | None:
 
 def _text_file_lines(path: Path) -> list[str]:
     """The non-blank lines of a `.txt` file, read line by line: the file is never one string in memory.
-    Newlines are read as `read_text` reads them; a byte that is not UTF-8 is reported as `_read_text` does."""
+    Newlines are read as `Path.read_text` reads them; a byte that is not UTF-8 is reported as `read_text` does."""
     try:
         with path.open(encoding="utf-8-sig") as handle:
             return [line.removesuffix("\n") for line in handle if line.strip()]
     except UnicodeDecodeError:
-        _read_text(path)  # raises the error with the offset in the file
+        read_text(path)  # raises the error with the offset in the file
         raise
 
 
@@ -122,7 +130,7 @@ def _load_file(path: Path, skip: bool = False) -> list[Row]:
     if path.suffix == ".parquet":
         rows = _numbered(str(path), _read_parquet(path))
     else:
-        text = _read_text(path)
+        text = read_text(path)
         if not text.strip():
             raise UserError(f"{path}: the file is empty")
         if path.suffix == ".txt":
@@ -136,7 +144,7 @@ def _load_file(path: Path, skip: bool = False) -> list[Row]:
     return rows
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         # -sig drops the byte-order mark some editors write; newlines are read as "\n" whatever the OS
         return path.read_text(encoding="utf-8-sig")

@@ -88,7 +88,7 @@ def tokenize_split(examples: Sequence[Example], tokenizer: Any, max_len: int, tr
     try:
         pieces = _run(ranges, num_proc if sum(r[2] for r in ranges) >= PARALLEL_MIN_CHARS else 1)
         pieces = _counted(pieces, ranges, progress)
-        yield from _blocks(pieces, max_len) if is_text else pieces
+        yield from cut_blocks(pieces, max_len) if is_text else pieces
     finally:
         _JOB = None
 
@@ -105,7 +105,7 @@ def _run(ranges: list[tuple[int, int, int]], num_proc: int) -> Iterator[SampleAr
     if num_proc <= 1 or len(tasks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(_work, tasks)
         return
-    with _tokenizer_threads_off():
+    with tokenizer_threads_off():
         pool = multiprocessing.get_context("fork").Pool(min(num_proc, len(tasks)))
     try:
         yield from pool.imap(_task, tasks)
@@ -115,7 +115,7 @@ def _run(ranges: list[tuple[int, int, int]], num_proc: int) -> Iterator[SampleAr
 
 
 @contextlib.contextmanager
-def _tokenizer_threads_off() -> Iterator[None]:
+def tokenizer_threads_off() -> Iterator[None]:
     """Fork with TOKENIZERS_PARALLELISM=false: each worker is one core, and the tokenizers library does not
     warn about a fork after its thread pool ran. The caller's own setting is restored after the fork."""
     before = os.environ.get("TOKENIZERS_PARALLELISM")
@@ -143,11 +143,14 @@ def _work(task: tuple[int, int]) -> SampleArrays:
     chunk = examples[task[0]:task[1]]
     if not all(isinstance(ex, Text) for ex in chunk):
         return SampleArrays.from_samples(to_samples(list(chunk), tokenizer, max_len, train_on, max_prompt_len))
+    return encode_stream(tokenizer, [ex.text for ex in chunk])  # type: ignore[union-attr]
+
+
+def encode_stream(tokenizer: Any, texts: list[str]) -> SampleArrays:
+    """Documents tokenized (with the tokenizer's own special tokens) and joined, each ended by EOS."""
     eos = tokenizer.eos_token_id
-    docs = encode_texts(tokenizer, [ex.text for ex in chunk])  # type: ignore[union-attr]
-    stream = np.fromiter(itertools.chain.from_iterable(
-        ids if ids and ids[-1] == eos else [*ids, eos] for ids in docs), np.int64)
-    return SampleArrays.stream(stream)
+    return SampleArrays.stream(np.fromiter(itertools.chain.from_iterable(
+        ids if ids and ids[-1] == eos else [*ids, eos] for ids in encode_texts(tokenizer, texts)), np.int64))
 
 
 def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
@@ -166,7 +169,7 @@ def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, verbose=False)["input_ids"]
 
 
-def _blocks(pieces: Iterable[SampleArrays], max_len: int) -> Iterator[SampleArrays]:
+def cut_blocks(pieces: Iterable[SampleArrays], max_len: int) -> Iterator[SampleArrays]:
     """Cut a stream of tokens, arriving in pieces, into blocks of `max_len` (a last block of one token is
     dropped: it teaches nothing), exactly as `tokenize_text` cuts the whole stream."""
     carry = np.zeros(0, np.int64)

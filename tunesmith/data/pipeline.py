@@ -19,14 +19,15 @@ import numpy as np
 
 from tunesmith.data.cache import HUB, cache_key, load_prepared, store_prepared
 from tunesmith.data.formats import ParsedData, parse_rows
-from tunesmith.data.loading import load_rows, text_lines
+from tunesmith.data.loading import load_rows, text_files, text_lines
 from tunesmith.data.mixing import mix_replay
 from tunesmith.data.pairs import drop_unusable, tokenize_answer
 from tunesmith.data.parallel import default_workers, tokenize_split
 from tunesmith.data.prepared import PreparedData
-from tunesmith.data.progress import PrepProgress
+from tunesmith.data.progress import PrepProgress, text_size
 from tunesmith.data.store import SampleArrays
 from tunesmith.data.templates import apply_template
+from tunesmith.data.text_stream import store_text
 from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt, tokenize_text
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Preference, Prompt, Sample, Text, Unpaired
 from tunesmith.errors import UserError
@@ -73,17 +74,24 @@ def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool, key: str | None
     """Parse, then tokenize straight into the store when there is a key (so the tokens are never all in
     memory), else into lists; replay mixes whole lists, so it is stored after mixing."""
     spec = recipe.data
+    files = text_files(spec.train) if key and _streamable(spec) else None
+    if key and files:  # raw-text files: two passes straight into the store, the corpus never in memory
+        if check_method:
+            _check_method("text", recipe.method)
+        stored = store_text(key, recipe, tokenizer, files, _workers(spec), sources)
+        if stored is not None:
+            return stored
     data = _examples(recipe, tokenizer, check_method)
     if key and data.sources != sources:  # a file rewritten while it was read: do not file it under the old hash
         key = None
     if key and spec.replay is None:
-        with PrepProgress(data.train_examples, data.eval_examples, _workers(spec)) as bar:
+        with PrepProgress(text_size(data.train_examples, data.eval_examples), _workers(spec)) as bar:
             splits = {"train": _tokenized(recipe, tokenizer, data.train_examples, bar),
                       "eval": _tokenized(recipe, tokenizer, data.eval_examples, bar)}
             stored = store_prepared(key, data, splits, len(tokenizer))
         if stored is not None:
             return stored
-    with PrepProgress(data.train_examples, data.eval_examples, _workers(spec)) as bar:
+    with PrepProgress(text_size(data.train_examples, data.eval_examples), _workers(spec)) as bar:
         data.train = [s for piece in _tokenized(recipe, tokenizer, data.train_examples, bar) for s in piece.samples()]
         data.eval = [s for piece in _tokenized(recipe, tokenizer, data.eval_examples, bar) for s in piece.samples()]
     if spec.replay is not None:
@@ -94,6 +102,11 @@ def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool, key: str | None
             splits = {"train": [SampleArrays.from_samples(data.train)], "eval": [SampleArrays.from_samples(data.eval)]}
             return store_prepared(key, data, splits, len(tokenizer)) or data
     return data
+
+
+def _streamable(spec: DataSpec) -> bool:
+    """Whether `text_stream` can prepare this data block: raw text split by a fraction, nothing mixed in."""
+    return spec.replay is None and not isinstance(spec.eval, (str, list)) and spec.format in ("auto", "text")
 
 
 def _workers(spec: DataSpec) -> int:
@@ -189,7 +202,7 @@ def to_samples(examples: list[Example], tokenizer: Any, max_len: int, train_on: 
     return samples
 
 
-def _hashes(examples: Sequence[Example]) -> np.ndarray:
+def example_hashes(examples: Sequence[Example]) -> np.ndarray:
     """A 64-bit digest per example (uint64): the duplicate counts hold 8 bytes a row, not copies of the corpus.
     Two different rows share a digest with odds of about n²/2⁶⁵, under one in a million up to 6 million rows."""
     def digest(example: Example) -> int:
@@ -201,12 +214,12 @@ def _hashes(examples: Sequence[Example]) -> np.ndarray:
 
 def count_duplicates(examples: Sequence[Example]) -> int:
     """Examples identical to an earlier one (they are kept: the report only counts them)."""
-    return len(examples) - len(np.unique(_hashes(examples)))
+    return len(examples) - len(np.unique(example_hashes(examples)))
 
 
 def count_overlap(train: Sequence[Example], eval_: Sequence[Example]) -> int:
     """Eval examples that also occur in train: a held-out score on them would be inflated."""
-    return int(np.isin(_hashes(eval_), _hashes(train)).sum())
+    return int(np.isin(example_hashes(eval_), example_hashes(train)).sum())
 
 
 def hash_sources(train: str | list[str], eval_: str | list[str] | None) -> dict[str, str]:

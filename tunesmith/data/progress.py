@@ -23,11 +23,16 @@ SHOW_MIN_CHARS = 4 << 20
 """Text below this size (4 MiB) is tokenized in seconds: no bar."""
 
 
+def text_size(*splits: Sequence[Example]) -> int:
+    """Characters of text in the examples: the bar's total."""
+    return sum(example_chars(ex) for split in splits for ex in split)
+
+
 class PrepProgress:
     """Counts the characters of text tokenized (a character of text is about a byte of the file)."""
 
-    def __init__(self, train: Sequence[Example], eval_: Sequence[Example], workers: int) -> None:
-        self.total = sum(example_chars(ex) for ex in train) + sum(example_chars(ex) for ex in eval_)
+    def __init__(self, total: int, workers: int) -> None:
+        self.total = total
         self.workers = workers
         self.done = 0
         self.started = time.perf_counter()
