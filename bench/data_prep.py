@@ -80,9 +80,10 @@ def run_all(args: argparse.Namespace) -> None:
     if not results["off"] == results["cold"] == results["warm"]:
         raise RuntimeError("the cached data differs from a fresh preparation")
     data = results["warm"]
-    [cache_file] = cache_dir().glob("*.pkl")
+    [store] = [p for p in cache_dir().iterdir() if (p / "COMPLETE").is_file()]
+    size = sum(f.stat().st_size for f in store.iterdir())
     print(f"prepared: {len(data.train)} train + {len(data.eval)} eval samples, "
-          f"{sum(len(s) for s in data.train):,} train tokens; cache file {cache_file.stat().st_size / 1e6:.2f} MB")
+          f"{sum(len(s) for s in data.train):,} train tokens; data store {size / 1e6:.2f} MB")
     print_table(seconds)
 
 

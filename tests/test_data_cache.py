@@ -50,7 +50,8 @@ def make_recipe(train: str | Path, data: dict[str, Any] | None = None, **train_o
 
 
 def files(cache: Path) -> list[Path]:
-    return sorted(cache.glob("*.pkl")) if cache.is_dir() else []
+    """The complete stores in the cache folder (one folder per key, COMPLETE written last)."""
+    return sorted(p for p in cache.iterdir() if (p / "COMPLETE").is_file()) if cache.is_dir() else []
 
 
 def forbid_tokenizing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,6 +59,7 @@ def forbid_tokenizing(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("tokenized again although the cache holds this data")
 
     monkeypatch.setattr(pipeline, "to_samples", fail)
+    monkeypatch.setattr(pipeline, "tokenize_split", fail)
 
 
 def test_a_hit_equals_a_fresh_preparation_and_skips_tokenizing(
@@ -115,15 +117,28 @@ def test_the_tokenizers_own_chat_template_is_in_the_key(cache: Path, data_file: 
     assert "<|im_start|>" in own.decode(data.train[0].input_ids)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_a_corrupt_cache_file_is_a_miss_and_is_rewritten(
+DAMAGES: dict[str, tuple[str, Callable[[bytes], bytes | None]]] = {
+    "garbage meta": ("meta.json", lambda whole: b"not json at all"),
+    "truncated tokens": ("train.tokens.bin", lambda whole: whole[: len(whole) // 2]),
+    "truncated index": ("train.index.bin", lambda whole: whole[:-8]),
+    "no completion marker": ("COMPLETE", lambda whole: None),  # a store whose writer died before its end
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_store_is_a_miss_and_is_rewritten(
     damage: str, cache: Path, data_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recipe = make_recipe(data_file)
     expected = prepare_data(recipe, tiny_tokenizer())
-    [path] = files(cache)
+    [store] = files(cache)
+    name, spoil = DAMAGES[damage]
+    path = store / name
     whole = path.read_bytes()
-    path.write_bytes(b"not a pickle at all" if damage == "garbage" else whole[: len(whole) // 2])
+    spoilt = spoil(whole)
+    path.unlink()
+    if spoilt is not None:
+        path.write_bytes(spoilt)
 
     again = prepare_data(recipe, tiny_tokenizer())
     assert not again.from_cache and again == expected
@@ -193,7 +208,7 @@ def test_an_unwritable_cache_does_not_stop_a_run(
     monkeypatch.setenv(CACHE_ENV, str(blocker))  # its data/ subfolder cannot be created
     data = prepare_data(make_recipe(data_file), tiny_tokenizer())
     assert isinstance(data, PreparedData) and data.train
-    assert "could not write the data cache" in caplog.text
+    assert "could not write the data store" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([data_file.name, blocker.name])  # no stray temp file
 
 

@@ -1,4 +1,4 @@
-"""A disk cache of prepared data, so `validate`, `train` and `eval` parse and tokenize a dataset once.
+"""The key of prepared data, and its store on disk, so `validate`, `train` and `eval` parse and tokenize once.
 
 Parsing and tokenizing every row is the slow part of `prepare_data` (minutes on a large dataset), and the
 same recipe is typically prepared several times: `validate`, then `train`, then `eval` re-creating the
@@ -19,31 +19,41 @@ the same name, and a slow tokenizer has no serialised state to hash. A stale hit
 wrong tokens; a miss only costs time. For the same reason every failure here (an unreadable or corrupt
 file, a full disk, a read-only folder) degrades to a miss, never to an error.
 
-Files live in `$TUNESMITH_CACHE/data/` (default `~/.cache/tunesmith/data/`, or under `$XDG_CACHE_HOME`),
-one pickle per key; deleting the folder is always safe. Loading a pickle runs code it names, so the folder
-must be as trusted as the user's own files: it is, by default, in their home.
+Stores live in `$TUNESMITH_CACHE/data/` (default `~/.cache/tunesmith/data/`, or under `$XDG_CACHE_HOME`),
+one folder per key in the memory-mapped layout of `data/store.py`; deleting any of them is always safe.
+A store holds arrays and JSON only, so reading one never runs code (the pickle files of earlier versions
+did; they are ignored).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
 import os
-import pickle
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import tunesmith
+from tunesmith.data.mixing import ReplayReport
+from tunesmith.data.prepared import PreparedData
+from tunesmith.data.store import ExampleWriter, SampleArrays, SampleWriter, finish, open_split, read_meta, token_dtype
+from tunesmith.data.types import Example
 from tunesmith.recipe.spec import Recipe
-from tunesmith.runs.atomic import atomic_file
+from tunesmith.runs.atomic import build_folder
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-"""Bump when the stored layout or the meaning of a key part changes, so old files stop matching."""
+CACHE_FORMAT = 2
+"""Bump when the stored layout or the meaning of a key part changes, so old stores stop matching."""
+CHUNK = 4096
+"""Samples (or examples) converted and written at a time."""
 CACHE_ENV = "TUNESMITH_CACHE"
 """Environment variable naming tunesmith's cache folder (prepared data goes to its `data/` subfolder)."""
 HUB = "hub"
@@ -75,7 +85,7 @@ def cache_key(recipe: Recipe, tokenizer: Any, sources: dict[str, str]) -> str | 
         "code": _code_fingerprint(),
         "sources": sources,
         "tokenizer": tokenizer_hash,
-        "data": recipe.data.model_dump(mode="json", exclude={"cache"}),
+        "data": recipe.data.model_dump(mode="json", exclude={"cache", "num_proc"}),  # neither changes the result
         "max_seq_len": recipe.train.max_seq_len,
         "seed": recipe.train.seed,
     }
@@ -109,39 +119,69 @@ def tokenizer_fingerprint(tokenizer: Any) -> str | None:
         return None
 
 
-def load_cached(key: str) -> Any | None:
-    """The object stored under `key`, or None when there is none or the file cannot be read back whole."""
-    path = cache_dir() / f"{key}.pkl"
+def load_prepared(key: str) -> PreparedData | None:
+    """The prepared data stored under `key`, mapped from disk; None when there is no complete, matching store."""
+    folder = cache_dir() / key
+    meta = read_meta(folder, key)
+    if meta is None:
+        return None
     try:
-        with path.open("rb") as handle:
-            payload = pickle.load(handle)
-    except FileNotFoundError:
+        train, train_examples = open_split(folder, "train", meta)
+        eval_, eval_examples = open_split(folder, "eval", meta)
+        facts = meta["facts"]
+        replay = facts.pop("replay")
+        return PreparedData(train=train, eval=eval_, train_examples=train_examples, eval_examples=eval_examples,
+                            replay=ReplayReport(**replay) if replay else None, from_cache=True, **facts)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # files that do not match their meta: a miss
+        logger.debug("data store %s unreadable (%s); preparing the data again", folder, err)
         return None
-    except Exception as err:  # truncated, corrupt or foreign pickles raise many kinds; all are a miss
-        logger.debug("data cache file %s unreadable (%s); preparing the data again", path, err)
-        return None
-    if not isinstance(payload, dict) or payload.get("key") != key or payload.get("format") != CACHE_FORMAT:
-        return None
-    return payload.get("data")
 
 
-def store_cached(key: str, data: Any) -> Path | None:
-    """Write `data` under `key` atomically (a temporary file, then a rename); the path, or None on failure.
+def store_prepared(key: str, data: PreparedData, splits: dict[str, Iterable[SampleArrays]],
+                   vocab_size: int) -> PreparedData | None:
+    """Write `data`'s facts and examples, and the samples of `splits` as they arrive, as the store of `key`;
+    return it read back from there, or None when it cannot be written.
 
-    A crash mid-write leaves at most a stray temporary file, never a truncated `<key>.pkl`, and readers
-    racing a writer see the old file or the new one.
+    The folder is filled under a temporary name and renamed into place (`build_folder`), with the COMPLETE
+    marker written last, so a crash mid-write leaves at most a hidden `.tmp-*` folder, never a store.
     """
-    folder = cache_dir()
-    path = folder / f"{key}.pkl"
-    payload = {"format": CACHE_FORMAT, "key": key, "data": data}
+    def fill(folder: Path) -> None:
+        dtype = token_dtype(vocab_size)
+        sizes = {"train": write_split(folder, "train", dtype, splits["train"], data.train_examples),
+                 "eval": write_split(folder, "eval", dtype, splits["eval"], data.eval_examples)}
+        finish(folder, key, {"dtype": dtype.name, "splits": sizes, "facts": _facts(data)})
+
+    target = cache_dir() / key
     try:
-        with atomic_file(path, "wb", durable=True) as handle:
-            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        return path
-    except Exception as err:  # the cache only saves time: a failed write must not stop a run
-        logger.warning("could not write the data cache %s (%s); set %s to a writable folder, or data.cache: false",
-                       path, err, CACHE_ENV)
+        build_folder(target, fill, durable=True)
+    except (TypeError, ValueError) as err:  # an example field JSON cannot hold, an id beyond the vocabulary
+        logger.info("prepared data not stored (%s); the next run prepares it again", err)
         return None
+    except OSError as err:  # the store only saves time: a failed write must not stop a run
+        logger.warning("could not write the data store %s (%s); set %s to a writable folder, or data.cache: false",
+                       target, err, CACHE_ENV)
+        return None
+    stored = load_prepared(key)
+    if stored is not None:
+        stored.from_cache = False
+    return stored
+
+
+def write_split(folder: Path, split: str, dtype: np.dtype, pieces: Iterable[SampleArrays],
+                examples: Sequence[Example]) -> dict[str, int]:
+    """Write one split's samples as they come and its examples a chunk at a time; their sizes for meta.json."""
+    writer, example_writer = SampleWriter(folder, split, dtype), ExampleWriter(folder, split)
+    for piece in pieces:
+        writer.add(piece)
+    for start in range(0, len(examples), CHUNK):
+        example_writer.add(examples[start:start + CHUNK])
+    return {**writer.close(), "examples": example_writer.close()}
+
+
+def _facts(data: PreparedData) -> dict[str, Any]:
+    fields = ("format", "detected", "rows", "bad_rows", "sources", "duplicates", "overlap", "notes", "unusable")
+    replay = dataclasses.asdict(data.replay) if data.replay else None
+    return {**{name: getattr(data, name) for name in fields}, "replay": replay}
 
 
 @functools.cache

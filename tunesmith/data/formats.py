@@ -367,12 +367,18 @@ def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error") ->
     if on_bad_row not in ("error", "skip"):
         hint = suggestion(on_bad_row, ("error", "skip"))
         raise UserError(f"on_bad_row must be 'error' or 'skip', got '{on_bad_row}'{hint}")
+    unread = [row.bad for row in rows if row.bad is not None]
+    if rows and len(unread) == len(rows):
+        raise DataError(f"all {len(rows)} rows are unreadable; first: {unread[0]}")
     detected = fmt == "auto"
-    name = detect_format([row.data for row in rows]) if detected else fmt
+    name = detect_format([row.data for row in rows if row.bad is None]) if detected else fmt
     spec = _format(name)
     examples: list[Example] = []
     bad: list[str] = []
     for row in rows:
+        if row.bad is not None:  # a line the loader could not read (on_bad_row: skip kept it to count it)
+            bad.append(row.bad)
+            continue
         try:
             examples.append(parse_row(row.data, name, row.where))
         except DataError as e:

@@ -46,12 +46,16 @@ class Row:
 
     data: dict[str, Any]
     where: str
+    bad: str | None = None
+    """Why the line could not be read as a row (invalid JSON...), when `on_bad_row="skip"` kept it as a bad row."""
 
 
-def load_rows(sources: str | Path | Sequence[str | Path], split: str = "train") -> list[Row]:
+def load_rows(sources: str | Path | Sequence[str | Path], split: str = "train", on_bad_row: str = "error") -> list[Row]:
     """Rows of every source, in order.
 
-    A source is a file, a folder (every supported file directly inside it, sorted by name), or a hub
+    A JSON Lines line that is not a JSON object raises `DataError("file:line: ...")`, or with
+    `on_bad_row="skip"` comes back as a `Row` whose `bad` says why, so `parse_rows` counts and lists it
+    with the other bad rows instead of one truncated line stopping a large file. A source is a file, a folder (every supported file directly inside it, sorted by name), or a hub
     dataset id (any string that is not an existing path and does not look like one), loaded with
     `datasets.load_dataset(id, split=split)`; `split` applies to hub ids only.
     """
@@ -60,25 +64,65 @@ def load_rows(sources: str | Path | Sequence[str | Path], split: str = "train") 
         raise UserError("no data sources given: name a file, a folder or a hub dataset id")
     rows: list[Row] = []
     for item in items:
-        rows += _load_source(item, split)
+        rows += _load_source(item, split, on_bad_row == "skip")
     return rows
 
 
-def _load_source(source: str | Path, split: str) -> list[Row]:
+def text_files(sources: str | Path | Sequence[str | Path]) -> list[Path] | None:
+    """Every file of the sources when each is a `.txt` file (or a folder of only `.txt` files), else None."""
+    items = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    files: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUPPORTED_SUFFIXES) if path.is_dir() else [path]
+        if not found or any(file.suffix != ".txt" or not file.is_file() for file in found):
+            return None
+        files += found
+    return files
+
+
+def text_lines(sources: str | Path | Sequence[str | Path]) -> list[str] | None:
+    """The non-blank lines of every source when every source is raw text (`text_files`), else None. Raw text
+    needs no Row per line: a `.txt` line is always a valid text row, and a corpus of gigabytes is millions
+    of lines, each of which would otherwise carry a dict and a `file:line` string."""
+    files = text_files(sources)
+    if files is None:
+        return None
+    lines: list[str] = []
+    for file in files:
+        found = _text_file_lines(file)
+        if not found:
+            raise UserError(f"{file}: the file is empty")
+        lines += found
+    return lines
+
+
+def _text_file_lines(path: Path) -> list[str]:
+    """The non-blank lines of a `.txt` file, read line by line: the file is never one string in memory.
+    Newlines are read as `Path.read_text` reads them; a byte that is not UTF-8 is reported as `read_text` does."""
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            return [line.removesuffix("\n") for line in handle if line.strip()]
+    except UnicodeDecodeError:
+        read_text(path)  # raises the error with the offset in the file
+        raise
+
+
+def _load_source(source: str | Path, split: str, skip: bool) -> list[Row]:
     path = Path(source).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUPPORTED_SUFFIXES)
         if not files:
             raise UserError(f"{path}: the folder holds no data files ({', '.join(SUPPORTED_SUFFIXES)})")
-        return [row for file in files for row in _load_file(file)]
+        return [row for file in files for row in _load_file(file, skip)]
     if path.is_file():
-        return _load_file(path)
+        return _load_file(path, skip)
     if isinstance(source, Path) or source.startswith(_PATH_PREFIXES) or source.endswith(SUPPORTED_SUFFIXES):
         raise UserError(f"data file not found: {source}")
     return _load_hub(source, split)
 
 
-def _load_file(path: Path) -> list[Row]:
+def _load_file(path: Path, skip: bool = False) -> list[Row]:
     if path.suffix not in SUPPORTED_SUFFIXES:
         raise UserError(
             f"{path}: unsupported file type '{path.suffix}'; supported: {', '.join(SUPPORTED_SUFFIXES)}"
@@ -86,7 +130,7 @@ def _load_file(path: Path) -> list[Row]:
     if path.suffix == ".parquet":
         rows = _numbered(str(path), _read_parquet(path))
     else:
-        text = _read_text(path)
+        text = read_text(path)
         if not text.strip():
             raise UserError(f"{path}: the file is empty")
         if path.suffix == ".txt":
@@ -94,13 +138,13 @@ def _load_file(path: Path) -> list[Row]:
         elif path.suffix == ".csv":
             rows = _read_csv(path, text)
         else:
-            rows = _read_json(path, text)
+            rows = _read_json(path, text, skip)
     if not rows:
         raise UserError(f"{path}: the file holds no rows")
     return rows
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         # -sig drops the byte-order mark some editors write; newlines are read as "\n" whatever the OS
         return path.read_text(encoding="utf-8-sig")
@@ -113,9 +157,9 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
     return ((n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip())
 
 
-def _read_json(path: Path, text: str) -> list[Row]:
+def _read_json(path: Path, text: str, skip: bool = False) -> list[Row]:
     if not text.lstrip().startswith("["):
-        return [Row(_json_object(path, n, line), f"{path}:{n}") for n, line in _lines(text)]
+        return [_json_line(path, n, line, skip) for n, line in _lines(text)]
     try:
         items = json.loads(text)
     except json.JSONDecodeError as e:
@@ -127,6 +171,20 @@ def _read_json(path: Path, text: str) -> list[Row]:
             raise DataError(f"{path}:row {n}: expected a JSON object, got {type(item).__name__}")
         _check_encodable(item, f"{path}:row {n}")
     return _numbered(str(path), items)
+
+
+SKIP_HINT = "; fix the line, or set data.on_bad_row: skip to leave bad lines out (the report lists them)"
+"""Appended to a line that cannot be read, so the error says how to go on past it."""
+
+
+def _json_line(path: Path, n: int, line: str, skip: bool) -> Row:
+    """Line `n` as a row; a line that is not a JSON object raises, or under skip is a row marked bad."""
+    try:
+        return Row(_json_object(path, n, line), f"{path}:{n}")
+    except DataError as e:
+        if not skip:
+            raise DataError(f"{e}{SKIP_HINT}") from None
+        return Row({}, f"{path}:{n}", bad=str(e))
 
 
 def _json_object(path: Path, n: int, line: str) -> dict[str, Any]:

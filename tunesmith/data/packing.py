@@ -29,37 +29,47 @@ token either, so a packed row's loss equals the token-weighted mean of its sampl
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from tunesmith.data.types import IGNORE_INDEX, PackedRow, Sample
 from tunesmith.errors import UserError
 
 
-def pack(samples: list[Sample], max_len: int) -> list[PackedRow]:
+def pack(samples: Sequence[Sample], max_len: int) -> list[PackedRow]:
     """Best-fit decreasing: longest samples first, each into the fullest row that still has room.
 
     Deterministic: ties in length keep the input order. Rows hold their samples in placement order.
     Empty samples are dropped.
     """
-    too_long = next((s for s in samples if len(s) > max_len), None)
-    if too_long is not None:
-        raise UserError(f"a sample of {len(too_long)} tokens exceeds the packing length {max_len}; truncate it first")
-    order = sorted((i for i in range(len(samples)) if len(samples[i])), key=lambda i: -len(samples[i]))
-    rows: list[list[Sample]] = []
+    rows = pack_indices(np.array([len(s) for s in samples], np.int64), max_len)
+    return [join([samples[i] for i in row]) for row in rows]
+
+
+def pack_indices(lengths: np.ndarray, max_len: int) -> list[list[int]]:
+    """`pack` on sample lengths alone: rows as lists of positions in `lengths`, so a plan of a whole corpus
+    holds integers, never the samples (the store reads a sample when its row is collated)."""
+    if len(lengths) and int(lengths.max()) > max_len:
+        raise UserError(f"a sample of {int(lengths.max())} tokens exceeds the packing length {max_len}; "
+                        "truncate it first")
+    order = np.argsort(-lengths, kind="stable")  # longest first; ties keep the input order
+    rows: list[list[int]] = []
     free: list[tuple[int, int]] = []  # (room left, row index), ascending: the first that fits is the best fit
-    for i in order:
-        sample = samples[i]
-        at = bisect.bisect_left(free, (len(sample), -1))
+    for i, length in zip(order.tolist(), lengths[order].tolist()):
+        if not length:
+            continue
+        at = bisect.bisect_left(free, (length, -1))
         if at == len(free):
             room, row = max_len, len(rows)
             rows.append([])
         else:
             room, row = free.pop(at)
-        rows[row].append(sample)
-        if room - len(sample) > 0:
-            bisect.insort(free, (room - len(sample), row))
-    return [_join(row) for row in rows]
+        rows[row].append(i)
+        if room - length > 0:
+            bisect.insort(free, (room - length, row))
+    return rows
 
 
 def collate_packed(rows: list[PackedRow], pad_id: int = 0) -> dict[str, torch.Tensor]:
@@ -102,7 +112,8 @@ def collate_padded(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor
     }
 
 
-def _join(samples: list[Sample]) -> PackedRow:
+def join(samples: list[Sample]) -> PackedRow:
+    """Samples end to end in one row, positions restarting and the first label of each ignored."""
     row = PackedRow(input_ids=[], labels=[], position_ids=[], lengths=[])
     for sample in samples:
         row.input_ids.extend(sample.input_ids)

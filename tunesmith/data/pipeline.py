@@ -1,8 +1,9 @@
 """Recipe data block -> tokenized train/eval samples, plus the facts the health report needs.
 
 One function, `prepare_data`, used by both `tunesmith validate` and `tunesmith train`, so what the
-report describes is exactly what training consumes. Its result is cached on disk (`data/cache.py`), keyed
-by everything it depends on, so a second run with the same inputs skips parsing and tokenizing.
+report describes is exactly what training consumes. Its result is written once to a memory-mapped store
+(`data/store.py`) under a key of everything it depends on (`data/cache.py`), and read from there, so a
+second run with the same inputs skips parsing and tokenizing and no run holds the tokens in memory.
 """
 
 from __future__ import annotations
@@ -10,16 +11,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.cache import HUB, cache_key, load_cached, store_cached
-from tunesmith.data.formats import parse_rows
-from tunesmith.data.loading import load_rows
-from tunesmith.data.mixing import ReplayReport, mix_replay
+import numpy as np
+
+from tunesmith.data.cache import HUB, cache_key, load_prepared, store_prepared
+from tunesmith.data.formats import ParsedData, parse_rows
+from tunesmith.data.loading import load_rows, text_files, text_lines
+from tunesmith.data.mixing import mix_replay
 from tunesmith.data.pairs import drop_unusable, tokenize_answer
+from tunesmith.data.parallel import default_workers, tokenize_split
+from tunesmith.data.prepared import PreparedData
+from tunesmith.data.progress import PrepProgress, text_size
+from tunesmith.data.store import SampleArrays
 from tunesmith.data.templates import apply_template
+from tunesmith.data.text_stream import store_text
 from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt, tokenize_text
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Preference, Prompt, Sample, Text, Unpaired
 from tunesmith.errors import UserError
@@ -29,60 +37,27 @@ from tunesmith.recipe.spec import DataSpec, Recipe
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class PreparedData:
-    format: str
-    detected: bool
-    train: list[Sample]
-    eval: list[Sample]
-    train_examples: list[Example]
-    eval_examples: list[Example]
-    rows: int
-    bad_rows: list[str]
-    sources: dict[str, str]
-    duplicates: int = 0
-    overlap: int = 0
-    replay: ReplayReport | None = None
-    notes: list[str] = field(default_factory=list)
-    from_cache: bool = False  # read back from the data cache instead of parsed and tokenized now
-    unusable: int = 0  # preference/KTO examples dropped: an answer with no token to score after truncation
-
-    def summary(self) -> dict[str, Any]:
-        """The JSON-able facts recorded in run.json."""
-        return {
-            "format": self.format, "detected": self.detected, "rows": self.rows, "bad_rows": len(self.bad_rows),
-            "train_examples": len(self.train_examples), "eval_examples": len(self.eval_examples),
-            "train_samples": len(self.train), "eval_samples": len(self.eval),
-            "train_tokens": sum(len(s) for s in self.train),
-            "trained_tokens": sum(s.trained_tokens for s in self.train),
-            "truncated": sum(s.truncated for s in self.train), "duplicates": self.duplicates,
-            "train_eval_overlap": self.overlap, "unusable": self.unusable, "sources": self.sources,
-            "replay": self.replay.as_dict() if self.replay else None,
-        }
-
-
 def prepare_data(recipe: Recipe, tokenizer: Any, *, check_method: bool = True) -> PreparedData:
     """Load, parse, split, template and tokenize the recipe's data (and mix replay data when asked).
 
     `check_method=False` (used by `data stats`) accepts any format; training always checks that the
-    detected format suits the method. With `data.cache` on, a result prepared earlier from the same files,
-    tokenizer and settings is read back instead (`from_cache` is then True); the tokenizer gets the
+    detected format suits the method. With `data.cache` on, the result is written to the data store and read
+    from there; one prepared earlier from the same files, tokenizer and settings is read back instead of
+    prepared again (`from_cache` is then True); the tokenizer gets the
     recipe's chat template either way, as callers rely on it.
     """
     apply_template(tokenizer, recipe.data.template)  # first: the cache key hashes the template in force
     sources = data_sources(recipe.data) if recipe.data.cache else {}
     key = cache_key(recipe, tokenizer, sources) if sources else None
-    cached = load_cached(key) if key else None
-    if isinstance(cached, PreparedData):
+    cached = load_prepared(key) if key else None
+    if cached is not None:
         if check_method:
             _check_method(cached.format, recipe.method)
         if cached.bad_rows:
             logger.warning("skipped %d rows as bad; first: %s", len(cached.bad_rows), cached.bad_rows[0])
-        cached.from_cache = True
-        return cached
-    data = _prepare(recipe, tokenizer, check_method)
-    if key and data.sources == sources:  # a file rewritten while it was read: do not file it under the old hash
-        store_cached(key, data)
+    data = cached if cached is not None else _prepare(recipe, tokenizer, check_method, key, sources)
+    if not data.train:
+        raise UserError(f"data.train: no usable training samples in {recipe.data.train}")
     return data
 
 
@@ -94,7 +69,58 @@ def data_sources(spec: DataSpec) -> dict[str, str]:
     return sources
 
 
-def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedData:
+def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool, key: str | None,
+             sources: dict[str, str]) -> PreparedData:
+    """Parse, then tokenize straight into the store when there is a key (so the tokens are never all in
+    memory), else into lists; replay mixes whole lists, so it is stored after mixing."""
+    spec = recipe.data
+    files = text_files(spec.train) if key and _streamable(spec) else None
+    if key and files:  # raw-text files: two passes straight into the store, the corpus never in memory
+        if check_method:
+            _check_method("text", recipe.method)
+        stored = store_text(key, recipe, tokenizer, files, _workers(spec), sources)
+        if stored is not None:
+            return stored
+    data = _examples(recipe, tokenizer, check_method)
+    if key and data.sources != sources:  # a file rewritten while it was read: do not file it under the old hash
+        key = None
+    if key and spec.replay is None:
+        with PrepProgress(text_size(data.train_examples, data.eval_examples), _workers(spec)) as bar:
+            splits = {"train": _tokenized(recipe, tokenizer, data.train_examples, bar),
+                      "eval": _tokenized(recipe, tokenizer, data.eval_examples, bar)}
+            stored = store_prepared(key, data, splits, len(tokenizer))
+        if stored is not None:
+            return stored
+    with PrepProgress(text_size(data.train_examples, data.eval_examples), _workers(spec)) as bar:
+        data.train = [s for piece in _tokenized(recipe, tokenizer, data.train_examples, bar) for s in piece.samples()]
+        data.eval = [s for piece in _tokenized(recipe, tokenizer, data.eval_examples, bar) for s in piece.samples()]
+    if spec.replay is not None:
+        replay_parsed = _load_examples(spec.replay.train, None if spec.replay.format == "auto" else spec.replay.format, spec)
+        replay_samples = to_samples(replay_parsed.examples, tokenizer, recipe.train.max_seq_len, spec.train_on)
+        data.train, data.replay = mix_replay(list(data.train), replay_samples, spec.replay.ratio, recipe.train.seed)
+        if key and data.train:
+            splits = {"train": [SampleArrays.from_samples(data.train)], "eval": [SampleArrays.from_samples(data.eval)]}
+            return store_prepared(key, data, splits, len(tokenizer)) or data
+    return data
+
+
+def _streamable(spec: DataSpec) -> bool:
+    """Whether `text_stream` can prepare this data block: raw text split by a fraction, nothing mixed in."""
+    return spec.replay is None and not isinstance(spec.eval, (str, list)) and spec.format in ("auto", "text")
+
+
+def _workers(spec: DataSpec) -> int:
+    return spec.num_proc or default_workers()
+
+
+def _tokenized(recipe: Recipe, tokenizer: Any, examples: Sequence[Example], bar: PrepProgress) -> Iterator[SampleArrays]:
+    spec = recipe.data
+    return tokenize_split(examples, tokenizer, recipe.train.max_seq_len, spec.train_on, spec.max_prompt_len,
+                          _workers(spec), bar.advance)
+
+
+def _examples(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedData:
+    """Rows parsed, split and checked: the report's facts and the examples, no samples yet."""
     spec = recipe.data
     fmt = spec.format if spec.format != "auto" else None
     parsed = _load_examples(spec.train, fmt, spec)
@@ -111,10 +137,8 @@ def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedData
     max_len, max_prompt_len = recipe.train.max_seq_len, spec.max_prompt_len
     train_examples, unusable = drop_unusable(train_examples, tokenizer, max_len, max_prompt_len)
     eval_examples, eval_unusable = drop_unusable(eval_examples, tokenizer, max_len, max_prompt_len)
-    train = to_samples(train_examples, tokenizer, max_len, spec.train_on, max_prompt_len)
-    eval_ = to_samples(eval_examples, tokenizer, max_len, spec.train_on, max_prompt_len)
     data = PreparedData(
-        format=parsed.format, detected=parsed.detected, train=train, eval=eval_, train_examples=train_examples,
+        format=parsed.format, detected=parsed.detected, train=[], eval=[], train_examples=train_examples,
         eval_examples=eval_examples, rows=len(examples), bad_rows=bad, sources=data_sources(spec),
         duplicates=count_duplicates(train_examples), overlap=count_overlap(train_examples, eval_examples),
         unusable=unusable + eval_unusable,
@@ -122,12 +146,6 @@ def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedData
     if data.unusable:
         logger.warning("dropped %d examples whose answer has no token left to score at max_seq_len %d%s",
                        data.unusable, max_len, f" and max_prompt_len {max_prompt_len}" if max_prompt_len else "")
-    if spec.replay is not None:
-        replay_parsed = _load_examples(spec.replay.train, None if spec.replay.format == "auto" else spec.replay.format, spec)
-        replay_samples = to_samples(replay_parsed.examples, tokenizer, max_len, spec.train_on)
-        data.train, data.replay = mix_replay(data.train, replay_samples, spec.replay.ratio, recipe.train.seed)
-    if not data.train:
-        raise UserError(f"data.train: no usable training samples in {spec.train}")
     return data
 
 
@@ -139,8 +157,11 @@ def _check_method(fmt: str, method: str) -> None:
         )
 
 
-def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec):
-    rows = load_rows(sources, split=spec.split)
+def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec) -> ParsedData:
+    lines = text_lines(sources) if fmt in (None, "text") else None
+    if lines is not None:  # raw-text files: a Text per line, as parse_rows would make, without a Row each
+        return ParsedData([Text(line) for line in lines], "text", detected=fmt is None)
+    rows = load_rows(sources, split=spec.split, on_bad_row=spec.on_bad_row)
     if not rows:
         raise UserError(f"data: no rows found in {sources}")
     return parse_rows(rows, fmt or "auto", on_bad_row=spec.on_bad_row)
@@ -181,25 +202,24 @@ def to_samples(examples: list[Example], tokenizer: Any, max_len: int, train_on: 
     return samples
 
 
-def _key(example: Example) -> str:
-    return repr(example)
+def example_hashes(examples: Sequence[Example]) -> np.ndarray:
+    """A 64-bit digest per example (uint64): the duplicate counts hold 8 bytes a row, not copies of the corpus.
+    Two different rows share a digest with odds of about n²/2⁶⁵, under one in a million up to 6 million rows."""
+    def digest(example: Example) -> int:
+        text = example.text if isinstance(example, Text) else repr(example)  # a dataclass repr is slow
+        return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+    return np.fromiter((digest(ex) for ex in examples), np.uint64, count=len(examples))
 
 
-def count_duplicates(examples: list[Example]) -> int:
+def count_duplicates(examples: Sequence[Example]) -> int:
     """Examples identical to an earlier one (they are kept: the report only counts them)."""
-    seen: set[str] = set()
-    dupes = 0
-    for ex in examples:
-        key = _key(ex)
-        dupes += key in seen
-        seen.add(key)
-    return dupes
+    return len(examples) - len(np.unique(example_hashes(examples)))
 
 
-def count_overlap(train: list[Example], eval_: list[Example]) -> int:
+def count_overlap(train: Sequence[Example], eval_: Sequence[Example]) -> int:
     """Eval examples that also occur in train: a held-out score on them would be inflated."""
-    keys = {_key(ex) for ex in train}
-    return sum(_key(ex) in keys for ex in eval_)
+    return int(np.isin(example_hashes(eval_), example_hashes(train)).sum())
 
 
 def hash_sources(train: str | list[str], eval_: str | list[str] | None) -> dict[str, str]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text as RichText
 
-from tunesmith.data.pipeline import PreparedData
+from tunesmith.data.prepared import PreparedData, sample_lengths, trained_counts, truncated_count
 from tunesmith.data.types import IGNORE_INDEX, Sample
 
 HISTOGRAM_BINS = 8
@@ -42,13 +43,15 @@ class DataReport:
 
 
 def build_report(data: PreparedData) -> DataReport:
-    samples = data.train + data.eval
+    """Counted with numpy over the store's arrays (or the in-memory samples): no sample is materialised."""
+    lengths = np.concatenate([sample_lengths(data.train), sample_lengths(data.eval)])
+    trained = np.concatenate([trained_counts(data.train), trained_counts(data.eval)])
     return DataReport(
         format=data.format, detected=data.detected, rows=data.rows, train_examples=len(data.train_examples),
         eval_examples=len(data.eval_examples), bad_rows=data.bad_rows,
-        truncated=sum(s.truncated for s in samples), no_trained=sum(s.trained_tokens == 0 for s in samples),
-        tokens_total=sum(len(s) for s in samples), tokens_trained=sum(s.trained_tokens for s in samples),
-        lengths=[len(s) for s in samples], duplicates=data.duplicates, overlap=data.overlap,
+        truncated=truncated_count(data.train) + truncated_count(data.eval), no_trained=int((trained == 0).sum()),
+        tokens_total=int(lengths.sum()), tokens_trained=int(trained.sum()),
+        lengths=lengths.tolist(), duplicates=data.duplicates, overlap=data.overlap,
         replay=data.replay.as_dict() if data.replay else None, unusable=getattr(data, "unusable", 0),
     )
 

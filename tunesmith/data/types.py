@@ -29,7 +29,7 @@ class Conversation:
     messages: tuple[Message, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Text:
     """Raw text for continued pre-training; every token is trained."""
 

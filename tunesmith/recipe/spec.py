@@ -55,8 +55,11 @@ class DataSpec(Strict):
                                        "from their start before answers are cut from their end; None: the prompt gets "
                                        "what the answer leaves, the answer at least half of train.max_seq_len")
     replay: ReplaySpec | None = None
-    cache: bool = Field(True, description="reuse the tokenized data of an earlier run with the same files, tokenizer "
-                        "and settings (kept in $TUNESMITH_CACHE/data, default ~/.cache/tunesmith/data)")
+    cache: bool = Field(True, description="keep the tokenized data in a memory-mapped store and reuse it in later runs "
+                        "with the same files, tokenizer and settings (kept in $TUNESMITH_CACHE/data, default "
+                        "~/.cache/tunesmith/data)")
+    num_proc: int | None = Field(None, ge=1, description="processes that tokenize the data (None: every core); the "
+                                 "result is the same for any number")
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:

@@ -2,7 +2,8 @@
 
 Planning every micro-batch before training starts (rather than iterating a shuffling DataLoader) is what
 makes resume exact: optimizer step k always consumes micro-batches [k*accum, (k+1)*accum), whether the
-run was interrupted or not.
+run was interrupted or not. The plan is positions into the samples (offsets into the prepared-data store),
+not the samples themselves, so its memory is a few integers per sample and epoch.
 """
 
 from __future__ import annotations
@@ -11,23 +12,53 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
-from tunesmith.data.packing import collate_flat, collate_packed, collate_padded, pack
+from tunesmith.data.packing import collate_flat, collate_packed, collate_padded, join, pack_indices
+from tunesmith.data.prepared import sample_lengths
+from tunesmith.data.store import StoredSamples
 from tunesmith.data.types import PackedRow, Sample
+
+
+class MicroBatches(Sequence[list[Any]]):
+    """Micro-batches as positions into the items (a store's samples, or any list), built into rows on access.
+
+    Holding integers rather than samples is what keeps a run's memory flat however large the corpus: the
+    store (data/store.py) reads a sample only when its micro-batch is collated.
+    """
+
+    def __init__(self, items: Sequence[Any], plan: list[list[Any]], packed: bool) -> None:
+        self.items, self.plan, self.packed = items, plan, packed
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._rows(entry) for entry in self.plan[i]]
+        return self._rows(self.plan[i])
+
+    def _rows(self, entry: list[Any]) -> list[Any]:
+        if self.packed:
+            return [join([self.items[j] for j in row]) for row in entry]
+        return [self.items[j] for j in entry]
 
 
 @dataclass
 class BatchPlan:
-    """Micro-batches (lists of rows) in training order, grouped `accum` per optimizer step."""
+    """Micro-batches in training order, grouped `accum` per optimizer step."""
 
-    micro_batches: list[list[PackedRow] | list[Sample]]
+    micro_batches: MicroBatches
     accum: int
     packed: bool
     pad_id: int
     flat: bool = False
     """Packed micro-batches become one row each (`collate_flat`): what flash attention needs."""
+    lengths: np.ndarray | None = None
+    """Tokens per item (packing or Samples), so `real_tokens` reads no sample."""
 
     @property
     def steps(self) -> int:
@@ -40,8 +71,12 @@ class BatchPlan:
 
     def real_tokens(self, step: int) -> int:
         """Non-pad tokens the model computes on in step `step` (the honest throughput numerator)."""
-        chunk = self.micro_batches[step * self.accum:(step + 1) * self.accum]
-        return sum(len(row.input_ids) for rows in chunk for row in rows)
+        entries = self.micro_batches.plan[step * self.accum:(step + 1) * self.accum]
+        if self.lengths is None:
+            chunk = self.micro_batches[step * self.accum:(step + 1) * self.accum]
+            return sum(len(row.input_ids) for rows in chunk for row in rows)
+        flat = [j for entry in entries for row in entry for j in (row if self.packed else [row])]
+        return int(self.lengths[flat].sum())
 
     def collate(self, rows: Sequence[PackedRow] | Sequence[Sample]) -> dict[str, torch.Tensor]:
         if self.packed and self.flat:
@@ -52,7 +87,7 @@ class BatchPlan:
 
 
 def plan_batches(
-    samples: list[Sample],
+    samples: Sequence[Any],
     *,
     batch_size: int,
     accum: int,
@@ -69,22 +104,27 @@ def plan_batches(
 
     `shuffle=False` keeps the samples' order (packed rows stay in best-fit order). Fractional epochs take a
     prefix of the last epoch. `max_steps` wins over epochs, cycling through further epochs if it needs more
-    data than `epochs` gives.
+    data than `epochs` gives. The plan holds positions into `samples` (see `MicroBatches`); the order is the
+    one a shuffle of the samples themselves gives, as the same seeded shuffle permutes the positions.
     """
     if not samples:
         raise ValueError("no training samples")
-    micro: list[list] = []
+    lengths = sample_lengths(samples) if packing or _all_samples(samples) else None
+    micro: list[list[Any]] = []
     per_epoch: int | None = None
     epoch = 0
     wanted_micro = None if max_steps is None else max_steps * accum
     while True:
         rng = random.Random(seed * 1_000_003 + epoch)
-        order = list(samples)
+        order = list(range(len(samples)))
         if shuffle:
             rng.shuffle(order)
-        rows: list = pack(order, max_seq_len) if packing else order
-        if packing and shuffle:
-            rng.shuffle(rows)
+        rows: list[Any] = order
+        if packing:
+            assert lengths is not None
+            rows = [[order[p] for p in row] for row in pack_indices(lengths[order], max_seq_len)]
+            if shuffle:
+                rng.shuffle(rows)
         epoch_batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
         per_epoch = per_epoch or len(epoch_batches)
         micro.extend(epoch_batches)
@@ -97,4 +137,10 @@ def plan_batches(
             micro = micro[: max(accum, int(round(per_epoch * epochs)))]
             break
     usable = (len(micro) // accum) * accum
-    return BatchPlan(micro_batches=micro[:usable], accum=accum, packed=packing, pad_id=pad_id, flat=flat)
+    return BatchPlan(micro_batches=MicroBatches(samples, micro[:usable], packing), accum=accum, packed=packing,
+                     pad_id=pad_id, flat=flat, lengths=lengths)
+
+
+def _all_samples(items: Sequence[Any]) -> bool:
+    """Whether the items are token samples (so their lengths can be read up front), not method-specific items."""
+    return isinstance(items, StoredSamples) or all(isinstance(item, Sample) for item in items)

@@ -109,12 +109,13 @@ def module_names(config: Any, trust_remote_code: bool) -> dict[str, bool] | None
 def batch_notes(recipe: Recipe, data: PreparedData) -> list[str]:
     """A warning when one optimizer step asks for more rows than the data holds (every step then is the
     whole data set, smaller than the batch the recipe asks for)."""
-    from tunesmith.data.packing import pack
+    from tunesmith.data.packing import pack_indices
+    from tunesmith.data.prepared import sample_lengths
 
     t = recipe.train
     lm = BY_NAME[recipe.method].trains_on_samples  # packed into rows; the others train on examples
     if lm and t.packing:
-        units, what = len(pack(data.train, t.max_seq_len)), "packed rows"
+        units, what = len(pack_indices(sample_lengths(data.train), t.max_seq_len)), "packed rows"
     else:
         units, what = len(data.train) if lm else len(data.train_examples), "rows"
     wanted = t.batch_size * t.grad_accum  # the global batch: N processes share it (train/distributed.py)
