@@ -42,18 +42,20 @@ def encode(example: Example) -> bytes:
     return json.dumps(item, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
 
 
+_DECODERS: dict[str, Any] = {
+    "text": lambda item: Text(item["s"]),
+    "chat": lambda item: Conversation(_back(item["m"])),
+    "pref": lambda item: Preference(_back(item["p"]), _back(item["c"]), _back(item["r"])),
+    "kto": lambda item: Unpaired(_back(item["p"]), _back(item["c"]), bool(item["d"])),
+    "prompt": lambda item: Prompt(_back(item["p"]), dict(item["f"])),
+}
+"""Each tag `encode` writes, and how its line becomes the example again."""
+
+
 def decode(line: bytes) -> Example:
     """The example `encode` wrote as `line`."""
     item = json.loads(line)
-    kind = item["t"]
-    if kind == "text":
-        return Text(item["s"])
-    if kind == "chat":
-        return Conversation(_back(item["m"]))
-    if kind == "pref":
-        return Preference(_back(item["p"]), _back(item["c"]), _back(item["r"]))
-    if kind == "kto":
-        return Unpaired(_back(item["p"]), _back(item["c"]), bool(item["d"]))
-    if kind == "prompt":
-        return Prompt(_back(item["p"]), dict(item["f"]))
-    raise ValueError(f"unknown example kind {kind!r} in the data store")
+    decoder = _DECODERS.get(item["t"])
+    if decoder is None:
+        raise ValueError(f"unknown example kind {item['t']!r} in the data store")
+    return decoder(item)
