@@ -33,7 +33,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -44,6 +44,7 @@ STORE_FORMAT = 1
 """Bump when the layout changes, so stores of an older layout stop matching."""
 COMPLETE = "COMPLETE"
 SPLITS = ("train", "eval")
+T = TypeVar("T")
 SUM_TOKENS = 1 << 22
 """Tokens summed at a time when counting trained tokens (a 16 MB temporary)."""
 
@@ -153,7 +154,39 @@ def _map(path: Path, dtype: np.dtype | type, count: int) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
 
 
-class StoredSamples(Sequence[Sample]):
+class _MappedSequence(Sequence[T]):
+    """A read-only sequence over mapped files: items are built on access (`_item`), compared by value with any
+    sequence, and `+` gives a list, as the lists of samples and examples it stands in for do."""
+
+    def _item(self, i: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[T]: ...
+    def __getitem__(self, i: int | slice) -> T | list[T]:
+        if isinstance(i, slice):
+            return [self._item(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._item(i)
+
+    def __iter__(self) -> Iterator[T]:
+        return (self._item(i) for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(other) == len(self) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __add__(self, other: Sequence[T]) -> list[T]:
+        return [*self, *other]
+
+
+class StoredSamples(_MappedSequence[Sample]):
     """One split's samples, read from the maps on demand; whole-split counts come from numpy, not rows."""
 
     def __init__(self, folder: Path, split: str, dtype: np.dtype, samples: int, tokens: int) -> None:
@@ -165,29 +198,12 @@ class StoredSamples(Sequence[Sample]):
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    @overload
-    def __getitem__(self, i: int) -> Sample: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Sample]: ...
-    def __getitem__(self, i: int | slice) -> Sample | list[Sample]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
+    def _item(self, i: int) -> Sample:
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
         ids = self.tokens[start:end].astype(np.int64)
         labels = np.where(self.mask[start:end].astype(bool), ids, IGNORE_INDEX)
         return Sample(ids.tolist(), labels.tolist(), truncated=bool(self.truncated[i]))
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and len(other) == len(self) and all(a == b for a, b in zip(self, other))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __add__(self, other: Sequence[Sample]) -> list[Sample]:
-        return [*self, *other]
 
     def lengths(self) -> np.ndarray:
         """Tokens per sample, as int64."""
@@ -210,7 +226,7 @@ class StoredSamples(Sequence[Sample]):
         return out
 
 
-class StoredExamples(Sequence[Example]):
+class StoredExamples(_MappedSequence[Example]):
     """One split's examples, each decoded from its JSON line when asked for."""
 
     def __init__(self, folder: Path, split: str, count: int) -> None:
@@ -220,29 +236,9 @@ class StoredExamples(Sequence[Example]):
     def __len__(self) -> int:
         return max(len(self.offsets) - 1, 0)
 
-    @overload
-    def __getitem__(self, i: int) -> Example: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Example]: ...
-    def __getitem__(self, i: int | slice) -> Example | list[Example]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
+    def _item(self, i: int) -> Example:
         return example_codec.decode(self.lines[int(self.offsets[i]):int(self.offsets[i + 1])].tobytes())
 
-    def __iter__(self) -> Iterator[Example]:
-        return (self[i] for i in range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and len(other) == len(self) and all(a == b for a, b in zip(self, other))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __add__(self, other: Sequence[Example]) -> list[Example]:
-        return [*self, *other]
 
 
 def _size(path: Path) -> int:
