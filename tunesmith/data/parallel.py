@@ -16,12 +16,13 @@ operating system cannot fork (Windows).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +34,8 @@ SLICE_CHARS = 1 << 20
 """Characters of text per worker task: large enough to amortise a task, small enough to balance the cores."""
 PARALLEL_MIN_CHARS = 4 << 20
 """Below this much text the split is tokenized in the calling process."""
+T = TypeVar("T")
+R = TypeVar("R")
 
 _JOB: tuple[Sequence[Example], Any, int, str, int | None] | None = None
 """The split being tokenized, set before the workers fork so they inherit it."""
@@ -102,13 +105,30 @@ def _counted(pieces: Iterable[SampleArrays], ranges: list[tuple[int, int, int]],
 
 def _run(ranges: list[tuple[int, int, int]], num_proc: int) -> Iterator[SampleArrays]:
     tasks = [(start, end) for start, end, _ in ranges]
-    if num_proc <= 1 or len(tasks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from map(_work, tasks)
+    yield from forked_map(_task, tasks, min(num_proc, len(tasks)) if len(tasks) > 1 else 1)
+
+
+def forked_map(work: Callable[[T], R], tasks: Iterable[T], workers: int) -> Iterator[R]:
+    """`map(work, tasks)` over `workers` forked processes, results in order, at most two tasks per worker in
+    flight, so a lazy `tasks` (slices read from files) is consumed only as fast as it is worked.
+
+    `work` must be a module-level function (it is sent by name); what it needs beyond its task is a module
+    global set before the call, which the fork inherits. One process (a plain `map`) when `workers` <= 1 or
+    the operating system cannot fork.
+    """
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(work, tasks)
         return
     with tokenizer_threads_off():
-        pool = multiprocessing.get_context("fork").Pool(min(num_proc, len(tasks)))
+        pool = multiprocessing.get_context("fork").Pool(workers)
     try:
-        yield from pool.imap(_task, tasks)
+        pending: collections.deque = collections.deque()
+        for task in tasks:
+            pending.append(pool.apply_async(work, (task,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
     finally:
         pool.terminate()
         pool.join()

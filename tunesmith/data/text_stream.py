@@ -16,10 +16,8 @@ The result is the store the general path writes for the same recipe (tests/test_
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
-import multiprocessing
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ import numpy as np
 
 from tunesmith.data import parallel
 from tunesmith.data.loading import read_text
-from tunesmith.data.parallel import cut_blocks, encode_stream, tokenize_split, tokenizer_threads_off
+from tunesmith.data.parallel import cut_blocks, encode_stream, forked_map, tokenize_split
 from tunesmith.data.prepared import PreparedData
 from tunesmith.data.progress import PrepProgress
 from tunesmith.data.store import ExampleWriter, SampleArrays, SampleWriter, finish, token_dtype
@@ -140,28 +138,14 @@ def _write_eval(folder: Path, recipe: Recipe, tokenizer: Any, texts: list[str], 
 
 
 def _encoded(slices: Iterator[list[str]], tokenizer: Any, workers: int) -> Iterator[tuple[list[str], SampleArrays]]:
-    """(texts, their EOS-joined token stream) per slice, in order; at most 2 slices per worker in flight, so
-    the files are read only as fast as they are tokenized."""
+    """(texts, their EOS-joined token stream) per slice, in order; `parallel.forked_map` keeps at most 2
+    slices per worker in flight, so the files are read only as fast as they are tokenized."""
     global _TOKENIZER
-    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from ((texts, encode_stream(tokenizer, texts)) for texts in slices)
-        return
     _TOKENIZER = tokenizer
-    with tokenizer_threads_off():
-        pool = multiprocessing.get_context("fork").Pool(workers)
+    texts, sent = itertools.tee(slices)
     try:
-        pending: collections.deque = collections.deque()
-        for texts in slices:
-            pending.append((texts, pool.apply_async(_stream_task, (texts,))))
-            if len(pending) >= 2 * workers:
-                done, result = pending.popleft()
-                yield done, result.get()
-        while pending:
-            done, result = pending.popleft()
-            yield done, result.get()
+        yield from zip(texts, forked_map(_stream_task, sent, workers))
     finally:
-        pool.terminate()
-        pool.join()
         _TOKENIZER = None
 
 
