@@ -98,11 +98,15 @@ def text_lines(sources: str | Path | Sequence[str | Path]) -> list[str] | None:
 
 
 def _text_file_lines(path: Path) -> list[str]:
-    """The non-blank lines of a `.txt` file, read line by line: the file is never one string in memory.
+    return list(iter_text_lines(path))
+
+
+def iter_text_lines(path: Path) -> Iterator[str]:
+    """The non-blank lines of a `.txt` file, one at a time: the file is never one string in memory.
     Newlines are read as `Path.read_text` reads them; a byte that is not UTF-8 is reported as `read_text` does."""
     try:
         with path.open(encoding="utf-8-sig") as handle:
-            return [line.removesuffix("\n") for line in handle if line.strip()]
+            yield from (line.removesuffix("\n") for line in handle if line.strip())
     except UnicodeDecodeError:
         read_text(path)  # raises the error with the offset in the file
         raise

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith.data import parallel
-from tunesmith.data.loading import read_text
+from tunesmith.data.loading import iter_text_lines
 from tunesmith.data.parallel import cut_blocks, encode_stream, forked_map, tokenize_split
 from tunesmith.data.prepared import PreparedData
 from tunesmith.data.progress import PrepProgress
@@ -45,19 +45,14 @@ _TOKENIZER: Any = None
 def iter_lines(files: list[Path]) -> Iterator[str]:
     """The non-blank lines of `files`, as `loading.text_lines` returns them, one at a time."""
     for file in files:
-        with file.open(encoding="utf-8-sig") as handle:
-            yield from (line.removesuffix("\n") for line in handle if line.strip())
+        yield from iter_text_lines(file)
 
 
 def count_lines(files: list[Path]) -> int:
     """Non-blank lines in all `files`; an empty file or a byte that is not UTF-8 is the loader's error."""
     total = 0
     for file in files:
-        try:
-            found = sum(1 for _ in iter_lines([file]))
-        except UnicodeDecodeError:
-            read_text(file)  # raises the loader's error, with the offset in the file
-            raise
+        found = sum(1 for _ in iter_text_lines(file))
         if not found:
             raise UserError(f"{file}: the file is empty")
         total += found
