@@ -29,6 +29,8 @@ def encode(example: Example) -> bytes:
         item = {"t": "text", "s": example.text}
     elif isinstance(example, Conversation):
         item = {"t": "chat", "m": _messages(example.messages)}
+        if example.images:
+            item["i"] = list(example.images)
     elif isinstance(example, Preference):
         item = {"t": "pref", "p": _messages(example.prompt), "c": _messages(example.chosen),
                 "r": _messages(example.rejected)}
@@ -44,7 +46,7 @@ def encode(example: Example) -> bytes:
 
 _DECODERS: dict[str, Any] = {
     "text": lambda item: Text(item["s"]),
-    "chat": lambda item: Conversation(_back(item["m"])),
+    "chat": lambda item: Conversation(_back(item["m"]), tuple(str(ref) for ref in item.get("i", ()))),
     "pref": lambda item: Preference(_back(item["p"]), _back(item["c"]), _back(item["r"])),
     "kto": lambda item: Unpaired(_back(item["p"]), _back(item["c"]), bool(item["d"])),
     "prompt": lambda item: Prompt(_back(item["p"]), dict(item["f"])),

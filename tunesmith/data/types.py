@@ -24,9 +24,15 @@ class Message:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A chat; the loss falls on assistant turns."""
+    """A chat; the loss falls on assistant turns.
+
+    `images` are the chat's pictures, each a local file path or a `data:` URI, in the order their
+    `<image>` placeholders (`data.images.IMAGE_PLACEHOLDER`) appear in the messages' text: one form for
+    every multimodal data format, so templates and processors meet a single shape.
+    """
 
     messages: tuple[Message, ...]
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

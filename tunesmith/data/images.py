@@ -1,0 +1,70 @@
+"""Pictures in chat data: the one placeholder every format maps to, and opening an image reference safely.
+
+A multimodal `Conversation` keeps its images as references (a local path or a `data:` URI) and marks where
+each sits with `IMAGE_PLACEHOLDER` in the message text. Opening is the boundary: a reference comes from a
+data file or a request someone else wrote, so remote URLs are refused (no network is reached because a row
+says so), and Pillow's decompression-bomb guard stays on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+IMAGE_PLACEHOLDER = "<image>"
+"""Where an image sits in a message's text (LLaMA-Factory's and LLaVA's spelling)."""
+
+
+class ImageError(ValueError):
+    """An image reference that cannot be opened; the message says why, the caller adds file:line."""
+
+
+def count_placeholders(texts: list[str] | tuple[str, ...]) -> int:
+    """How many image placeholders the texts hold, to check them against the row's image list."""
+    return sum(text.count(IMAGE_PLACEHOLDER) for text in texts)
+
+
+def _data_uri_bytes(ref: str) -> bytes:
+    header, sep, payload = ref.partition(",")
+    if not sep or not header.endswith(";base64"):
+        raise ImageError("a data: URI image must be base64 (data:image/png;base64,...)")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error as exc:
+        raise ImageError(f"the data: URI's base64 is corrupt ({exc})") from None
+
+
+def image_bytes(ref: str) -> bytes:
+    """The encoded bytes behind a reference: a `data:` URI or a local file; a remote URL is refused."""
+    lowered = ref[:16].lower()
+    if lowered.startswith(("http://", "https://")):
+        raise ImageError(f"remote image {ref[:80]!r} refused: images are read from local files or data: URIs "
+                         "only (download it and give its path)")
+    if lowered.startswith("data:"):
+        return _data_uri_bytes(ref)
+    path = Path(ref)
+    if not path.is_file():
+        raise ImageError(f"image file not found: {ref}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"image file unreadable: {ref} ({exc.strerror})") from None
+
+
+def open_image(ref: str) -> Image:
+    """The picture behind a reference, decoded whole and in RGB (what every VLM processor expects)."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    data = image_bytes(ref)
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
+        raise ImageError(f"not a readable image: {ref[:80]} ({exc})") from None
