@@ -71,3 +71,20 @@ def test_recipe_docs_show_real_defaults_and_gguf_models() -> None:
     assert "| `distributed.zero_options` | dict[str, Any] | `{}` |" in docs
     model_row = next(line for line in docs.splitlines() if line.startswith("| `model` |"))
     assert "GGUF" in model_row and "required" in model_row
+
+
+BNB_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+
+def test_bitsandbytes_hub_kernel_notice_is_dropped_but_other_warnings_show() -> None:
+    """bitsandbytes, on a CPU with AVX512-BF16, tries to fetch a kernel from the hub and warns when it cannot;
+    the warning is dropped on its own logger, where its other warnings still reach the user."""
+    script = ("import logging, tunesmith\n"
+              "log = logging.getLogger('bitsandbytes.backends.cpu.ops')\n"
+              f"log.warning({BNB_NOTICE!r} + ': offline')\n"
+              "log.warning('a real bitsandbytes warning')\n"
+              "import bitsandbytes\n")
+    done = _run("-c", script)
+    assert done.returncode == 0, done.stderr
+    assert BNB_NOTICE not in done.stdout + done.stderr
+    assert "a real bitsandbytes warning" in done.stderr

@@ -1,7 +1,7 @@
 """tunesmith: adapt a pre-trained causal language model to a task or domain, measure it, ship it."""
 
-from tunesmith.third_party_logs import quiet_deepspeed_cpu_notice
+from tunesmith.third_party_logs import quiet_third_party_notices
 
 __version__ = "0.1.0"
 
-quiet_deepspeed_cpu_notice()
+quiet_third_party_notices()
