@@ -135,3 +135,30 @@ def test_rewards_come_from_the_file_named_on_the_command_line(setup, tmp_path: P
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "runs" / "p" / "metrics.jsonl").read_text().splitlines()]
     assert any("reward/my_rewards:letters" in r for r in records)
+
+
+def test_plan_and_compare_take_the_rewards_file_like_train(setup, tmp_path: Path) -> None:
+    """A recipe naming its own reward must get past every verb that validates it, each given the same file."""
+    from tunesmith.compare.execute import train_child
+    from tunesmith.compare.spec import CompareSpec, strategy_recipes, write_recipe
+    from tunesmith.recipe.user_code import UserCode
+
+    rewards = tmp_path / "my_rewards.py"
+    rewards.write_text(REWARDS)
+    recipe = grpo_recipe(setup, tmp_path, ["my_rewards:letters"])
+    refused(cli("plan", str(recipe), "--memory", "8GiB"), "unknown reward 'my_rewards:letters'", "no --rewards-file")
+    planned = cli("plan", str(recipe), "--memory", "8GiB", "--rewards-file", str(rewards))
+    assert planned.exit_code == 0, planned.stderr[-3000:]
+
+    shared = yaml.safe_load(recipe.read_text())
+    compare_spec = tmp_path / "compare.yaml"
+    compare_spec.write_text(yaml.safe_dump({"name": "c", "out": str(tmp_path / "cmp"), "recipe": shared,
+                                            "strategies": {"grpo": {}}}))
+    refused(cli("compare", str(compare_spec)), "unknown reward 'my_rewards:letters'")
+    spec = CompareSpec.model_validate(yaml.safe_load(compare_spec.read_text()))
+    code = UserCode.from_files([rewards])
+    strategy = strategy_recipes(spec, code)["grpo"]
+    recipe_file = write_recipe(strategy, tmp_path / "cmp" / "recipes" / "grpo.yaml")
+    train_child(recipe_file, strategy.run_dir, tmp_path / "child.log", code.files)  # raises when the child fails
+    records = [json.loads(line) for line in (strategy.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("reward/my_rewards:letters" in r for r in records)

@@ -15,6 +15,10 @@ from tunesmith.errors import UserError
 
 console = Console(stderr=True)
 
+REWARDS_FILE_HELP = "Python file whose reward functions the recipe may name (file_stem:function); repeatable"
+"""One help text for `--rewards-file`, the option of every verb that validates a recipe naming user rewards
+(train, validate, plan, compare): a recipe naming its own rewards must get past each of them alike."""
+
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Show a UserError as one red line with exit status 2 instead of a traceback."""

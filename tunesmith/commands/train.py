@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tunesmith.commands.common import friendly
+from tunesmith.commands.common import REWARDS_FILE_HELP, friendly
 
 
 @friendly
@@ -18,8 +18,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder of the same name"),
     profile: bool = typer.Option(False, "--profile", help="print where step time goes (data, forward, backward, optimizer)"),
     nproc: int = typer.Option(1, "--nproc", help="training processes on this machine (torchrun; gloo on CPU)"),
-    rewards_file: Optional[list[Path]] = typer.Option(None, "--rewards-file", help="Python file whose reward "
-                                                      "functions the recipe may name (file_stem:function)"),
+    rewards_file: Optional[list[Path]] = typer.Option(None, "--rewards-file", help=REWARDS_FILE_HELP),
 ) -> None:
     """Fine-tune: the recipe's method and adapter, in one loop; writes the run folder."""
     import sys

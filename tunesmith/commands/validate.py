@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 
-from tunesmith.commands.common import friendly
+from tunesmith.commands.common import REWARDS_FILE_HELP, friendly
 
 if TYPE_CHECKING:
     from tunesmith.data.pipeline import PreparedData
@@ -73,8 +73,7 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
 def validate(
     recipe: Path = typer.Argument(..., help="recipe YAML"),
     overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides"),
-    rewards_file: Optional[list[Path]] = typer.Option(None, "--rewards-file", help="Python file whose reward "
-                                                      "functions the recipe may name (file_stem:function)"),
+    rewards_file: Optional[list[Path]] = typer.Option(None, "--rewards-file", help=REWARDS_FILE_HELP),
 ) -> None:
     """Check a recipe, load the model config and tokenizer, tokenize the data, print a health report."""
     validate_recipe(recipe, overrides or [], rewards_file)

@@ -25,15 +25,18 @@ from tunesmith.compare.rows import comparison_rows
 from tunesmith.compare.run_files import run_finished
 from tunesmith.compare.spec import load_spec, strategy_recipes, write_recipe
 from tunesmith.compare.table import write_csv, write_markdown
+from tunesmith.recipe.user_code import NO_USER_CODE, UserCode
 from tunesmith.runs.eval_file import read_eval
 
 console = Console(stderr=True)
 
 
-def run_comparison(spec_path: Path, fresh: bool = False) -> Path:
-    """Run (or resume) the comparison of `spec_path`; returns the comparison folder."""
+def run_comparison(spec_path: Path, fresh: bool = False, user_code: UserCode = NO_USER_CODE) -> Path:
+    """Run (or resume) the comparison of `spec_path`; returns the comparison folder.
+
+    `user_code`: the --rewards-file files the strategies may name; each training child gets them too."""
     spec = load_spec(spec_path)
-    recipes = strategy_recipes(spec)  # every strategy validated before anything trains
+    recipes = strategy_recipes(spec, user_code)  # every strategy validated before anything trains
     folder = spec.folder
     if fresh and folder.exists():
         shutil.rmtree(folder)
@@ -48,7 +51,7 @@ def run_comparison(spec_path: Path, fresh: bool = False) -> Path:
             if not (run_finished(run_dir) and measure is not None):
                 console.print(f"[bold]{name}[/]: training")
                 recipe_file = write_recipe(recipe, folder / "recipes" / f"{name}.yaml")
-                measure = train_child(recipe_file, run_dir, folder / "logs" / f"{name}.log")
+                measure = train_child(recipe_file, run_dir, folder / "logs" / f"{name}.log", user_code.files)
                 save_measure(folder, name, measure)
             console.print(f"[bold]{name}[/]: evaluating")
         evaluate_run(run_dir, spec.eval)  # into the run folder, where comparison_rows reads it

@@ -18,17 +18,20 @@ from typing import Any
 
 from tunesmith.compare.run_files import read_run
 from tunesmith.errors import UserError
+from tunesmith.recipe.user_code import OPTION
 from tunesmith.runs.atomic import write_text_atomic
 from tunesmith.runs.record import read_json
 
 MEASURE_FILE = "measure.json"
 
 
-def train_child(recipe_file: Path, run_dir: Path, log: Path) -> dict[str, Any]:
-    """Run `tunesmith train` on `recipe_file` in a fresh process; returns wall seconds and peak RSS."""
+def train_child(recipe_file: Path, run_dir: Path, log: Path, rewards_files: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Run `tunesmith train` on `recipe_file` in a fresh process, given the comparison's --rewards-file files;
+    returns wall seconds and peak RSS."""
     started = read_run(run_dir) is not None and any((run_dir / "checkpoints").glob("step-*"))
     flag = "--resume" if started else "--overwrite"
     command = [sys.executable, "-m", "tunesmith", "train", str(recipe_file), flag]
+    command += [arg for path in rewards_files for arg in (OPTION, str(path))]
     begin = time.perf_counter()
     with log.open("w") as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())

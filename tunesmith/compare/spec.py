@@ -27,6 +27,7 @@ from tunesmith.errors import UserError, suggestion
 from tunesmith.recipe.errors import explain_validation_error
 from tunesmith.recipe.registry import EVAL_SUITES
 from tunesmith.recipe.spec import Recipe, merge, recipe_from_dict
+from tunesmith.recipe.user_code import NO_USER_CODE, UserCode
 
 DEFAULT_OUT = "comparisons"
 """The comparison folder is comparisons/<name> unless the spec's `out` names another."""
@@ -88,14 +89,15 @@ def load_spec(path: Path) -> CompareSpec:
     return spec
 
 
-def strategy_recipes(spec: CompareSpec) -> dict[str, Recipe]:
-    """Every strategy's validated recipe (output in the comparison folder's runs/), before anything trains."""
+def strategy_recipes(spec: CompareSpec, user_code: UserCode = NO_USER_CODE) -> dict[str, Recipe]:
+    """Every strategy's validated recipe (output in the comparison folder's runs/), before anything trains;
+    `user_code`: the --rewards-file files whose functions a strategy may name."""
     recipes = {}
     for name, overrides in spec.strategies.items():
         raw = merge(spec.recipe, overrides or {})
         raw.update(name=name, output=str(spec.folder / "runs"))
         raw["train"] = {**raw.get("train", {}), "log_every": 1}  # every step timed: tokens/s from metrics.jsonl
-        recipes[name] = recipe_from_dict(raw, source=f"strategy {name}")
+        recipes[name] = recipe_from_dict(raw, source=f"strategy {name}", user_code=user_code)
     return recipes
 
 
