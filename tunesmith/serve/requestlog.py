@@ -7,6 +7,10 @@ names, so a user can see who asked for which model, how it ended and how long it
 Never logged: prompt or answer text, headers (keys travel there), the query string (a key could be there).
 Handlers add `model` and token counts through `note(request, ...)`; a streamed answer is logged when its
 last chunk is sent, a dropped connection with `"completed": false`.
+
+A server that runs for weeks must not fill its disk: past `MAX_BYTES` the file is rotated as
+`logging.handlers.RotatingFileHandler` does (`requests.jsonl` -> `.1` -> `.2` ..., the oldest beyond `BACKUPS`
+deleted), so the log holds at most (BACKUPS + 1) x MAX_BYTES plus one line per file.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from tunesmith.errors import UserError
 
 Scope = MutableMapping[str, Any]
 _KEY = "tunesmith_request_log"
+MAX_BYTES = 64 << 20
+"""A request log file's size before it is rotated (64 MiB: about 300,000 requests)."""
+BACKUPS = 4
+"""Rotated files kept besides the current one."""
 
 
 def default_path() -> Path:
@@ -35,21 +43,41 @@ def default_path() -> Path:
 
 
 class RequestLog:
-    """An append-only JSON-lines file, written line by line under a lock (requests end on many threads)."""
+    """An append-only JSON-lines file, written line by line under a lock (requests end on many threads),
+    rotated past `max_bytes` with `backups` older files kept (path.1 the newest of them)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 -- open while serving
+            self._file = self._open()
         except OSError as e:
             raise UserError(f"cannot write the request log {path}: {e.strerror}; pick another --request-log") from e
         self._lock = threading.Lock()
+
+    def _open(self) -> Any:
+        return open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 -- open while serving
 
     def write(self, record: dict[str, Any]) -> None:
         with self._lock:
             if not self._file.closed:
                 self._file.write(json.dumps(record) + "\n")
+                if self._file.tell() >= self.max_bytes:
+                    self._rotate()
+
+    def _rotate(self) -> None:
+        """requests.jsonl -> .1 -> .2 ..., the one beyond `backups` dropped; a failure keeps appending."""
+        self._file.close()
+        try:
+            for i in range(self.backups, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{i}")
+                newer = self.path.with_name(f"{self.path.name}.{i - 1}") if i > 1 else self.path
+                if newer.exists():
+                    os.replace(newer, older)
+            if self.backups == 0:
+                self.path.unlink(missing_ok=True)
+        finally:
+            self._file = self._open()
 
     def close(self) -> None:
         with self._lock:
