@@ -7,9 +7,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the `tunesmith` command sets it (cli.py), before torch loads
 
-from tunesmith.data.cache import CACHE_ENV
+import pytest  # noqa: E402
+
+from tunesmith.data.cache import CACHE_ENV  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -88,3 +88,16 @@ def test_bitsandbytes_hub_kernel_notice_is_dropped_but_other_warnings_show() -> 
     assert done.returncode == 0, done.stderr
     assert BNB_NOTICE not in done.stdout + done.stderr
     assert "a real bitsandbytes warning" in done.stderr
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_command_sets_a_passive_openmp_wait_before_torch_loads(given: str | None, expected: str) -> None:
+    """Spinning OpenMP threads made training 12-15x slower on a loaded machine (bench/omp_wait.py); the policy
+    only counts if it is in the environment before torch loads its OpenMP runtime, and a user's own wins."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    script = "import os, sys, tunesmith.cli\nprint(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [expected, "False"]

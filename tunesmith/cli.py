@@ -5,10 +5,18 @@ User mistakes (`UserError`) print as one red message with exit status 2 and no t
 
 from __future__ import annotations
 
-import typer
+import os
 
-from tunesmith import __version__
-from tunesmith.commands import advise, compare, demo, docs, eval, plan, report, serve, ship, train, ui, validate
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+"""Before torch loads OpenMP: idle pool threads sleep instead of spinning. On cores other processes also want
+(a laptop, a shared server, CI, tokenizing workers), spinning threads starve the working one and every op waits
+at its barrier: training the stories260k model ran 12-15x faster with PASSIVE on a loaded 2-core machine
+(`python -m bench.omp_wait`, bench/RESULTS.md). A user's own OMP_WAIT_POLICY is kept."""
+
+import typer  # noqa: E402 -- after the policy, which must precede torch's import anywhere below
+
+from tunesmith import __version__  # noqa: E402
+from tunesmith.commands import advise, compare, demo, docs, eval, plan, report, serve, ship, train, ui, validate  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune language models: plan, train, measure, ship.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
