@@ -1,0 +1,147 @@
+"""Image chats in the three shapes users have (LLaMA-Factory, OpenAI image_url, TRL) -> `Conversation.images`;
+a broken row (missing, corrupt, remote image, placeholder mismatch) names its file:line and the image, and
+`on_bad_row: skip` leaves it out and counts it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tunesmith.data.formats import parse_rows
+from tunesmith.data.images import IMAGE_PLACEHOLDER
+from tunesmith.data.loading import load_rows
+from tunesmith.data.types import Conversation, Message
+from tunesmith.errors import DataError
+
+
+def _png(path: Path, size: tuple[int, int] = (8, 6), color: str = "red") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def _data_uri(size: tuple[int, int] = (4, 4)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "blue").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _llamafactory(image: str = "img/red.png", text: str = "<image>What colour?") -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "Red."}],
+            "images": [image]}
+
+
+def _openai(url: str) -> dict[str, Any]:
+    parts = [{"type": "text", "text": "Colour? "}, {"type": "image_url", "image_url": {"url": url}}]
+    return {"messages": [{"role": "user", "content": parts}, {"role": "assistant", "content": "Red."}]}
+
+
+def _trl(images: list[str]) -> dict[str, Any]:
+    parts = [{"type": "image"}, {"type": "text", "text": "Colour?"}]
+    return {"messages": [{"role": "user", "content": parts},
+                         {"role": "assistant", "content": [{"type": "text", "text": "Red."}]}], "images": images}
+
+
+def _parse(path: Path, on_bad_row: str = "error") -> Any:
+    return parse_rows(load_rows(path, on_bad_row=on_bad_row), on_bad_row=on_bad_row)
+
+
+def test_llamafactory_sharegpt_and_messages(tmp_path: Path) -> None:
+    red = _png(tmp_path / "data" / "img" / "red.png")
+    sharegpt = {"conversations": [{"from": "human", "value": "<image>What colour?"}, {"from": "gpt", "value": "Red."}],
+                "images": ["img/red.png"]}
+    for row, fmt in ((sharegpt, "sharegpt"), (_llamafactory(), "messages")):
+        parsed = _parse(_jsonl(tmp_path / "data" / f"{fmt}.jsonl", [row]))
+        assert parsed.format == fmt
+        assert parsed.examples == [Conversation((Message("user", "<image>What colour?"), Message("assistant", "Red.")),
+                                                (str(red),))]
+
+
+def test_relative_paths_follow_the_data_file_not_the_working_directory(tmp_path: Path, monkeypatch: Any) -> None:
+    red = _png(tmp_path / "data" / "img" / "red.png")
+    path = _jsonl(tmp_path / "data" / "train.jsonl", [_llamafactory()])
+    monkeypatch.chdir(tmp_path)  # img/red.png does not exist here: only the data file's folder has it
+    assert _parse(Path("data/train.jsonl")).examples[0].images == (str(red),)
+    assert _parse(path).examples[0].images == (str(red),)
+
+
+def test_openai_image_url_parts_file_and_data_uri(tmp_path: Path) -> None:
+    red = _png(tmp_path / "red.png")
+    uri = _data_uri()
+    parsed = _parse(_jsonl(tmp_path / "train.jsonl", [_openai("red.png"), _openai(f"file://{red}"), _openai(uri)]))
+    assert parsed.format == "messages"
+    assert [ex.images for ex in parsed.examples] == [(str(red),), (str(red),), (uri,)]
+    assert parsed.examples[0].messages[0] == Message("user", f"Colour? {IMAGE_PLACEHOLDER}")
+
+
+def test_trl_image_parts_with_images_column(tmp_path: Path) -> None:
+    red, blue = _png(tmp_path / "red.png"), _png(tmp_path / "blue.png", color="blue")
+    row = _trl(["red.png", "blue.png"])
+    row["messages"][0]["content"].insert(1, {"type": "image"})
+    example = _parse(_jsonl(tmp_path / "train.jsonl", [row])).examples[0]
+    assert example.images == (str(red), str(blue))
+    assert example.messages[0].content == "<image><image>Colour?"
+    assert example.messages[1] == Message("assistant", "Red.")
+
+
+def test_text_rows_next_to_image_rows_parse_as_before(tmp_path: Path) -> None:
+    _png(tmp_path / "img" / "red.png")
+    text = {"messages": [{"role": "user", "content": "Write <image> in HTML"}, {"role": "assistant", "content": "<img>"}]}
+    parsed = _parse(_jsonl(tmp_path / "train.jsonl", [text, _llamafactory()]))
+    assert parsed.examples[0] == Conversation((Message("user", "Write <image> in HTML"), Message("assistant", "<img>")))
+    assert len(parsed.examples[1].images) == 1
+
+
+BROKEN: dict[str, tuple[Any, str]] = {
+    "missing": (lambda d: _llamafactory("img/nowhere.png"), "image 1: image file not found: "),
+    "corrupt": (lambda d: _llamafactory("img/corrupt.png"), "image 1: not a readable image: "),
+    "truncated": (lambda d: _llamafactory("img/truncated.png"), "image 1: not a readable image: "),
+    "mismatch": (lambda d: _llamafactory(text="<image><image>Two?"), "2 image placeholder(s) (<image> or image parts) "
+                 "but 1 image(s)"),
+    "http": (lambda d: _openai("https://example.com/cat.png"), "image 1: remote image 'https://example.com/cat.png' "
+             "refused"),
+    "trl without images": (lambda d: _trl([]), "1 image placeholder(s) (<image> or image parts) but 0 image(s)"),
+    "openai without url": (lambda d: _openai(""), "'messages' turn 1: an image_url part needs"),
+    "corrupt data uri": (lambda d: _openai("data:image/png;base64,iVBORw0KGgo="), "image 1: not a readable image"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_image_row_names_file_line_and_image(tmp_path: Path, case: str) -> None:
+    good = _png(tmp_path / "img" / "red.png", size=(64, 64))
+    (tmp_path / "img" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (tmp_path / "img" / "truncated.png").write_bytes(good.read_bytes()[:80])
+    make, expected = BROKEN[case]
+    path = _jsonl(tmp_path / "train.jsonl", [_llamafactory(), make(tmp_path)])
+    with pytest.raises(DataError) as info:
+        _parse(path)
+    assert f"{path}:2: {expected}" in str(info.value)
+    parsed = _parse(path, on_bad_row="skip")
+    assert len(parsed.examples) == 1 and parsed.examples[0].images == (str(good),)
+    assert len(parsed.bad_rows) == 1 and parsed.bad_rows[0].startswith(f"{path}:2: {expected}")
+
+
+def test_images_column_and_image_url_parts_together_are_refused(tmp_path: Path) -> None:
+    _png(tmp_path / "red.png")
+    row = _openai("red.png") | {"images": ["red.png"]}
+    with pytest.raises(DataError, match=r"train.jsonl:1: the row gives images both as image_url parts"):
+        _parse(_jsonl(tmp_path / "train.jsonl", [row, _openai("red.png")]))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_pixel_bomb_is_refused(tmp_path: Path, monkeypatch: Any) -> None:
+    _png(tmp_path / "img" / "red.png", size=(40, 40))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x40 = 1600 pixels declared by a small file
+    with pytest.raises(DataError, match=r"train.jsonl:1: image 1: image .* is 40x40 pixels, over the bound"):
+        _parse(_jsonl(tmp_path / "train.jsonl", [_llamafactory()]))
