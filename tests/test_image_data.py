@@ -95,6 +95,22 @@ def test_trl_image_parts_with_images_column(tmp_path: Path) -> None:
     assert example.messages[1] == Message("assistant", "Red.")
 
 
+def test_trl_parquet_with_image_bytes(tmp_path: Path) -> None:
+    """TRL datasets saved by `datasets` keep each picture as `{"bytes", "path"}` in parquet: it becomes a data: URI."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (5, 3), "red").save(buffer, format="PNG")
+    good = _trl([]) | {"images": [{"bytes": buffer.getvalue(), "path": None}]}
+    broken = _trl([]) | {"images": [{"bytes": b"not a picture", "path": None}]}
+    pq.write_table(pa.Table.from_pylist([good, broken]), tmp_path / "train.parquet")
+    parsed = _parse(tmp_path / "train.parquet", on_bad_row="skip")
+    assert parsed.examples[0].images == ("data:image;base64," + base64.b64encode(buffer.getvalue()).decode(),)
+    assert parsed.bad_rows == [f"{tmp_path / 'train.parquet'}:row 2: image 1: not a readable image: inline data: URI "
+                               "of 38 characters (no image format Pillow reads)"]
+
+
 def test_text_rows_next_to_image_rows_parse_as_before(tmp_path: Path) -> None:
     _png(tmp_path / "img" / "red.png")
     text = {"messages": [{"role": "user", "content": "Write <image> in HTML"}, {"role": "assistant", "content": "<img>"}]}

@@ -75,7 +75,7 @@ def open_image(ref: str) -> Image:
             _check_pixels(image.size, ref)
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
-        raise ImageError(f"not a readable image: {ref[:80]} ({exc})") from None
+        raise ImageError(f"not a readable image: {shown(ref)} ({_reason(exc)})") from None
 
 
 def image_size(ref: str) -> tuple[int, int]:
@@ -87,7 +87,7 @@ def image_size(ref: str) -> tuple[int, int]:
         with PILImage.open(io.BytesIO(image_bytes(ref))) as image:
             return image.size
     except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
-        raise ImageError(f"not a readable image: {ref[:80]} ({exc})") from None
+        raise ImageError(f"not a readable image: {shown(ref)} ({_reason(exc)})") from None
 
 
 def _check_pixels(size: tuple[int, int], ref: str) -> None:
@@ -97,4 +97,20 @@ def _check_pixels(size: tuple[int, int], ref: str) -> None:
 
     limit = PILImage.MAX_IMAGE_PIXELS
     if limit is not None and size[0] * size[1] > limit:
-        raise ImageError(f"image {ref[:80]} is {size[0]}x{size[1]} pixels, over the bound of {limit:,} pixels")
+        raise ImageError(f"image {shown(ref)} is {size[0]}x{size[1]} pixels, over the bound of {limit:,} pixels")
+
+
+def shown(ref: str) -> str:
+    """A reference as an error message names it: a path as given, an inline image by its size (its base64
+    would only be noise)."""
+    if ref[:5].lower() == "data:":
+        return f"inline data: URI of {len(ref):,} characters"
+    return ref if len(ref) <= 200 else ref[:200] + "..."
+
+
+def _reason(exc: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):  # Pillow's own text names an in-memory buffer object
+        return "no image format Pillow reads"
+    return str(exc)
