@@ -161,3 +161,29 @@ def test_pixel_bomb_is_refused(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x40 = 1600 pixels declared by a small file
     with pytest.raises(DataError, match=r"train.jsonl:1: image 1: image .* is 40x40 pixels, over the bound"):
         _parse(_jsonl(tmp_path / "train.jsonl", [_llamafactory()]))
+
+
+def test_prepared_store_is_a_miss_once_a_picture_changes(tmp_path: Path) -> None:
+    """Pictures are not hashed with the data files, so the store checks their size and time on every read."""
+    import os
+
+    from tunesmith.data.pipeline import prepare_data
+    from tunesmith.recipe.spec import recipe_from_dict
+    from tunesmith.testing.tiny import tiny_tokenizer
+
+    red = _png(tmp_path / "img" / "red.png")
+    path = _jsonl(tmp_path / "train.jsonl", [_llamafactory(), _openai(_data_uri())])
+    recipe = recipe_from_dict({"name": "pictures", "model": "unused", "method": "sft",
+                               "data": {"train": str(path), "eval": 0.0, "template": "chatml"},
+                               "train": {"max_seq_len": 128}})
+    tokenizer = tiny_tokenizer()
+    first = prepare_data(recipe, tokenizer)
+    assert not first.from_cache and [ex.images for ex in first.train_examples][0] == (str(red),)
+    assert prepare_data(recipe, tokenizer).from_cache
+    _png(red, size=(9, 9))  # replaced by another picture
+    os.utime(red, ns=(1, 1))
+    assert not prepare_data(recipe, tokenizer).from_cache
+    assert prepare_data(recipe, tokenizer).from_cache
+    red.unlink()
+    with pytest.raises(DataError, match=r"train.jsonl:1: image 1: image file not found"):
+        prepare_data(recipe, tokenizer)
