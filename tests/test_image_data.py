@@ -187,3 +187,30 @@ def test_prepared_store_is_a_miss_once_a_picture_changes(tmp_path: Path) -> None
     red.unlink()
     with pytest.raises(DataError, match=r"train.jsonl:1: image 1: image file not found"):
         prepare_data(recipe, tokenizer)
+
+
+def test_pictures_outside_chats(tmp_path: Path) -> None:
+    """A preference pair's pictures cannot be dropped silently; a prompt row's columns go to rewards as before."""
+    pair = {"prompt": "<image>Colour?", "chosen": "Red.", "rejected": "Blue.", "images": ["red.png"]}
+    with pytest.raises(DataError, match=r"train.jsonl:1: images are read for chat rows only"):
+        _parse(_jsonl(tmp_path / "train.jsonl", [pair]))
+    prompt = {"prompt": "Colour?", "images": ["anything"]}
+    parsed = parse_rows(load_rows(_jsonl(tmp_path / "prompts.jsonl", [prompt])), "prompt")
+    assert parsed.examples[0].fields == {"images": ["anything"]}
+
+
+def test_pictures_checked_over_workers_match_one_process(tmp_path: Path) -> None:
+    """Decoding over forked workers (2 tasks of 64 pictures) finds the same bad rows, in row order, as one process."""
+    rows = []
+    for i in range(80):
+        _png(tmp_path / "img" / f"{i}.png", size=(4 + i % 3, 4))
+        rows.append(_llamafactory(f"img/{i}.png"))
+    (tmp_path / "img" / "70.png").write_bytes(b"garbage")
+    (tmp_path / "img" / "3.png").unlink()
+    rows[40] = _llamafactory(text="no placeholder")
+    path = _jsonl(tmp_path / "train.jsonl", rows)
+    one = parse_rows(load_rows(path), on_bad_row="skip", workers=1)
+    two = parse_rows(load_rows(path), on_bad_row="skip", workers=2)
+    assert one == two and len(one.examples) == 77
+    assert [message.split(": ")[0].rsplit(":", 1)[1] for message in two.bad_rows] == ["4", "41", "71"]
+    assert "image 1: image file not found" in two.bad_rows[0] and "not a readable image" in two.bad_rows[2]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.data.fields import BadRow, field_value, kind_name, nonempty, read_messages, text_field
-from tunesmith.data.image_rows import attach_images
+from tunesmith.data.image_rows import attach_images, broken_pictures
 from tunesmith.data.types import Conversation, Example, Message, Preference, Prompt, Text, Unpaired
 from tunesmith.errors import DataError, UserError, suggestion
 
@@ -236,14 +236,32 @@ def detect_format(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def parse_row(row: dict[str, Any], fmt: str, where: str, folder: Path | None = None) -> Example:
-    """One row as an example of format `fmt`, its pictures checked and their relative paths resolved against
-    `folder` (the data file's); any problem raises `DataError("<where>: <problem>")`."""
+def parse_row(row: dict[str, Any], fmt: str, where: str, folder: Path | None = None, decode: bool = True) -> Example:
+    """One row as an example of format `fmt`, its pictures' relative paths resolved against `folder` (the data
+    file's) and, with `decode`, each picture decoded; any problem raises `DataError("<where>: <problem>")`."""
     spec = _format(fmt)
     try:
-        return attach_images(spec.parse(row), row, folder)
+        return attach_images(spec.parse(row), row, folder, decode)
     except BadRow as e:
         raise DataError(f"{where}: {e}") from None
+
+
+def _parse_all(rows: list[Row], name: str, workers: int) -> tuple[list[Example], list[str]]:
+    """The rows' examples and, in row order, the messages of the bad rows (a picture that does not decode too)."""
+    parsed: list[tuple[int, Example]] = []
+    bad: list[tuple[int, str]] = []
+    for i, row in enumerate(rows):
+        if row.bad is not None:  # a line the loader could not read (on_bad_row: skip kept it to count it)
+            bad.append((i, row.bad))
+            continue
+        try:
+            parsed.append((i, parse_row(row.data, name, row.where, row.folder, decode=False)))
+        except DataError as e:
+            bad.append((i, str(e)))
+    broken = broken_pictures([example for _, example in parsed], workers)
+    bad += [(parsed[k][0], f"{rows[parsed[k][0]].where}: {problem}") for k, problem in broken.items()]
+    examples = [example for k, (_, example) in enumerate(parsed) if k not in broken]
+    return examples, [message for _, message in sorted(bad)]
 
 
 @dataclass
@@ -256,10 +274,11 @@ class ParsedData:
     bad_rows: list[str] = field(default_factory=list)
 
 
-def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error") -> ParsedData:
+def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error", workers: int = 1) -> ParsedData:
     """Every row as an example. `fmt="auto"` detects the format. Every row is checked: with bad rows, one
     `DataError` names the first and counts them all (and says how to skip them), or with `on_bad_row="skip"`
-    they are left out, their messages kept in `bad_rows` and counted in a warning."""
+    they are left out, their messages kept in `bad_rows` and counted in a warning. The pictures of all rows
+    are decoded over `workers` processes (`image_rows.broken_pictures`), each file once."""
     if on_bad_row not in ("error", "skip"):
         hint = suggestion(on_bad_row, ("error", "skip"))
         raise UserError(f"on_bad_row must be 'error' or 'skip', got '{on_bad_row}'{hint}")
@@ -269,16 +288,7 @@ def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error") ->
     detected = fmt == "auto"
     name = detect_format([row.data for row in rows if row.bad is None]) if detected else fmt
     spec = _format(name)
-    examples: list[Example] = []
-    bad: list[str] = []
-    for row in rows:
-        if row.bad is not None:  # a line the loader could not read (on_bad_row: skip kept it to count it)
-            bad.append(row.bad)
-            continue
-        try:
-            examples.append(parse_row(row.data, name, row.where, row.folder))
-        except DataError as e:
-            bad.append(str(e))
+    examples, bad = _parse_all(rows, name, workers)
     if bad and not examples:
         raise DataError(f"all {len(bad)} rows are bad for format '{name}' ({spec.fields_text()}); first: {bad[0]}")
     if bad and on_bad_row == "error":

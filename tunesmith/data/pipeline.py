@@ -164,7 +164,7 @@ def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec) ->
     rows = load_rows(sources, split=spec.split, on_bad_row=spec.on_bad_row)
     if not rows:
         raise UserError(f"data: no rows found in {sources}")
-    return parse_rows(rows, fmt or "auto", on_bad_row=spec.on_bad_row)
+    return parse_rows(rows, fmt or "auto", on_bad_row=spec.on_bad_row, workers=_workers(spec))
 
 
 def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
