@@ -150,7 +150,7 @@ def _image_url_parts(value: Any, name: str) -> list[str]:
         url = inner.get("url") if isinstance(inner, dict) else inner
         if not isinstance(url, str) or not url:
             raise BadRow(f"'{name}' turn {turn}: an image_url part needs \"image_url\": {{\"url\": PATH or data: "
-                         "URI}}")
+                         "URI}")
         urls.append(url)
     return urls
 

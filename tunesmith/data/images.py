@@ -55,7 +55,7 @@ def image_bytes(ref: str) -> bytes:
         return _data_uri_bytes(ref)
     path = Path(ref)
     if not path.is_file():
-        raise ImageError(f"image file not found: {ref}")
+        raise ImageError(f"{'not a regular file' if path.exists() else 'image file not found'}: {ref}")
     try:
         if path.stat().st_size > MAX_IMAGE_BYTES:
             raise ImageError(f"image file over {MAX_IMAGE_BYTES // 2**20} MiB: {ref}")
