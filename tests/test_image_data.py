@@ -119,33 +119,67 @@ def test_text_rows_next_to_image_rows_parse_as_before(tmp_path: Path) -> None:
     assert len(parsed.examples[1].images) == 1
 
 
-BROKEN: dict[str, tuple[Any, str]] = {
-    "missing": (lambda d: _llamafactory("img/nowhere.png"), "image 1: image file not found: "),
-    "corrupt": (lambda d: _llamafactory("img/corrupt.png"), "image 1: not a readable image: "),
-    "truncated": (lambda d: _llamafactory("img/truncated.png"), "image 1: not a readable image: "),
-    "mismatch": (lambda d: _llamafactory(text="<image><image>Two?"), "2 image placeholder(s) (<image> or image parts) "
-                 "but 1 image(s)"),
-    "http": (lambda d: _openai("https://example.com/cat.png"), "image 1: remote image 'https://example.com/cat.png' "
-             "refused"),
-    "trl without images": (lambda d: _trl([]), "1 image placeholder(s) (<image> or image parts) but 0 image(s)"),
-    "openai without url": (lambda d: _openai(""), "'messages' turn 1: an image_url part needs"),
-    "corrupt data uri": (lambda d: _openai("data:image/png;base64,iVBORw0KGgo="), "image 1: not a readable image"),
+def _shape(shape: str, ref: str, extra: int = 0) -> dict[str, Any]:
+    """A one-picture row in each shape users have; `extra` more placeholders than pictures."""
+    if shape == "llamafactory sharegpt":
+        return {"conversations": [{"from": "human", "value": "<image>" * (1 + extra) + "Colour?"},
+                                  {"from": "gpt", "value": "Red."}], "images": [ref]}
+    if shape == "llamafactory messages":
+        return _llamafactory(ref, "<image>" * (1 + extra) + "Colour?")
+    if shape == "openai":
+        row = _openai(ref)
+        row["messages"][0]["content"][0]["text"] += "<image>" * extra  # a literal placeholder pairs with no picture
+        return row
+    row = _trl([ref])
+    row["messages"][0]["content"][:0] = [{"type": "image"}] * extra
+    return row
+
+
+SHAPES = ("llamafactory sharegpt", "llamafactory messages", "openai", "trl")
+BREAKS: dict[str, tuple[str, int, str]] = {  # the picture, extra placeholders, what the error says
+    "missing": ("img/nowhere.png", 0, "image 1: image file not found: "),
+    "corrupt": ("img/corrupt.png", 0, "image 1: not a readable image: "),
+    "truncated": ("img/truncated.png", 0, "image 1: not a readable image: "),
+    "mismatch": ("img/red.png", 1, "2 image placeholder(s) (<image> or image parts) but 1 image(s)"),
+    "http": ("https://example.com/cat.png", 0, "image 1: remote image 'https://example.com/cat.png' refused"),
+    "corrupt data uri": ("data:image/png;base64,iVBORw0KGgo=", 0, "image 1: not a readable image"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(BROKEN))
-def test_broken_image_row_names_file_line_and_image(tmp_path: Path, case: str) -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("case", sorted(BREAKS))
+def test_broken_image_row_names_file_line_and_image(tmp_path: Path, shape: str, case: str) -> None:
     good = _png(tmp_path / "img" / "red.png", size=(64, 64))
     (tmp_path / "img" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     (tmp_path / "img" / "truncated.png").write_bytes(good.read_bytes()[:80])
-    make, expected = BROKEN[case]
-    path = _jsonl(tmp_path / "train.jsonl", [_llamafactory(), make(tmp_path)])
+    ref, extra, expected = BREAKS[case]
+    path = _jsonl(tmp_path / "train.jsonl", [_shape(shape, "img/red.png"), _shape(shape, ref, extra)])
     with pytest.raises(DataError) as info:
         _parse(path)
     assert f"{path}:2: {expected}" in str(info.value)
     parsed = _parse(path, on_bad_row="skip")
     assert len(parsed.examples) == 1 and parsed.examples[0].images == (str(good),)
     assert len(parsed.bad_rows) == 1 and parsed.bad_rows[0].startswith(f"{path}:2: {expected}")
+
+
+@pytest.mark.parametrize("row, expected", [
+    (_trl([]), "1 image placeholder(s) (<image> or image parts) but 0 image(s)"),
+    (_openai(""), "'messages' turn 1: an image_url part needs"),
+    (_llamafactory() | {"images": "img/red.png"}, "field 'images' should be a list of image paths, got text"),
+])
+def test_malformed_picture_fields(tmp_path: Path, row: dict[str, Any], expected: str) -> None:
+    with pytest.raises(DataError) as info:
+        _parse(_jsonl(tmp_path / "train.jsonl", [row]))
+    assert f"train.jsonl:1: {expected}" in str(info.value)
+
+
+def test_trl_prompt_completion(tmp_path: Path) -> None:
+    red = _png(tmp_path / "red.png")
+    row = {"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}],
+           "completion": [{"role": "assistant", "content": [{"type": "text", "text": "Red."}]}], "images": ["red.png"]}
+    parsed = _parse(_jsonl(tmp_path / "train.jsonl", [row]))
+    assert parsed.format == "prompt_completion"
+    assert parsed.examples == [Conversation((Message("user", "<image>Colour?"), Message("assistant", "Red.")), (str(red),))]
 
 
 def test_images_column_and_image_url_parts_together_are_refused(tmp_path: Path) -> None:
