@@ -105,3 +105,13 @@ def test_report_prints_the_image_rows(pictures: dict[str, str], tokenizer: Any) 
     assert "32x24 / 32x24 / 32x24" in out
     assert "n/a (the tokenizer does not say; a text model)" in out
     assert "[image 1: 32x24 mid.png]Colour?" in out
+
+
+def test_example_with_a_processors_own_image_token(pictures: dict[str, str]) -> None:
+    """Qwen2-VL writes a picture as a run of `<|image_pad|>` between vision markers; the run is the picture."""
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]})
+    ids = tok("<|vision_start|>" + "<|image_pad|>" * 4 + "<|vision_end|>Which colour?")["input_ids"]
+    sample = Sample(ids, [-100] * len(ids))
+    shown = render_example(sample, tok, (pictures["big"],), image_token="<|image_pad|>").plain
+    assert "<|vision_start|>[image 1: 64x48 big.png]<|vision_end|>Which colour?" in shown

@@ -147,13 +147,15 @@ def _image_rows(table: Table, stats: ImageStats) -> None:
 
 
 def render_example(sample: Sample, tokenizer: Any, images: Sequence[str] = (),
-                   image_token: str = IMAGE_PLACEHOLDER) -> RichText:
+                   image_token: str | None = None) -> RichText:
     """The sample's text with trained tokens in green and the rest dimmed; each picture of `images` shows as a
     highlighted `[image 1: 224x224 red.png]` where it sits.
 
     Each run of tokens is cut from the decoded prefix rather than decoded alone, so word-initial spaces
-    (SentencePiece) survive at the run boundaries. A processor may expand one picture into many `image_token`s:
-    when the text holds more of them than there are pictures, each unbroken run of them is one picture.
+    (SentencePiece) survive at the run boundaries. A picture sits at `image_token`: by default the processor's
+    own (`tokenizer.image_token`, e.g. Qwen2-VL's `<|image_pad|>`) where the text holds it, else `<image>`. A
+    processor may expand one picture into many: when the text holds more image tokens than there are pictures,
+    each unbroken run of them is one picture.
     """
     segments = []
     ids, labels = sample.input_ids, sample.labels
@@ -168,6 +170,10 @@ def render_example(sample: Sample, tokenizer: Any, images: Sequence[str] = (),
         for piece, style in segments:
             text.append(piece, style=style)
         return text
+    own = image_token or getattr(tokenizer, "image_token", None)
+    if not isinstance(own, str) or not own or not any(own in piece for piece, _ in segments):
+        own = IMAGE_PLACEHOLDER
+    image_token = own
     one_each = sum(piece.count(image_token) for piece, _ in segments) == len(images)
     pattern = re.compile(re.escape(image_token) if one_each else f"(?:{re.escape(image_token)})+")
     number = 0
