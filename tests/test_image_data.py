@@ -111,12 +111,17 @@ def test_trl_parquet_with_image_bytes(tmp_path: Path) -> None:
                                "of 38 characters (no image format Pillow reads)"]
 
 
-def test_text_rows_next_to_image_rows_parse_as_before(tmp_path: Path) -> None:
+def test_text_rows_next_to_image_rows(tmp_path: Path) -> None:
+    """A text dataset keeps a literal `<image>`; in a dataset with pictures it is a placeholder that needs one."""
     _png(tmp_path / "img" / "red.png")
     text = {"messages": [{"role": "user", "content": "Write <image> in HTML"}, {"role": "assistant", "content": "<img>"}]}
-    parsed = _parse(_jsonl(tmp_path / "train.jsonl", [text, _llamafactory()]))
-    assert parsed.examples[0] == Conversation((Message("user", "Write <image> in HTML"), Message("assistant", "<img>")))
-    assert len(parsed.examples[1].images) == 1
+    plain = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}
+    alone = _parse(_jsonl(tmp_path / "text.jsonl", [text]))
+    assert alone.examples == [Conversation((Message("user", "Write <image> in HTML"), Message("assistant", "<img>")))]
+    mixed = _parse(_jsonl(tmp_path / "train.jsonl", [plain, _llamafactory(), text]), on_bad_row="skip")
+    assert [len(ex.images) for ex in mixed.examples] == [0, 1]
+    assert mixed.bad_rows == [f"{tmp_path / 'train.jsonl'}:3: 1 image placeholder(s) (<image>) but no images, in a "
+                              "dataset whose other rows have pictures; add the row's 'images'"]
 
 
 def _shape(shape: str, ref: str, extra: int = 0) -> dict[str, Any]:

@@ -66,7 +66,10 @@ def attach_images(example: Example, row: dict[str, Any], folder: Path | None, de
 
 def broken_pictures(examples: Sequence[Example], workers: int = 1) -> dict[int, str]:
     """{position of an example: what is wrong with its first bad picture} after decoding every distinct picture
-    once, over `workers` forked processes (about 3 ms a 224x224 JPEG on one core: minutes for a large set)."""
+    once, over `workers` forked processes (about 3 ms a 224x224 JPEG on one core: minutes for a large set).
+
+    In a dataset with pictures, `<image>` is a placeholder in every row: a row that holds one but names no
+    picture (its `images` forgotten) is broken too, as a processor would fail on it mid-training."""
     global _REFS
     refs = sorted({ref for ex in examples if isinstance(ex, Conversation) for ref in ex.images})
     tasks = [(start, min(start + PICTURES_PER_TASK, len(refs))) for start in range(0, len(refs), PICTURES_PER_TASK)]
@@ -77,10 +80,14 @@ def broken_pictures(examples: Sequence[Example], workers: int = 1) -> dict[int, 
         _REFS = []
     broken = {}
     for k, ex in enumerate(examples):
-        if isinstance(ex, Conversation):
-            first = next(((n, found[ref]) for n, ref in enumerate(ex.images, 1) if ref in found), None)
-            if first is not None:
-                broken[k] = f"image {first[0]}: {first[1]}"
+        if not isinstance(ex, Conversation):
+            continue
+        first = next(((n, found[ref]) for n, ref in enumerate(ex.images, 1) if ref in found), None)
+        if first is not None:
+            broken[k] = f"image {first[0]}: {first[1]}"
+        elif refs and not ex.images and (stray := count_placeholders([m.content for m in ex.messages])):
+            broken[k] = (f"{stray} image placeholder(s) (<image>) but no images, in a dataset whose other rows have "
+                         "pictures; add the row's 'images'")
     return broken
 
 
