@@ -253,3 +253,21 @@ def test_pictures_checked_over_workers_match_one_process(tmp_path: Path) -> None
     assert one == two and len(one.examples) == 77
     assert [message.split(": ")[0].rsplit(":", 1)[1] for message in two.bad_rows] == ["4", "41", "71"]
     assert "image 1: image file not found" in two.bad_rows[0] and "not a readable image" in two.bad_rows[2]
+
+
+def test_prepared_store_sees_a_skipped_rows_picture_fixed(tmp_path: Path) -> None:
+    from tunesmith.data.pipeline import prepare_data
+    from tunesmith.recipe.spec import recipe_from_dict
+    from tunesmith.testing.tiny import tiny_tokenizer
+
+    _png(tmp_path / "img" / "red.png")
+    path = _jsonl(tmp_path / "train.jsonl", [_llamafactory(), _llamafactory("img/later.png")])
+    recipe = recipe_from_dict({"name": "pictures", "model": "unused", "method": "sft",
+                               "data": {"train": str(path), "eval": 0.0, "template": "chatml", "on_bad_row": "skip"},
+                               "train": {"max_seq_len": 128}})
+    tokenizer = tiny_tokenizer()
+    assert len(prepare_data(recipe, tokenizer).bad_rows) == 1
+    assert prepare_data(recipe, tokenizer).from_cache
+    _png(tmp_path / "img" / "later.png")  # the user adds the missing picture, the data file unchanged
+    fixed = prepare_data(recipe, tokenizer)
+    assert not fixed.from_cache and not fixed.bad_rows and len(fixed.train_examples) == 2

@@ -48,7 +48,7 @@ import tunesmith
 from tunesmith.data.mixing import ReplayReport
 from tunesmith.data.prepared import PreparedData
 from tunesmith.data.store import ExampleWriter, SampleArrays, SampleWriter, finish, open_split, read_meta, token_dtype
-from tunesmith.data.types import Conversation, Example
+from tunesmith.data.types import Example
 from tunesmith.recipe.spec import Recipe
 from tunesmith.runs.atomic import build_folder
 
@@ -189,8 +189,7 @@ def write_split(folder: Path, split: str, dtype: np.dtype, pieces: Iterable[Samp
 def _facts(data: PreparedData) -> dict[str, Any]:
     fields = ("format", "detected", "rows", "bad_rows", "sources", "duplicates", "overlap", "notes", "unusable")
     replay = dataclasses.asdict(data.replay) if data.replay else None
-    paths = sorted({ref for ex in (*data.train_examples, *data.eval_examples) if isinstance(ex, Conversation)
-                    for ref in ex.images if ref[:5].lower() != "data:"})  # a data: URI is in the file's bytes
+    paths = sorted(set(data.pictures))  # those of rows skipped as bad too: fixing a picture must be seen
     pictures = {"paths": paths, "digest": _pictures_digest(paths)} if paths else None
     return {**{name: getattr(data, name) for name in fields}, "replay": replay, "images": pictures}
 

@@ -246,8 +246,9 @@ def parse_row(row: dict[str, Any], fmt: str, where: str, folder: Path | None = N
         raise DataError(f"{where}: {e}") from None
 
 
-def _parse_all(rows: list[Row], name: str, workers: int) -> tuple[list[Example], list[str]]:
-    """The rows' examples and, in row order, the messages of the bad rows (a picture that does not decode too)."""
+def _parse_all(rows: list[Row], name: str, workers: int) -> tuple[list[Example], list[str], list[str]]:
+    """The rows' examples, the messages of the bad rows in row order (a picture that does not decode too), and
+    the picture files the rows name, good or bad (the data store watches them)."""
     parsed: list[tuple[int, Example]] = []
     bad: list[tuple[int, str]] = []
     for i, row in enumerate(rows):
@@ -261,7 +262,9 @@ def _parse_all(rows: list[Row], name: str, workers: int) -> tuple[list[Example],
     broken = broken_pictures([example for _, example in parsed], workers)
     bad += [(parsed[k][0], f"{rows[parsed[k][0]].where}: {problem}") for k, problem in broken.items()]
     examples = [example for k, (_, example) in enumerate(parsed) if k not in broken]
-    return examples, [message for _, message in sorted(bad)]
+    pictures = sorted({ref for _, ex in parsed if isinstance(ex, Conversation) for ref in ex.images
+                       if ref[:5].lower() != "data:"})  # a data: URI is part of the data file's bytes
+    return examples, [message for _, message in sorted(bad)], pictures
 
 
 @dataclass
@@ -272,6 +275,8 @@ class ParsedData:
     format: str
     detected: bool
     bad_rows: list[str] = field(default_factory=list)
+    pictures: list[str] = field(default_factory=list)
+    """Every picture file the rows name, those of rows skipped as bad included."""
 
 
 def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error", workers: int = 1) -> ParsedData:
@@ -288,7 +293,7 @@ def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error", wo
     detected = fmt == "auto"
     name = detect_format([row.data for row in rows if row.bad is None]) if detected else fmt
     spec = _format(name)
-    examples, bad = _parse_all(rows, name, workers)
+    examples, bad, pictures = _parse_all(rows, name, workers)
     if bad and not examples:
         raise DataError(f"all {len(bad)} rows are bad for format '{name}' ({spec.fields_text()}); first: {bad[0]}")
     if bad and on_bad_row == "error":
@@ -297,4 +302,4 @@ def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error", wo
                         "data.on_bad_row: skip to leave bad rows out (the report lists them)")
     if bad:
         logger.warning("skipped %d of %d rows as bad; first: %s", len(bad), len(rows), bad[0])
-    return ParsedData(examples, name, detected, bad)
+    return ParsedData(examples, name, detected, bad, pictures)
