@@ -8,7 +8,8 @@ row are the processor's to say (`image_token_counts`); a text tokenizer says not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,25 +38,34 @@ class ImageStats:
     tokens_per_row: tuple[int, int, int] | None
 
 
-def image_stats(examples: Sequence[Example], tokenizer: Any = None, limit: int = IMAGE_SAMPLE) -> ImageStats | None:
-    """The figures for the chat examples' pictures; None when no example has a picture (a text dataset)."""
-    chats = [ex for ex in examples if isinstance(ex, Conversation)]
-    counts = [len(ex.images) for ex in chats]
-    if not any(counts):
+def image_stats(examples: Iterable[Example], tokenizer: Any = None, limit: int = IMAGE_SAMPLE) -> ImageStats | None:
+    """The figures for the chat examples' pictures; None when no example has a picture (a text dataset).
+
+    One pass over `examples` (the store's, read one at a time); a dataset whose first example is not a chat
+    (raw text, preference pairs) has no pictures and is not read further."""
+    stream = iter(examples)
+    first = next(stream, None)
+    if not isinstance(first, Conversation):
         return None
+    counts: list[int] = []
     sizes: dict[str, Size | None] = {}
     row_tokens: list[int] = []
-    for ex in (ex for ex in chats if ex.images):
-        if len(sizes) >= limit:
-            break
+    for ex in itertools.chain((first,), stream):
+        if not isinstance(ex, Conversation):
+            continue
+        counts.append(len(ex.images))
+        if not ex.images or len(sizes) >= limit:
+            continue
         found = [_size(ref, sizes) for ref in ex.images]
         known = [size for size in found if size is not None]
         tokens = image_token_counts(tokenizer, known) if len(known) == len(found) else None
         if tokens is not None:
             row_tokens.append(sum(tokens))
+    if not any(counts):
+        return None
     readable = sorted((s for s in sizes.values() if s is not None), key=lambda s: (s[0] * s[1], s))
     return ImageStats(
-        rows=len(chats), rows_with_images=sum(1 for n in counts if n), per_row=_spread(counts),
+        rows=len(counts), rows_with_images=sum(1 for n in counts if n), per_row=_spread(counts),
         sizes=(readable[0], readable[len(readable) // 2], readable[-1]) if readable else None,
         sized=len(readable), unreadable=len(sizes) - len(readable),
         tokens_per_row=_spread(row_tokens) if row_tokens else None,

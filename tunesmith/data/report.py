@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def build_report(data: PreparedData, tokenizer: Any = None) -> DataReport:
         tokens_total=int(lengths.sum()), tokens_trained=int(trained.sum()),
         lengths=lengths.tolist(), duplicates=data.duplicates, overlap=data.overlap,
         replay=data.replay.as_dict() if data.replay else None, unusable=getattr(data, "unusable", 0),
-        images=image_stats([*data.train_examples, *data.eval_examples], tokenizer),
+        images=image_stats(itertools.chain(data.train_examples, data.eval_examples), tokenizer),
     )
 
 
