@@ -170,8 +170,8 @@ def test_wrong_type() -> None:
     assert _bad({"messages": "hi"}, "messages") == "field 'messages' should be a list of messages, got text"
     bad_label = {"prompt": "Q", "completion": "A", "label": 1}
     assert _bad(bad_label, "kto") == "field 'label' should be true or false, got number 1"
-    image = {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}
-    assert "only text content parts are supported, got 'image_url'" in _bad(image, "messages")
+    audio = {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}
+    assert "only text and image content parts are supported, got 'input_audio'" in _bad(audio, "messages")
 
 
 def test_empty_responses() -> None:

@@ -29,6 +29,8 @@ def serve(
                                                  "before they are read (default 4 MiB)"),
     request_log: Optional[Path] = typer.Option(None, "--request-log", help="JSON-lines request log (default: "
                                                "serve-logs/requests-TIME-PID.jsonl; printed at start)"),
+    image_root: Optional[Path] = typer.Option(None, "--image-root", help="folder chat requests may name image "
+                                              "files in (default: images only inline, as data: URIs)"),
     print_vllm: bool = typer.Option(False, "--print-vllm", help="print the equivalent vLLM command and exit"),
 ) -> None:
     """OpenAI-compatible server: chat and completions, streaming, adapters hot-swapped over one shared base."""
@@ -42,5 +44,5 @@ def serve(
         return
     run_server(ServeOptions(targets, host=host, port=port, api_key=api_key, adapter_root=adapter_root,
                             max_adapters=max_adapters, queue_size=queue_size, max_batch=max_batch,
-                            max_queue_wait_s=max_queue_wait, request_log=request_log,
+                            max_queue_wait_s=max_queue_wait, request_log=request_log, image_root=image_root,
                             **({"max_body_bytes": max_body_bytes} if max_body_bytes is not None else {})))

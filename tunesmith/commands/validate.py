@@ -48,7 +48,7 @@ def file_report(file: str, model: str, fmt: str, template: str, max_seq_len: int
 
 def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
     from tunesmith.data.pipeline import prepare_data
-    from tunesmith.data.report import build_report, print_report
+    from tunesmith.data.report import build_report, print_report, report_example
     from tunesmith.models.load import load_config, load_tokenizer
     from tunesmith.train import preflight
 
@@ -63,9 +63,9 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
         console.print("[dim]tokenized data from cache (data.cache: false to prepare it afresh)[/]")
     for note in preflight.batch_notes(recipe, data) if check_method else []:
         console.print(f"[yellow]warning:[/] {note}")
-    report = build_report(data)
-    example = next((s for s in data.train if s.trained_tokens), data.train[0] if data.train else None)
-    print_report(report, example, tokenizer, console)
+    report = build_report(data, tokenizer)
+    example, images = report_example(data)
+    print_report(report, example, tokenizer, console, images)
     return data
 
 

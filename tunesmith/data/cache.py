@@ -14,6 +14,10 @@ one of them:
   editable install keeps its version number across edits), the transformers and tokenizers versions,
   and `CACHE_FORMAT`.
 
+Picture files are not data files: a row names them, so they are known only after parsing. The store keeps
+the paths of every picture its examples name and a hash of their sizes and modification times, and a store
+whose pictures changed since (replaced, touched, gone) is a miss, so they are read and checked again.
+
 What cannot be fingerprinted is not cached: a hub dataset id names data that can change on the hub under
 the same name, and a slow tokenizer has no serialised state to hash. A stale hit would silently train on the
 wrong tokens; a miss only costs time. For the same reason every failure here (an unreadable or corrupt
@@ -129,6 +133,10 @@ def load_prepared(key: str) -> PreparedData | None:
         train, train_examples = open_split(folder, "train", meta)
         eval_, eval_examples = open_split(folder, "eval", meta)
         facts = meta["facts"]
+        pictures = facts.pop("images", None)
+        if pictures is not None and _pictures_digest(pictures["paths"]) != pictures["digest"]:
+            logger.info("pictures of the data changed since it was prepared; preparing it again")
+            return None
         replay = facts.pop("replay")
         return PreparedData(train=train, eval=eval_, train_examples=train_examples, eval_examples=eval_examples,
                             replay=ReplayReport(**replay) if replay else None, from_cache=True, **facts)
@@ -181,7 +189,21 @@ def write_split(folder: Path, split: str, dtype: np.dtype, pieces: Iterable[Samp
 def _facts(data: PreparedData) -> dict[str, Any]:
     fields = ("format", "detected", "rows", "bad_rows", "sources", "duplicates", "overlap", "notes", "unusable")
     replay = dataclasses.asdict(data.replay) if data.replay else None
-    return {**{name: getattr(data, name) for name in fields}, "replay": replay}
+    paths = sorted(set(data.pictures))  # those of rows skipped as bad too: fixing a picture must be seen
+    pictures = {"paths": paths, "digest": _pictures_digest(paths)} if paths else None
+    return {**{name: getattr(data, name) for name in fields}, "replay": replay, "images": pictures}
+
+
+def _pictures_digest(paths: list[str]) -> str:
+    """sha256 of each picture file's size and modification time (nanoseconds); a missing one counts as such."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()
 
 
 @functools.cache

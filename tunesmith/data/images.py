@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 IMAGE_PLACEHOLDER = "<image>"
 """Where an image sits in a message's text (LLaMA-Factory's and LLaVA's spelling)."""
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+"""The largest encoded image read (32 MiB; a 24-megapixel JPEG is about 10 MiB): a reference to a huge file
+fails at once instead of filling memory."""
 
 
 class ImageError(ValueError):
@@ -34,6 +37,8 @@ def _data_uri_bytes(ref: str) -> bytes:
     header, sep, payload = ref.partition(",")
     if not sep or not header.endswith(";base64"):
         raise ImageError("a data: URI image must be base64 (data:image/png;base64,...)")
+    if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise ImageError(f"the data: URI image is over {MAX_IMAGE_BYTES // 2**20} MiB")
     try:
         return base64.b64decode(payload, validate=True)
     except binascii.Error as exc:
@@ -50,8 +55,10 @@ def image_bytes(ref: str) -> bytes:
         return _data_uri_bytes(ref)
     path = Path(ref)
     if not path.is_file():
-        raise ImageError(f"image file not found: {ref}")
+        raise ImageError(f"{'not a regular file' if path.exists() else 'image file not found'}: {ref}")
     try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise ImageError(f"image file over {MAX_IMAGE_BYTES // 2**20} MiB: {ref}")
         return path.read_bytes()
     except OSError as exc:
         raise ImageError(f"image file unreadable: {ref} ({exc.strerror})") from None
@@ -65,6 +72,45 @@ def open_image(ref: str) -> Image:
     data = image_bytes(ref)
     try:
         with PILImage.open(io.BytesIO(data)) as image:
+            _check_pixels(image.size, ref)
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
-        raise ImageError(f"not a readable image: {ref[:80]} ({exc})") from None
+        raise ImageError(f"not a readable image: {shown(ref)} ({_reason(exc)})") from None
+
+
+def image_size(ref: str) -> tuple[int, int]:
+    """(width, height) from the image's header alone, without decoding its pixels (for the data report)."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(image_bytes(ref))) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError) as exc:
+        raise ImageError(f"not a readable image: {shown(ref)} ({_reason(exc)})") from None
+
+
+def _check_pixels(size: tuple[int, int], ref: str) -> None:
+    """Refuse a picture over Pillow's pixel bound (`Image.MAX_IMAGE_PIXELS`) where Pillow itself only warns
+    (it raises only past twice the bound): a small file can declare a huge canvas, a decompression bomb."""
+    from PIL import Image as PILImage
+
+    limit = PILImage.MAX_IMAGE_PIXELS
+    if limit is not None and size[0] * size[1] > limit:
+        raise ImageError(f"image {shown(ref)} is {size[0]}x{size[1]} pixels, over the bound of {limit:,} pixels")
+
+
+def shown(ref: str) -> str:
+    """A reference as an error message names it: a path as given, an inline image by its size (its base64
+    would only be noise)."""
+    if ref[:5].lower() == "data:":
+        return f"inline data: URI of {len(ref):,} characters"
+    return ref if len(ref) <= 200 else ref[:200] + "..."
+
+
+def _reason(exc: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):  # Pillow's own text names an in-memory buffer object
+        return "no image format Pillow reads"
+    return str(exc)

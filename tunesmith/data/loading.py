@@ -48,6 +48,9 @@ class Row:
     where: str
     bad: str | None = None
     """Why the line could not be read as a row (invalid JSON...), when `on_bad_row="skip"` kept it as a bad row."""
+    folder: Path | None = None
+    """The folder of the file the row came from (None for a hub dataset): a row's relative image paths
+    resolve against it, so a dataset reads the same from any working directory."""
 
 
 def load_rows(sources: str | Path | Sequence[str | Path], split: str = "train", on_bad_row: str = "error") -> list[Row]:
@@ -132,7 +135,7 @@ def _load_file(path: Path, skip: bool = False) -> list[Row]:
             f"{path}: unsupported file type '{path.suffix}'; supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
     if path.suffix == ".parquet":
-        rows = _numbered(str(path), _read_parquet(path))
+        rows = _numbered(str(path), _read_parquet(path), path.parent.absolute())
     else:
         text = read_text(path)
         if not text.strip():
@@ -163,7 +166,8 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
 
 def _read_json(path: Path, text: str, skip: bool = False) -> list[Row]:
     if not text.lstrip().startswith("["):
-        return [_json_line(path, n, line, skip) for n, line in _lines(text)]
+        folder = path.parent.absolute()
+        return [_json_line(path, n, line, skip, folder) for n, line in _lines(text)]
     try:
         items = json.loads(text)
     except json.JSONDecodeError as e:
@@ -174,17 +178,17 @@ def _read_json(path: Path, text: str, skip: bool = False) -> list[Row]:
         if not isinstance(item, dict):
             raise DataError(f"{path}:row {n}: expected a JSON object, got {type(item).__name__}")
         _check_encodable(item, f"{path}:row {n}")
-    return _numbered(str(path), items)
+    return _numbered(str(path), items, path.parent.absolute())
 
 
 SKIP_HINT = "; fix the line, or set data.on_bad_row: skip to leave bad lines out (the report lists them)"
 """Appended to a line that cannot be read, so the error says how to go on past it."""
 
 
-def _json_line(path: Path, n: int, line: str, skip: bool) -> Row:
+def _json_line(path: Path, n: int, line: str, skip: bool, folder: Path | None = None) -> Row:
     """Line `n` as a row; a line that is not a JSON object raises, or under skip is a row marked bad."""
     try:
-        return Row(_json_object(path, n, line), f"{path}:{n}")
+        return Row(_json_object(path, n, line), f"{path}:{n}", folder=folder)
     except DataError as e:
         if not skip:
             raise DataError(f"{e}{SKIP_HINT}") from None
@@ -226,7 +230,7 @@ def _read_csv(path: Path, text: str) -> list[Row]:
         duplicates = sorted({name for name in header if header.count(name) > 1})
         if duplicates:
             raise DataError(f"{path}:1: duplicate column names {duplicates}; give every column its own name")
-        rows = []
+        rows, folder = [], path.parent.absolute()
         end = reader.line_num
         for record in reader:
             start, end = end + 1, reader.line_num
@@ -234,7 +238,7 @@ def _read_csv(path: Path, text: str) -> list[Row]:
                 continue
             if len(record) != len(header):
                 raise DataError(f"{path}:{start}: {len(record)} cells, but the header has {len(header)} columns")
-            rows.append(Row(dict(zip(header, record)), f"{path}:{start}"))
+            rows.append(Row(dict(zip(header, record)), f"{path}:{start}", folder=folder))
     except csv.Error as e:
         raise DataError(f"{path}:{reader.line_num}: invalid CSV: {e}") from None
     finally:
@@ -242,8 +246,8 @@ def _read_csv(path: Path, text: str) -> list[Row]:
     return rows
 
 
-def _numbered(label: str, items: list[dict[str, Any]]) -> list[Row]:
-    return [Row(data, f"{label}:row {n}") for n, data in enumerate(items, 1)]
+def _numbered(label: str, items: list[dict[str, Any]], folder: Path | None = None) -> list[Row]:
+    return [Row(data, f"{label}:row {n}", folder=folder) for n, data in enumerate(items, 1)]
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:

@@ -127,11 +127,12 @@ def _examples(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedDat
     if check_method:
         _check_method(parsed.format, recipe.method)
     examples = parsed.examples[: spec.max_rows] if spec.max_rows else parsed.examples
-    bad = list(parsed.bad_rows)
+    bad, pictures = list(parsed.bad_rows), list(parsed.pictures)
     if isinstance(spec.eval, (str, list)):
         eval_parsed = _load_examples(spec.eval, parsed.format, spec)
         train_examples, eval_examples = examples, eval_parsed.examples
         bad += eval_parsed.bad_rows
+        pictures += eval_parsed.pictures
     else:
         train_examples, eval_examples = split_examples(examples, spec.eval or 0.0, recipe.train.seed)
     max_len, max_prompt_len = recipe.train.max_seq_len, spec.max_prompt_len
@@ -141,7 +142,7 @@ def _examples(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedDat
         format=parsed.format, detected=parsed.detected, train=[], eval=[], train_examples=train_examples,
         eval_examples=eval_examples, rows=len(examples), bad_rows=bad, sources=data_sources(spec),
         duplicates=count_duplicates(train_examples), overlap=count_overlap(train_examples, eval_examples),
-        unusable=unusable + eval_unusable,
+        unusable=unusable + eval_unusable, pictures=pictures,
     )
     if data.unusable:
         logger.warning("dropped %d examples whose answer has no token left to score at max_seq_len %d%s",
@@ -164,7 +165,7 @@ def _load_examples(sources: str | list[str], fmt: str | None, spec: DataSpec) ->
     rows = load_rows(sources, split=spec.split, on_bad_row=spec.on_bad_row)
     if not rows:
         raise UserError(f"data: no rows found in {sources}")
-    return parse_rows(rows, fmt or "auto", on_bad_row=spec.on_bad_row)
+    return parse_rows(rows, fmt or "auto", on_bad_row=spec.on_bad_row, workers=_workers(spec))
 
 
 def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

@@ -36,6 +36,7 @@ class PreparedData:
     notes: list[str] = field(default_factory=list)
     from_cache: bool = False  # read back from the data store instead of parsed and tokenized now
     unusable: int = 0  # preference/KTO examples dropped: an answer with no token to score after truncation
+    pictures: list[str] = field(default_factory=list)  # picture files the rows name (the store watches them)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts recorded in run.json."""

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tunesmith.data.tokenize import tokenize_prompt
-from tunesmith.data.types import Message
 from tunesmith.serve import schemas
 from tunesmith.serve.engine import Engine, Event, Job, Params
 from tunesmith.serve.errors import ApiError
+from tunesmith.serve.images import chat_input, has_images
 from tunesmith.serve.limits import check_prompt_chars
 from tunesmith.serve.schemas import ChatRequest, CompletionRequest
 from tunesmith.serve.store import Entry, ModelStore
@@ -44,23 +45,30 @@ class EventQueue:
             pass
 
 
-def chat_prompt(entry: Entry, request: ChatRequest) -> list[int]:
-    """Prompt ids through the training renderer, with the generation prompt; developer counts as system.
+def chat_prompt(entry: Entry, request: ChatRequest, image_root: Path | None = None) -> tuple[list[int], tuple[str, ...]]:
+    """Prompt ids through the training renderer, with the generation prompt; developer counts as system. And
+    the request's pictures (serve/images.py), each at an `<image>` of the messages: a 400 when the model takes
+    no images, or a picture is remote, outside `image_root`, too large or corrupt.
     A chat template renders every message's text, so their characters bound the prompt's tokens from below:
     a prompt that cannot fit is refused before it is tokenized (serve/limits.py)."""
-    messages = [Message("system" if m.role == "developer" else m.role, m.text()) for m in request.messages]
-    check_prompt_chars(sum(len(m.content) for m in messages), entry.base.context, entry.token_chars, "messages")
-    return tokenize_prompt(entry.tokenizer, messages)
+    if has_images(request.messages) and not entry.takes_images:
+        raise ApiError(400, f"this model does not take images: '{entry.name}' is a text model; send text only, "
+                       "or ask a vision-language model", code="images_not_supported", param="messages")
+    given = chat_input(request.messages, image_root)
+    check_prompt_chars(sum(len(m.content) for m in given.messages), entry.base.context, entry.token_chars,
+                       "messages")
+    return tokenize_prompt(entry.tokenizer, list(given.messages)), given.images
 
 
-def text_prompt(entry: Entry, request: CompletionRequest) -> list[int]:
+def text_prompt(entry: Entry, request: CompletionRequest, image_root: Path | None = None) -> tuple[list[int], tuple[str, ...]]:
+    """Prompt ids of a raw completion (text or token ids); it has no pictures."""
     if isinstance(request.prompt, list):
         vocab = len(entry.tokenizer)
         if any(not 0 <= t < vocab for t in request.prompt):
             raise ApiError(400, f"prompt token ids must lie in [0, {vocab})", param="prompt")
-        return list(request.prompt)
+        return list(request.prompt), ()
     check_prompt_chars(len(request.prompt), entry.base.context, entry.token_chars, "prompt")
-    return list(entry.tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
+    return list(entry.tokenizer(request.prompt, add_special_tokens=True)["input_ids"]), ()
 
 
 def params_for(request: ChatRequest | CompletionRequest, prompt_len: int, context: int, chat: bool) -> Params:
@@ -79,17 +87,19 @@ def params_for(request: ChatRequest | CompletionRequest, prompt_len: int, contex
 
 
 async def complete(store: ModelStore, engine: Engine, request: ChatRequest | CompletionRequest,
-                   chat: bool, log: Callable[..., None] = lambda **fields: None) -> JSONResponse | StreamingResponse:
-    """Admit the request (404 unknown model, 400 too long, 503 queue full) and answer it; `log` takes the
-    request log's fields (model, token counts). Tokenizing runs off the event loop: /health stays quick."""
+                   chat: bool, log: Callable[..., None] = lambda **fields: None,
+                   image_root: Path | None = None) -> JSONResponse | StreamingResponse:
+    """Admit the request (404 unknown model, 400 too long or unusable images, 503 queue full) and answer it;
+    `log` takes the request log's fields (model, token counts). Tokenizing and reading pictures run off the
+    event loop: /health stays quick. Local picture files are read only from inside `image_root`."""
     log(model=request.model[:64])
     entry = store.acquire(request.model)
     try:
         build = chat_prompt if chat else text_prompt
-        prompt = await run_in_threadpool(build, entry, request)
+        prompt, images = await run_in_threadpool(build, entry, request, image_root)
         params = params_for(request, len(prompt), entry.base.context, chat)
         events = EventQueue()
-        engine.submit(Job(entry, prompt, params, events.put, chat=chat))
+        engine.submit(Job(entry, prompt, params, events.put, chat=chat, images=images))
     except BaseException:
         store.release(entry)
         raise

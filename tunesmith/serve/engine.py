@@ -62,6 +62,9 @@ class Job:
     sink: Callable[[Event], None]
     chat: bool = False
     rows: list[RowState] = field(default_factory=list)
+    images: tuple[str, ...] = ()
+    """A chat's pictures (`data:` URIs, checked by serve/images.py), one per `<image>` of its messages, in order;
+    only a model whose entry `takes_images` receives any, and its generation reads them with its processor."""
 
 
 class Engine:

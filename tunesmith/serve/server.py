@@ -8,7 +8,8 @@ The app's OpenAI-compatible routes over an Engine and its ModelStore:
 
     GET  /health                     open (no key): liveness, waiting requests, measured speed
     GET  /v1/models                  served ids; adapters name their base in `parent`
-    POST /v1/chat/completions        chat, rendered with the model's own template
+    POST /v1/chat/completions        chat, rendered with the model's own template; pictures as image_url parts
+                                     (data: URIs, or files under --image-root; serve/images.py)
     POST /v1/completions             raw text (or token ids) continuation
     GET  /v1/adapters                the adapters served: id, base, kind, whether in memory
     POST /v1/adapters                {"name", "path"}: load an adapter or run folder under --adapter-root
@@ -74,6 +75,8 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_log: Path | None = None
     """Where the request log goes (serve/requestlog.py); None: no log (tests), `serve` picks a default."""
+    image_root: Path | None = None
+    """The folder chat requests may name picture files in (serve/images.py); None: pictures as data: URIs only."""
 
 
 def build(options: ServeOptions) -> tuple[FastAPI, Engine]:
@@ -84,8 +87,9 @@ def build(options: ServeOptions) -> tuple[FastAPI, Engine]:
         raise UserError("--queue-size, --max-adapters and --max-batch must be at least 1")
     if options.max_body_bytes < 1024 or options.max_queue_wait_s <= 0:
         raise UserError("--max-body-bytes must be at least 1024 and --max-queue-wait more than 0 seconds")
-    if options.adapter_root is not None and not options.adapter_root.is_dir():
-        raise UserError(f"--adapter-root {options.adapter_root} is not a folder")
+    for flag, folder in (("--adapter-root", options.adapter_root), ("--image-root", options.image_root)):
+        if folder is not None and not folder.is_dir():
+            raise UserError(f"{flag} {folder} is not a folder")
     specs: list[targets.ServeSpec] = []
     for target in options.targets:
         for spec in targets.resolve(target):
@@ -95,7 +99,7 @@ def build(options: ServeOptions) -> tuple[FastAPI, Engine]:
     store = ModelStore(specs, options.adapter_root, options.max_adapters, options.dtype)
     engine = Engine(store, options.queue_size, options.max_batch, max_wait_s=options.max_queue_wait_s)
     log = RequestLog(options.request_log) if options.request_log is not None else None
-    return create_app(store, engine, api_key(options), options.max_body_bytes, log), engine
+    return create_app(store, engine, api_key(options), options.max_body_bytes, log, options.image_root), engine
 
 
 def api_key(options: ServeOptions) -> str | None:
@@ -118,7 +122,8 @@ def serve(options: ServeOptions) -> None:
 
 
 def create_app(store: ModelStore, engine: Engine, api_key: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, request_log: RequestLog | None = None) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, request_log: RequestLog | None = None,
+               image_root: Path | None = None) -> FastAPI:
     """The app; its lifespan starts the engine's worker and stops it (and closes the log) on shutdown."""
 
     @asynccontextmanager
@@ -132,7 +137,7 @@ def create_app(store: ModelStore, engine: Engine, api_key: str | None = None,
     docs = {} if api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="tunesmith serve", lifespan=lifespan, **docs)
     _error_handlers(app)
-    _routes(app, store, engine, [Depends(_key_check(api_key))])
+    _routes(app, store, engine, [Depends(_key_check(api_key))], image_root)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if api_key is None:
         app.add_middleware(LoopbackHosts)
@@ -141,7 +146,7 @@ def create_app(store: ModelStore, engine: Engine, api_key: str | None = None,
     return app
 
 
-def _routes(app: FastAPI, store: ModelStore, engine: Engine, auth: list[Any]) -> None:
+def _routes(app: FastAPI, store: ModelStore, engine: Engine, auth: list[Any], image_root: Path | None) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         rate = engine.admission.work_per_s
@@ -154,7 +159,7 @@ def _routes(app: FastAPI, store: ModelStore, engine: Engine, auth: list[Any]) ->
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat(request: ChatRequest, raw: Request) -> Any:
-        return await complete(store, engine, request, chat=True, log=partial(note, raw))
+        return await complete(store, engine, request, chat=True, log=partial(note, raw), image_root=image_root)
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(request: CompletionRequest, raw: Request) -> Any:

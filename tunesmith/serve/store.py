@@ -40,6 +40,8 @@ class Base:
     tokenizer: Any
     context: int
     peft: Any = None
+    processor: Any = None
+    """A vision-language model's processor (pictures and text into model inputs); None for a text model."""
 
     @property
     def key(self) -> str:
@@ -65,6 +67,11 @@ class Entry:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def takes_images(self) -> bool:
+        """Whether requests may send this model pictures: its base has a processor that reads them."""
+        return self.base.processor is not None
 
     @property
     def is_adapter(self) -> bool:
