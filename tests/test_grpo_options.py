@@ -116,3 +116,38 @@ def test_the_variants_raise_the_reward_on_the_names_task(variant: str, stories26
           f"eval {evals[0]:.3f} -> {evals[-1]:.3f}")
     assert sum(rewards[-5:]) / 5 > rewards[0] + 0.3
     assert evals[-1] > evals[0]
+
+
+def test_advantages_and_truncation_masks_equal_trls(tiny: Path, tmp_path: Path) -> None:
+    """TRL's own `_generate_and_score_completions` (a real GRPOTrainer on the tiny model, its eos made likely
+    so that some completions end and some are cut off) against ours on its completions and rewards."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tunesmith.methods.grpo.losses import truncated
+    from tunesmith.methods.shared.rollout import until_eos
+
+    tokenizer = load_tokenizer(str(tiny))
+    eos = tokenizer.eos_token_id
+    model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
+    with torch.no_grad():
+        model.lm_head.weight[eos] = 0.2 * torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    values = [1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0, 0.5, 1.5, 0.0, 3.0, 0.0, 0.0, 0.0, 1.0]
+    trainer = GRPOTrainer(
+        model=model, processing_class=tokenizer, reward_funcs=lambda completions, **kw: values[:len(completions)],
+        train_dataset=Dataset.from_list([{"prompt": "x"}] * 16),
+        args=GRPOConfig(output_dir=str(tmp_path / "trl"), report_to="none", bf16=False, num_generations=4, beta=0.0,
+                        per_device_train_batch_size=16, max_completion_length=6, mask_truncated_completions=True))
+    trainer.model.train()
+    prompts = [{"prompt": p} for p in ("a", "b", "c", "d") for _ in range(4)]
+    for scale in ("group", "batch", "none"):
+        trainer.scale_rewards = scale
+        torch.manual_seed(0)
+        out = trainer._generate_and_score_completions(prompts)
+        ours = group_advantages(torch.tensor(values), 4, scale)
+        assert torch.allclose(ours, out["advantages"].cpu(), atol=1e-6, rtol=0), (scale, ours, out["advantages"])
+    ids = out["completion_ids"].cpu()
+    cut = truncated(ids, eos)
+    assert 0 < int(cut.sum()) < len(values), "the check needs completions that end and ones that are cut off"
+    assert torch.equal(until_eos(ids, eos) * (~cut).long().unsqueeze(1), out["completion_mask"].cpu().long())
