@@ -100,10 +100,10 @@ def names_task_rewards(stories260k: Path, tmp_path: Path, options: dict) -> tupl
     return [r["reward"] for r in records if "reward" in r], [r["eval_reward"] for r in records if "eval_reward" in r]
 
 
-VARIANTS = {
-    "dapo": {"loss_type": "dapo", "epsilon_high": 0.28, "dynamic_sampling": True},  # 6 tokens: most are truncated
+VARIANTS = {  # two steps on each rollout, so that the ratio leaves 1 and the clips and GSPO's ratio act
+    "dapo": {"loss_type": "dapo", "epsilon_high": 0.28, "dynamic_sampling": True, "iterations": 2},  # 6 tokens: most are truncated
     "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none"},
-    "gspo": {"importance_sampling_level": "sequence"},
+    "gspo": {"importance_sampling_level": "sequence", "iterations": 2},
 }
 
 
