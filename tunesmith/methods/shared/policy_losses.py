@@ -13,10 +13,18 @@ def clipped_policy_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, cl
     logps, old_logps: (N, C) per-token log-probs of the sampled tokens now and at sampling time;
     advantages: (N,) one per completion (GRPO) or (N, C) per token (PPO).
     """
+    return clipped_surrogate(torch.exp(logps - old_logps), advantages, clip_eps, clip_eps)
+
+
+def clipped_surrogate(ratio: Tensor, advantages: Tensor, clip_low: float, clip_high: float) -> tuple[Tensor, Tensor]:
+    """-min(ratio x A, clip(ratio, 1 - clip_low, 1 + clip_high) x A), and where the clip was active.
+
+    ratio: (N, C) per token or (N, 1) per completion; advantages: (N,) or (N, C); the results broadcast to
+    the larger of the two. A clip_high above clip_low is DAPO's clip-higher.
+    """
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(1)
-    ratio = torch.exp(logps - old_logps)
-    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)
+    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
     loss = -torch.min(ratio * advantages, clipped * advantages)
     return loss, (ratio * advantages > clipped * advantages).float()
 

@@ -162,15 +162,20 @@ class RolloutSchedule:
     """Fresh rollouts every `iterations` optimizer steps; the steps in between train on the same ones again
     (which is what gives the clipped objectives of GRPO and PPO something to clip)."""
 
-    def __init__(self, plan: BatchPlan, iterations: int, rollout: Any) -> None:
-        self.plan, self.iterations, self.rollout = plan, iterations, rollout
+    def __init__(self, plan: BatchPlan, iterations: int, rollout: Any, finish: Any = None) -> None:
+        self.plan, self.iterations, self.rollout, self.finish = plan, iterations, rollout, finish
         self.current: tuple[int, list[Batch]] | None = None
 
     def batches(self, step: int, model: torch.nn.Module) -> list[Batch]:
+        """The step's micro-batches; `finish` (when given) sees a fresh rollout's micro-batches all at once,
+        for what depends on the whole step (GRPO's batch-wide reward scale, its step-wide token count)."""
         index = step // self.iterations
         if self.current is None or self.current[0] != index:
             micro = self.plan.micro_batches[index * self.plan.accum:(index + 1) * self.plan.accum]
-            self.current = (index, [self.rollout(model, items) for items in micro])
+            batches = [self.rollout(model, items) for items in micro]
+            if self.finish is not None:
+                self.finish(batches)
+            self.current = (index, batches)
         return self.current[1]
 
     def real_tokens(self) -> int:

@@ -38,10 +38,13 @@ class RolloutObjective:
         self.train_items = prompt_items(data.train_examples, tokenizer, recipe, spec)
         self.eval_items = prompt_items(data.eval_examples, tokenizer, recipe, spec)
         self.plan, self._steps = plan_prompts(recipe, spec, self.train_items)
-        self.schedule = RolloutSchedule(self.plan, spec.iterations, self._rollout)
+        self.schedule = RolloutSchedule(self.plan, spec.iterations, self._rollout, self._finish_step)
 
     def _rollout(self, model: torch.nn.Module, items: list) -> Batch:
         raise NotImplementedError
+
+    def _finish_step(self, batches: list[Batch]) -> None:
+        """What needs all of one step's fresh rollouts at once (nothing unless a method says so)."""
 
     @property
     def steps(self) -> int:
