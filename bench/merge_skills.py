@@ -32,7 +32,8 @@ from tunesmith.train.loop import train
 
 BASE_SKILL = "Repeat the words"
 SKILLS = {"A": "Reverse the words", "B": "Say the first word"}
-METHODS = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
+METHODS = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune", "ties_svd", "dare_linear_svd",
+           "dare_ties_svd", "magnitude_prune_svd")
 
 
 def _write(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -98,7 +99,7 @@ def main() -> None:
     weights = [float(w) for w in args.weights.split(",")]
     targets = {"base (no adapter)": base, **{f"adapter {k} alone": path for k, path in singles.items()}}
     for method in METHODS:
-        density = args.density if method in ("ties", "dare_linear", "dare_ties", "magnitude_prune") else None
+        density = None if method in ("linear", "cat", "svd") else args.density
         targets[f"merge: {method}"] = combine_runs([singles["A"], singles["B"]], method, weights, density,
                                                     runs / f"merged-{method}").out
     scores = {name: {k: exact_match(path, heldout[k]) for k in SKILLS} for name, path in targets.items()}

@@ -30,7 +30,8 @@ from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train
 
 IDS = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 46], [1, 100, 7, 250, 3, 11, 60, 61]])
-LORA_METHODS = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune")
+LORA_METHODS = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune", "ties_svd",
+                "dare_linear_svd", "dare_ties_svd", "magnitude_prune_svd")
 
 
 def _train(root: Path, name: str, base: Path, skill: str, adapter: str = "lora", r: int = 4, seed: int = 1) -> Path:
@@ -82,7 +83,7 @@ def peft_reference(runs: dict[str, Path], method: str, weights: list[float], den
 
 @pytest.mark.parametrize("method", LORA_METHODS)
 def test_lora_merge_equals_peft_add_weighted_adapter(runs: dict[str, Path], tmp_path: Path, method: str) -> None:
-    density = 0.5 if method in ("ties", "dare_linear", "dare_ties", "magnitude_prune") else None
+    density = None if method in ("linear", "cat", "svd") else 0.5
     result = combine_runs([runs["a"], runs["b"]], method, [1.0, 0.7], density, tmp_path / method)
     assert result.output == "adapter" and result.rank == (8 if method == "cat" else 4)
     target = resolve_target(str(result.out))  # an ordinary run folder: the adapter on the shared base
@@ -178,7 +179,7 @@ def test_dora_runs_and_bad_settings_are_refused(runs: dict[str, Path], tmp_path:
         combine_runs([runs["dora"], dora_copy], "linear", out=tmp_path / "out")
     with pytest.raises(UserError, match="--weights has 1 values for 2 runs"):
         combine_runs([runs["a"], runs["b"]], "linear", [1.0], out=tmp_path / "out")
-    with pytest.raises(UserError, match="--density applies to ties"):
+    with pytest.raises(UserError, match="--density applies to the methods that prune"):
         combine_runs([runs["a"], runs["b"]], "cat", density=0.5, out=tmp_path / "out")
     with pytest.raises(UserError, match=r"--density 1.5 must be in \(0, 1\]"):
         combine_runs([runs["a"], runs["b"]], "ties", density=1.5, out=tmp_path / "out")

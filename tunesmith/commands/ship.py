@@ -20,10 +20,11 @@ def merge(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="dtype of a saved model (default: the base checkpoint's stored dtype)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
     method: Optional[str] = typer.Option(None, "--method", help="combine several runs: linear | cat | svd | ties | "
-                                         "dare_linear | dare_ties | magnitude_prune (LoRA); linear | ties | dare_linear "
-                                         "| dare_ties | magnitude_prune | slerp (full runs)"),
+                                         "dare_linear | dare_ties | magnitude_prune | ties_svd | dare_linear_svd | "
+                                         "dare_ties_svd | magnitude_prune_svd (LoRA); linear | ties | dare_linear | "
+                                         "dare_ties | magnitude_prune | slerp (full runs)"),
     weights: Optional[str] = typer.Option(None, "--weights", help="one weight per run, comma-separated (default 1 each)"),
-    density: Optional[float] = typer.Option(None, "--density", help="ties, dare_*, magnitude_prune: fraction of "
+    density: Optional[float] = typer.Option(None, "--density", help="ties*, dare_*, magnitude_prune*: fraction of "
                                             "each update kept (default 0.5)"),
     into_base: bool = typer.Option(False, "--into-base", help="with --method on LoRA runs: fold the combined "
                                    "adapter into the base (a standalone model) instead of keeping an adapter"),
@@ -53,8 +54,8 @@ def _combine(run_dirs: list[Path], method: Optional[str], weights: Optional[str]
     from tunesmith.ship.combine import combine_runs, parse_weights
 
     if method is None:
-        raise UserError(f"{len(run_dirs)} runs given: say how to combine them with --method (linear, cat, svd, ties, "
-                        "dare_linear, dare_ties, magnitude_prune, slerp)")
+        raise UserError(f"{len(run_dirs)} runs given: say how to combine them with --method (see tunesmith merge "
+                        "--help: linear, cat, svd, ties, dare_ties, slerp, ...)")
     result = combine_runs(run_dirs, method, parse_weights(weights), density, out, into_base, dtype, seed, overwrite)
     made = f"a LoRA adapter of rank {result.rank}" if result.output == "adapter" else f"a model saved as {result.dtype}"
     console.print(f"merged {', '.join(result.parents)} by {result.method}: {made}")

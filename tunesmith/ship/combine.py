@@ -173,8 +173,9 @@ def _check_weights(weights: Sequence[float] | None, runs: list[RunRecord], spec:
 def _check_density(density: float | None, spec: MergeMethod) -> float | None:
     if not spec.uses_density:
         if density is not None:
-            raise UserError(f"--density applies to ties, dare_linear, dare_ties and magnitude_prune, not to "
-                            f"--method {spec.name}; drop it")
+            pruning = ", ".join(m.name for m in METHODS if m.uses_density)
+            raise UserError(f"--density applies to the methods that prune ({pruning}), not to --method {spec.name}; "
+                            "drop it")
         return None
     density = DEFAULT_DENSITY if density is None else float(density)
     if not 0 < density <= 1:

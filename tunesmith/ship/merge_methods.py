@@ -1,6 +1,10 @@
 """The methods `tunesmith merge A B ... --method M` combines runs with: one table of records, one per method.
 
-LoRA runs combine through PEFT's `add_weighted_adapter` (its `combination_type` is the record's `peft_name`);
+LoRA runs combine through PEFT's `add_weighted_adapter` (its `combination_type` is the record's `peft_name`).
+Its ties, dare_* and magnitude_prune act on each adapter's A and B matrices apart, so the merged update
+(B1 + B2)(A1 + A2) carries cross terms B1·A2 + B2·A1 that neither run learned; the `_svd` variants apply the
+same method to each run's full update B·A and factor the result back to a LoRA by SVD (cat and svd are the
+exact weighted sum). `bench/merge_skills.py` measures what this does to two skills.
 full fine-tunes combine per weight tensor on their task vectors (run weights minus base weights) through
 `peft.utils.merge_utils` (task arithmetic, TIES, DARE, magnitude pruning), and SLERP, which PEFT lacks, is
 the small function below (mergekit's formula).
@@ -92,6 +96,14 @@ METHODS: tuple[MergeMethod, ...] = (
                 _BOTH, peft_name="dare_ties", deltas=_dare_ties, uses_density=True, same_rank=True, random=True),
     MergeMethod("magnitude_prune", "keep each one's largest --density entries, then weighted sum",
                 _BOTH, peft_name="magnitude_prune", deltas=_magnitude_prune, uses_density=True, same_rank=True),
+    MergeMethod("ties_svd", "LoRA only: TIES on each full update B·A (not on A and B apart), cut back to the largest "
+                "rank by SVD", _LORA, peft_name="ties_svd", uses_density=True),
+    MergeMethod("dare_linear_svd", "LoRA only: DARE then weighted sum on each full update B·A, cut back by SVD",
+                _LORA, peft_name="dare_linear_svd", uses_density=True, random=True),
+    MergeMethod("dare_ties_svd", "LoRA only: DARE then TIES' sign election on each full update B·A, cut back by SVD",
+                _LORA, peft_name="dare_ties_svd", uses_density=True, random=True),
+    MergeMethod("magnitude_prune_svd", "LoRA only: magnitude pruning then weighted sum on each full update B·A, cut "
+                "back by SVD", _LORA, peft_name="magnitude_prune_svd", uses_density=True),
     MergeMethod("slerp", "full runs only, two of them: spherical interpolation of their weights, t = w2 / (w1 + w2)",
                 _FULL, interpolates=True),
 )
