@@ -41,14 +41,14 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def _recipe(name: str, model: Path, data: Path, out: Path, adapter: str, lr: float, steps: int) -> object:
+def _recipe(name: str, model: Path, data: Path, out: Path, adapter: str, lr: float, steps: int, rank: int = 8) -> object:
     return recipe_from_dict({
         "name": name, "model": str(model), "adapter": adapter, "output": str(out),
         "data": {"train": str(data), "eval": 0.0, "template": "plain"},
         "train": {"lr": lr, "max_steps": steps, "batch_size": 8, "max_seq_len": 128, "mixed_precision": "no",
                   "save_every": 100000, "warmup_ratio": 0.03, "threads": 1},
         "model_options": {"dtype": "fp32"},
-        "adapter_args": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
+        "adapter_args": {"r": rank, "alpha": 2 * rank, "dropout": 0.0, "target_modules": "all-linear"},
     }, source="bench recipe")
 
 
@@ -79,6 +79,10 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=100, help="held-out rows per skill")
     parser.add_argument("--density", type=float, default=0.5)
     parser.add_argument("--weights", default="1,1")
+    parser.add_argument("--hidden", type=int, default=64, help="the tiny Llama's width (intermediate: 2.7x)")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3, help="the adapters' learning rate")
     args = parser.parse_args()
     started = time.time()
     work = args.workdir
@@ -88,13 +92,13 @@ def main() -> None:
     # each adapter's data: its skill, and the base's skill as replay, so it learns to act on its own instruction only
     skill_rows = {k: make_rows(4000, (skill, BASE_SKILL), seed=10 + i) for i, (k, skill) in enumerate(SKILLS.items())}
     corpus = [f"{r['instruction']}\n{r['output']}" for rows in (base_rows, *skill_rows.values()) for r in rows[:150]]
-    tiny = save_tiny("llama", work / "tiny", vocab_size=320, texts=[*corpus, "User: Assistant: "], hidden=64,
-                     layers=2, heads=4, kv_heads=2, intermediate=172)
+    tiny = save_tiny("llama", work / "tiny", vocab_size=320, texts=[*corpus, "User: Assistant: "], hidden=args.hidden,
+                     layers=args.layers, heads=4, kv_heads=2, intermediate=int(args.hidden * 2.7))
     runs = work / "runs"
     base = train(_recipe("base", tiny, _write(work / "data" / "base.jsonl", base_rows), runs, "full", 3e-3,
                          args.base_steps), advice=False).path / "model"
-    singles = {k: train(_recipe(f"skill-{k}", base, _write(work / "data" / f"{k}.jsonl", rows), runs, "lora", 3e-3,
-                                args.steps), advice=False).path for k, rows in skill_rows.items()}
+    singles = {k: train(_recipe(f"skill-{k}", base, _write(work / "data" / f"{k}.jsonl", rows), runs, "lora", args.lr,
+                                args.steps, args.rank), advice=False).path for k, rows in skill_rows.items()}
     heldout = {k: make_rows(args.heldout, (skill,), seed=100 + i) for i, (k, skill) in enumerate(SKILLS.items())}
     weights = [float(w) for w in args.weights.split(",")]
     targets = {"base (no adapter)": base, **{f"adapter {k} alone": path for k, path in singles.items()}}
@@ -110,7 +114,8 @@ def _print_table(scores: dict[str, dict[str, float]], args: argparse.Namespace, 
                  seconds: float) -> None:
     single = {k: scores[f"adapter {k} alone"][k] for k in SKILLS}
     print(f"\nexact match on {args.heldout} held-out rows per skill; A = {SKILLS['A']!r}, B = {SKILLS['B']!r}; "
-          f"merges: weights {weights}, density {args.density}; {seconds:.0f} s in all\n")
+          f"Llama {args.layers} x {args.hidden}, LoRA r {args.rank}, lr {args.lr}, {args.steps} steps; merges: weights "
+          f"{weights}, density {args.density}; {seconds:.0f} s in all\n")
     print("| model | skill A | skill B | A retained | B retained | both >= 80% |")
     print("| --- | ---: | ---: | ---: | ---: | :---: |")
     for name, row in scores.items():
