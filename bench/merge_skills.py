@@ -71,6 +71,26 @@ def exact_match(run: Path, rows: list[dict[str, str]]) -> float:
     return right / len(rows)
 
 
+def update_overlap(base: Path, a: Path, b: Path) -> tuple[float, float]:
+    """Mean cosine between the two adapters' full updates B·A·scale of each wrapped module, and their mean size
+    relative to the base weight: overlapping, large updates are what make two skills collide in a merge."""
+    from peft import PeftModel
+
+    from tunesmith.models.load import load_model
+
+    deltas = []
+    for folder in (a, b):
+        model = PeftModel.from_pretrained(load_model(str(base), dtype="fp32"), str(folder / "adapter"))
+        deltas.append({name: (m.get_delta_weight("default"), m.base_layer.weight) for name, m in model.named_modules()
+                       if hasattr(m, "get_delta_weight") and "default" in getattr(m, "lora_A", {})})
+    cosines, sizes = [], []
+    for name, (da, w) in deltas[0].items():
+        db = deltas[1][name][0]
+        cosines.append(float(torch.nn.functional.cosine_similarity(da.flatten(), db.flatten(), dim=0)))
+        sizes += [float(da.norm() / w.norm()), float(db.norm() / w.norm())]
+    return sum(cosines) / len(cosines), sum(sizes) / len(sizes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/merge-skills"))
@@ -108,6 +128,8 @@ def main() -> None:
                                                     runs / f"merged-{method}").out
     scores = {name: {k: exact_match(path, heldout[k]) for k in SKILLS} for name, path in targets.items()}
     _print_table(scores, args, weights, time.time() - started)
+    cosine, size = update_overlap(base, singles["A"], singles["B"])
+    print(f"\nthe two adapters' updates: mean cosine {cosine:.2f} per module, mean size {size:.0%} of the base weight")
 
 
 def _print_table(scores: dict[str, dict[str, float]], args: argparse.Namespace, weights: list[float],
