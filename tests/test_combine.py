@@ -25,6 +25,7 @@ from tunesmith.recipe.spec import recipe_from_dict
 from tunesmith.runs import read_run, resolve_target
 from tunesmith.runs.load import load_target
 from tunesmith.ship.combine import combine_runs
+from tunesmith.ship.merge import export_run, merge_run
 from tunesmith.testing.demo import make_rows
 from tunesmith.testing.tiny import save_tiny
 from tunesmith.train.loop import train
@@ -104,6 +105,19 @@ def test_merged_folder_records_its_parents_and_settings(runs: dict[str, Path], t
     assert merge["parents"][0]["path"] == str(runs["a"].resolve()) and len(merge["parents"][0]["weights_sha256"]) == 64
     assert (merge["method"], merge["weights"], merge["density"], merge["seed"]) == ("dare_ties", [1.0, 1.0], 0.3, 5)
     assert record.to_recipe().name == "m"  # its recipe re-validates (eval re-creates the data split from it)
+
+
+def test_merged_folder_exports_and_merges_like_a_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    combined = combine_runs([runs["a"], runs["b"]], "ties_svd", None, 0.5, tmp_path / "m").out
+    exported = export_run(combined, tmp_path / "exported")
+    base = read_run(runs["a"]).base_model
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(exported))
+    torch.testing.assert_close(logits(loaded), logits(peft_reference(runs, "ties_svd", [1.0, 1.0], 0.5)), rtol=0,
+                               atol=1e-5)
+    folded = merge_run(combined, tmp_path / "folded", dtype="fp32")
+    assert folded.max_abs_diff <= folded.tolerance
+    torch.testing.assert_close(logits(AutoModelForCausalLM.from_pretrained(folded.out)), logits(loaded), rtol=0,
+                               atol=1e-4)
 
 
 def test_into_base_folds_the_combined_adapter(runs: dict[str, Path], tmp_path: Path) -> None:
