@@ -197,6 +197,10 @@ def test_dora_runs_and_bad_settings_are_refused(runs: dict[str, Path], tmp_path:
         combine_runs([runs["a"], runs["b"]], "cat", density=0.5, out=tmp_path / "out")
     with pytest.raises(UserError, match=r"--density 1.5 must be in \(0, 1\]"):
         combine_runs([runs["a"], runs["b"]], "ties", density=1.5, out=tmp_path / "out")
+    with pytest.raises(UserError, match="--dtype sets the dtype of a saved model"):
+        combine_runs([runs["a"], runs["b"]], "ties", dtype="bf16", out=tmp_path / "out")
+    with pytest.raises(UserError, match="always merge into a model: drop --into-base"):
+        combine_runs([runs["full_a"], runs["full_b"]], "ties", into_base=True, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -79,6 +79,12 @@ def combine_runs(run_dirs: Sequence[str | Path], method: str, weights: Sequence[
     density = _check_density(density, spec)
     if kind.combination is Combination.LORA_FACTORS:
         _check_ranks(runs, spec)
+        if dtype is not None and not into_base:
+            raise UserError("--dtype sets the dtype of a saved model; merged LoRA runs give an adapter (kept in fp32) "
+                            "unless --into-base folds it into the base: add --into-base or drop --dtype")
+    elif into_base:
+        raise UserError(f"--into-base folds a merged adapter into the base; runs of adapter: {kind.name} always merge "
+                        "into a model: drop --into-base")
     target = Path(out) if out is not None else runs[0].path.parent / f"{'+'.join(r.name for r in runs)}-{spec.name}"
     check_new_folder(target, runs, overwrite)
     save_dtype = resolve_dtype(dtype) if dtype else stored_dtype(runs[0].base_model)
