@@ -3,8 +3,9 @@
     tunesmith merge runs/code runs/style --method ties --density 0.5 [--weights 1,1] [--out DIR] [--into-base]
 
 LoRA (and QLoRA) runs combine through PEFT's `add_weighted_adapter` (linear, cat, svd, ties, dare_linear,
-dare_ties, magnitude_prune) into one LoRA adapter, or with `--into-base` folded into the base weights (checked
-against base + merged adapter like a single merge). Full fine-tunes combine tensor by tensor on their task
+dare_ties, magnitude_prune, and the `_svd` variants that apply the last four to whole updates) into one LoRA
+adapter, or with `--into-base` folded into the base weights (checked against base + merged adapter like a
+single merge). Full fine-tunes combine tensor by tensor on their task
 vectors (run weights minus base weights) through PEFT's merge utilities, or by SLERP of two runs' weights;
 ship/merge_methods.py says which method does what, and why PEFT rather than mergekit.
 
