@@ -38,6 +38,13 @@ class Serving(Enum):
         return self in (Serving.PEFT_MIXED, Serving.PEFT_ALONE)
 
 
+class Combination(Enum):
+    """How `tunesmith merge RUN RUN ...` combines several runs of one kind (ship/combine.py)."""
+
+    LORA_FACTORS = "PEFT's add_weighted_adapter on the runs' LoRA A and B matrices: one LoRA adapter"
+    WEIGHT_DELTAS = "PEFT's merge utilities on each run's weights minus the base's (task vectors): one model"
+
+
 @dataclass(frozen=True)
 class MemoryTerms:
     """What the memory model (plan/memory.py) needs to know of a kind."""
@@ -87,6 +94,10 @@ class Adapter:
     """The update is linear in existing weights, so `tunesmith merge` can fold it into the base."""
     merge_refusal: str = ""
     """Why it cannot be merged, for kinds that have an adapter and do not merge."""
+    combination: Combination | None = None
+    """How several runs of this kind merge into one (`tunesmith merge A B --method ...`); None: they cannot."""
+    combine_refusal: str = ""
+    """Why several runs of this kind cannot be merged into one, for kinds whose `combination` is None."""
     vllm_refusal: str | None = None
     """Why vLLM cannot serve it; None where vLLM serves it (LoRA through --lora-modules, full as a model)."""
     prompt_learning: bool = False

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from tunesmith.compare.spec import CompareSpec
+from tunesmith.compare.spec import CompareSpec, MergeStrategy
 from tunesmith.recipe.docs import schema_tables
 
 
@@ -27,9 +27,12 @@ def render_compare_docs() -> str:
         "strategies:",
         "  lora: {adapter: lora}",
         "  full: {adapter: full}",
+        "  lora-lr3: {adapter: lora, train: {lr: 3e-4}}",
+        "  lora-ties: {merge: {runs: [lora, lora-lr3], method: ties}}   # merged from two trained runs, then evaluated",
         "eval: {suite: [heldout, hellaswag], limit: 40, data_dir: ../shared/data}",
         "```",
         "",
     ]
     schema_tables(CompareSpec, "", lines)
+    schema_tables(MergeStrategy, "strategies.NAME.merge.", lines)
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@
     record.py   run.json as a typed RunRecord: read_run(path), is_run_folder(path)
     run_file.py run.json checked as untrusted input: its schema, RunFileError naming the bad field
     folder.py   RunFolder: create a run folder, write its record and final weights (training)
+    derived.py  a run folder made from other runs (merge of several): parents recorded, written like a run
     metrics.py  metrics.jsonl: MetricsLog (append while training), read_metrics
     targets.py  resolve_target(spec): run folder, adapter folder, model folder, GGUF file or hub id
     load.py     load_target(target): model + adapter + tokenizer with the run's chat template

@@ -86,14 +86,14 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
                         f"base instead: tunesmith export {info.path} --out DIR")
     target = Path(out) if out is not None else info.path / "merged"
     save_dtype = resolve_dtype(dtype) if dtype else stored_dtype(info.base_model)
-    _check_out(target, overwrite)
+    check_out(target, overwrite)
     tokenizer = load_tokenizer(str(info.weights_dir))
-    batch = _parity_batch(tokenizer)
-    model = load_adapter(_load_base(info, tokenizer), info.weights_dir)
-    adapter_logits = _logits(model, batch)
+    batch = parity_batch(tokenizer)
+    model = load_adapter(load_base(info, tokenizer), info.weights_dir)
+    adapter_logits = logits_of(model, batch)
     merged = model.merge_and_unload()
-    merged_logits = _logits(merged, batch)
-    diff = _max_abs_diff(merged_logits, adapter_logits, batch["attention_mask"])
+    merged_logits = logits_of(merged, batch)
+    diff = max_abs_diff(merged_logits, adapter_logits, batch["attention_mask"])
     allowed = parity_tolerance(float(adapter_logits.abs().max()))
     if not diff <= allowed:
         raise MergeParityError(
@@ -102,14 +102,14 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
         )
     gap = None
     if kind.base_quantization is not None:
-        quantized = load_adapter(_load_base(info, tokenizer, quantization=kind.base_quantization), info.weights_dir)
-        gap = _max_abs_diff(merged_logits, _logits(quantized, batch), batch["attention_mask"])
+        quantized = load_adapter(load_base(info, tokenizer, quantization=kind.base_quantization), info.weights_dir)
+        gap = max_abs_diff(merged_logits, logits_of(quantized, batch), batch["attention_mask"])
         del quantized
     merged = merged.to(save_dtype)
-    saved_diff = diff if save_dtype == torch.float32 else _max_abs_diff(_logits(merged, batch), adapter_logits,
+    saved_diff = diff if save_dtype == torch.float32 else max_abs_diff(logits_of(merged, batch), adapter_logits,
                                                                           batch["attention_mask"])
     build_folder(target, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
-    return MergeResult(out=target, max_abs_diff=diff, dtype=_dtype_name(save_dtype), quantized_gap=gap,
+    return MergeResult(out=target, max_abs_diff=diff, dtype=dtype_name(save_dtype), quantized_gap=gap,
                        saved_max_abs_diff=saved_diff, tolerance=allowed)
 
 
@@ -131,7 +131,7 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
     if not info.weights_dir.is_dir():
         raise UserError(f"run {info.path} has no adapter folder ({info.weights_dir}); was it moved?")
     target = Path(out)
-    _check_out(target, overwrite)
+    check_out(target, overwrite)
 
     def fill(tmp: Path) -> None:
         shutil.copytree(info.weights_dir, tmp, dirs_exist_ok=True)
@@ -145,7 +145,7 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
     return target
 
 
-def _load_base(info: RunRecord, tokenizer: object, quantization: str | None = None) -> torch.nn.Module:
+def load_base(info: RunRecord, tokenizer: object, quantization: str | None = None) -> torch.nn.Module:
     """The base as the run loaded it, but in fp32, where flash attention cannot run: "auto" then picks sdpa."""
     options = info.model_options
     requested = options.get("attn_implementation", "auto")
@@ -154,7 +154,7 @@ def _load_base(info: RunRecord, tokenizer: object, quantization: str | None = No
                       trust_remote_code=options.get("trust_remote_code", False), quantization=quantization, tokenizer=tokenizer)
 
 
-def _parity_batch(tokenizer: object) -> dict[str, torch.Tensor]:
+def parity_batch(tokenizer: object) -> dict[str, torch.Tensor]:
     """PARITY_PROMPTS as the model sees them (through the run's chat template when it has one), right-padded."""
     if getattr(tokenizer, "chat_template", None):
         ids = [tokenize_prompt(tokenizer, [Message("user", text)]) for text in PARITY_PROMPTS]
@@ -164,22 +164,25 @@ def _parity_batch(tokenizer: object) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def logits_of(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's fp32 logits on `batch` (no cache: one full forward)."""
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits.float()
 
 
-def _max_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
     """Largest |a - b| over real (unpadded) positions; logits (batch, seq, vocab), mask (batch, seq)."""
     return float((a - b).abs().amax(dim=-1)[mask.bool()].max())
 
 
-def _check_out(target: Path, overwrite: bool) -> None:
+def check_out(target: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output folder unless --overwrite: never mix a merge into a user's files."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise UserError(f"{target} already exists and is not empty; pass --overwrite to replace it, or choose "
                         "another --out")
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
+    """The --dtype spelling of a torch dtype (fp32, bf16, ...)."""
     return next(name for name, value in DTYPES.items() if value == dtype)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.adapters.unit import Adapter, MemoryTerms, Serving
+from tunesmith.adapters.unit import Adapter, Combination, MemoryTerms, Serving
 
 if TYPE_CHECKING:
     from tunesmith.recipe.spec import AdapterArgs
@@ -20,4 +20,5 @@ FULL = Adapter(
     "full", "every weight trains (fp32 masters under autocast); saves a standalone model",
     MemoryTerms(parameters=lambda shape, r: 0, lighter=("lora", "qlora")),
     Serving.MODEL, wrap=_unfreeze, trains_base=True, reference_by_disabling=False, runs_sharded=True,
+    combination=Combination.WEIGHT_DELTAS,
 )

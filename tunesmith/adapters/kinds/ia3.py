@@ -65,5 +65,8 @@ IA3 = Adapter(
     "ia3", "learned per-channel scales on the targeted layers' outputs and the FFN output projections' inputs",
     MemoryTerms(parameters=_ia3_parameters), Serving.OWN_MODEL, peft_config=_ia3_config,
     saved_as=lambda config: config.get("peft_type") == "IA3", reads_target_modules=True, merges=True,
+    combine_refusal="IA3 learns per-channel scales that multiply activations, not weight updates that add up; "
+    "PEFT averages such scales only linearly, none of the task-vector methods apply: merge each IA3 run into the "
+    "base on its own instead",
     vllm_refusal="vLLM serves LoRA adapters only, not IA3",
 )
