@@ -36,6 +36,7 @@ class PreparedData:
     notes: list[str] = field(default_factory=list)
     from_cache: bool = False  # read back from the data store instead of parsed and tokenized now
     unusable: int = 0  # preference/KTO examples dropped: an answer with no token to score after truncation
+    stream: Any = None  # data.streaming: the training rows' StreamSource (data/stream.py); `train` is then empty
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts recorded in run.json."""
@@ -48,6 +49,7 @@ class PreparedData:
             "truncated": truncated_count(self.train), "duplicates": self.duplicates,
             "train_eval_overlap": self.overlap, "unusable": self.unusable, "sources": self.sources,
             "replay": self.replay.as_dict() if self.replay else None,
+            **({"streamed_shards": len(self.stream.shards)} if self.stream is not None else {}),
         }
 
 
