@@ -90,7 +90,7 @@ class StreamSource:
             for index in range(position.shard, len(order)):
                 cursor = (position.offset, position.line) if index == position.shard else (0, 0)
                 skip = position.used if index == position.shard else 0
-                for items, window_at, _next in self._windows(position.epoch, index, order[index], cursor):
+                for items, window_at in self._windows(position.epoch, index, order[index], cursor):
                     for used, item in enumerate(items[skip:], skip + 1):
                         produced = True
                         yield item, Position(position.epoch, index, window_at[0], window_at[1], used)
@@ -101,8 +101,8 @@ class StreamSource:
             position = Position(position.epoch + 1)
 
     def _windows(self, epoch: int, index: int, shard_id: int,
-                 cursor: tuple[int, int]) -> Iterator[tuple[list[Item], tuple[int, int], tuple[int, int]]]:
-        """(items, window start cursor, cursor after it) for each window of the shard from `cursor` on."""
+                 cursor: tuple[int, int]) -> Iterator[tuple[list[Item], tuple[int, int]]]:
+        """(items, the window's start cursor) for each window of the shard from `cursor` on."""
         shard = self.shards[shard_id]
         rows = read_rows(shard, cursor, self.skip_bad)
         while True:
@@ -110,7 +110,7 @@ class StreamSource:
             if not chunk:
                 return
             rng = random.Random(f"{self.seed}:{epoch}:{index}:{cursor[0]}")
-            yield self._build(chunk, rng), cursor, chunk[-1][1]
+            yield self._build(chunk, rng), cursor
             cursor = chunk[-1][1]
 
     def _build(self, chunk: list[Any], rng: random.Random) -> list[Item]:
