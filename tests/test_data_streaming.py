@@ -149,3 +149,21 @@ def test_what_a_stream_cannot_do_is_a_recipe_error(tiny, change: dict, message: 
         raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
     with pytest.raises(UserError, match=message):
         recipe_from_dict(raw)
+
+
+def test_a_url_and_a_glob_also_load_whole_without_streaming(tiny) -> None:
+    from tunesmith.data.loading import load_rows
+
+    _, rows = tiny
+    url = memory_shards(rows[:30])
+    assert [r.data for r in load_rows(url + "part-*.jsonl")] == rows[:30] == [r.data for r in load_rows(url)]
+
+
+def test_validate_reports_on_the_first_window_of_a_stream(tiny, tmp_path: Path) -> None:
+    from tunesmith.data.pipeline import prepare_data
+
+    model, rows = tiny
+    recipe = streamed_recipe(model, memory_shards(rows), tmp_path)
+    data = prepare_data(recipe, load_tokenizer(str(model)))
+    assert data.stream is not None and data.rows == 25 and len(data.train_examples) == 25 and len(data.train) == 25
+    assert data.summary()["streamed_shards"] == 3

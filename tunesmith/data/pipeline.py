@@ -60,7 +60,7 @@ def prepare_data(recipe: Recipe, tokenizer: Any, *, check_method: bool = True) -
         if cached.bad_rows:
             logger.warning("skipped %d rows as bad; first: %s", len(cached.bad_rows), cached.bad_rows[0])
     data = cached if cached is not None else _prepare(recipe, tokenizer, check_method, key, sources)
-    if not data.train and data.stream is None:
+    if not data.train:
         raise UserError(f"data.train: no usable training samples in {recipe.data.train}")
     return data
 
@@ -74,8 +74,9 @@ def data_sources(spec: DataSpec) -> dict[str, str]:
 
 
 def _prepare_stream(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedData:
-    """`data.streaming`: the training rows as a stream (data/stream.py), its first window read now so a bad
-    shard fails before the model loads; an eval file, small by nature, is prepared in memory."""
+    """`data.streaming`: the training rows as a stream (data/stream.py). `train` holds only the first window's
+    samples (the report's preview; a bad first shard fails before the model loads), never the corpus; an eval
+    file, small by nature, is prepared in memory."""
     spec, max_len = recipe.data, recipe.train.max_seq_len
     shards = expand_shards(spec.train)
     fmt = spec.format if spec.format != "auto" else detect_stream_format(shards, spec.on_bad_row == "skip")
@@ -86,10 +87,10 @@ def _prepare_stream(recipe: Recipe, tokenizer: Any, check_method: bool) -> Prepa
         eval_examples = _load_examples(spec.eval, fmt, spec).examples
     source = StreamSource(shards, fmt, tokenizer, max_len, spec.train_on, spec.shuffle_buffer, recipe.train.seed,
                           recipe.train.shuffle, recipe.train.packing, spec.on_bad_row == "skip", spec.max_prompt_len)
-    next(source.items())
-    return PreparedData(format=fmt, detected=spec.format == "auto", train=[], train_examples=[],
+    examples, samples, rows = source.preview()
+    return PreparedData(format=fmt, detected=spec.format == "auto", train=samples, train_examples=examples,
                         eval=to_samples(eval_examples, tokenizer, max_len, spec.train_on, spec.max_prompt_len),
-                        eval_examples=eval_examples, rows=0, bad_rows=[], stream=source,
+                        eval_examples=eval_examples, rows=rows, bad_rows=[], stream=source,
                         sources={shard.name: fingerprint(shard) for shard in shards})
 
 

@@ -36,7 +36,8 @@ class PreparedData:
     notes: list[str] = field(default_factory=list)
     from_cache: bool = False  # read back from the data store instead of parsed and tokenized now
     unusable: int = 0  # preference/KTO examples dropped: an answer with no token to score after truncation
-    stream: Any = None  # data.streaming: the training rows' StreamSource (data/stream.py); `train` is then empty
+    stream: Any = None  # data.streaming: the training rows' StreamSource (data/stream.py); `train` then holds
+    # only the samples of its first window (a preview for the report), and the counts describe that window
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts recorded in run.json."""
@@ -49,7 +50,8 @@ class PreparedData:
             "truncated": truncated_count(self.train), "duplicates": self.duplicates,
             "train_eval_overlap": self.overlap, "unusable": self.unusable, "sources": self.sources,
             "replay": self.replay.as_dict() if self.replay else None,
-            **({"streamed_shards": len(self.stream.shards)} if self.stream is not None else {}),
+            **({"streamed_shards": len(self.stream.shards), "counts_cover": "the first window of the stream"}
+               if self.stream is not None else {}),
         }
 
 

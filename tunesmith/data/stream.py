@@ -32,7 +32,7 @@ import numpy as np
 from tunesmith.data.formats import DETECT_SAMPLE, detect_format, parse_row
 from tunesmith.data.packing import join, pack_indices
 from tunesmith.data.shards import Shard, read_rows
-from tunesmith.data.types import PackedRow, Sample
+from tunesmith.data.types import Example, PackedRow, Sample
 from tunesmith.errors import DataError, UserError
 
 logger = logging.getLogger(__name__)
@@ -113,22 +113,16 @@ class StreamSource:
             yield self._build(chunk, rng), cursor
             cursor = chunk[-1][1]
 
+    def preview(self) -> tuple[list[Example], list[Sample], int]:
+        """The first window of the first shard, in file order: (examples, their samples, rows read); what
+        `validate` reports on, and a bad first shard failing before a model loads."""
+        chunk = list(itertools.islice(read_rows(self.shards[0], (0, 0), self.skip_bad), self.window))
+        examples, samples = self._samples(chunk)
+        return examples, samples, len(chunk)
+
     def _build(self, chunk: list[Any], rng: random.Random) -> list[Item]:
         """One window's rows -> its items: parsed, tokenized, shuffled, packed (module docstring)."""
-        from tunesmith.data.pipeline import to_samples  # the store's tokenizing path, so the ids are the same
-
-        examples = []
-        for row, _ in chunk:
-            try:
-                if row.bad is not None:
-                    raise DataError(row.bad)
-                examples.append(parse_row(row.data, self.format, row.where))
-            except DataError as e:
-                if not self.skip_bad:
-                    raise DataError(f"{e}; fix the row, or set data.on_bad_row: skip to leave bad rows out") from None
-                logger.warning("skipped a bad row: %s", e)
-        samples = [s for s in to_samples(examples, self.tokenizer, self.max_len, self.train_on, self.max_prompt_len)
-                   if len(s) > 1]
+        samples = self._samples(chunk)[1]
         if self.shuffle:
             rng.shuffle(samples)
         if not self.packing:
@@ -138,6 +132,22 @@ class StreamSource:
         if self.shuffle:
             rng.shuffle(rows)
         return list(rows)
+
+    def _samples(self, chunk: list[Any]) -> tuple[list[Example], list[Sample]]:
+        from tunesmith.data.pipeline import to_samples  # the store's tokenizing path, so the ids are the same
+
+        examples: list[Example] = []
+        for row, _ in chunk:
+            try:
+                if row.bad is not None:
+                    raise DataError(row.bad)
+                examples.append(parse_row(row.data, self.format, row.where))
+            except DataError as e:
+                if not self.skip_bad:
+                    raise DataError(f"{e}; fix the row, or set data.on_bad_row: skip to leave bad rows out") from None
+                logger.warning("skipped a bad row: %s", e)
+        samples = to_samples(examples, self.tokenizer, self.max_len, self.train_on, self.max_prompt_len)
+        return examples, [s for s in samples if len(s) > 1]
 
 
 def detect_stream_format(shards: list[Shard], skip_bad: bool) -> str:
