@@ -25,6 +25,7 @@ from tunesmith.data.pairs import drop_unusable, tokenize_answer
 from tunesmith.data.parallel import default_workers, tokenize_split
 from tunesmith.data.prepared import PreparedData
 from tunesmith.data.progress import PrepProgress, text_size
+from tunesmith.data.row_stream import store_rows
 from tunesmith.data.shards import expand_shards, fingerprint
 from tunesmith.data.store import SampleArrays
 from tunesmith.data.stream import StreamSource, detect_stream_format
@@ -104,6 +105,11 @@ def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool, key: str | None
         if check_method:
             _check_method("text", recipe.method)
         stored = store_text(key, recipe, tokenizer, files, _workers(spec), sources)
+        if stored is not None:
+            return stored
+    if key and spec.replay is None:  # any other format: two passes into the store, the rows never all in memory
+        stored = store_rows(key, recipe, tokenizer, _workers(spec), sources,
+                            (lambda fmt: _check_method(fmt, recipe.method)) if check_method else None)
         if stored is not None:
             return stored
     data = _examples(recipe, tokenizer, check_method)

@@ -1,6 +1,7 @@
 """Data sources as shards, and a shard's rows read from any point, one at a time.
 
-A source is a local file, a folder (its supported files, sorted by name), a glob (`data/part-*.jsonl`), or
+A source is a local file, a folder (the supported files directly inside it, sorted by name, as
+`data/loading.py` reads a folder), a glob (`data/part-*.jsonl`), or
 an fsspec URL of any of these (`s3://bucket/corpus/`, `gs://...`, `hf://datasets/...`, `memory://...`):
 whatever filesystem fsspec has registered for the protocol reads it, so an object store is read in place,
 never copied whole. `expand_shards` lists the shards once, in a fixed order.
@@ -67,8 +68,7 @@ def _expand(source: str) -> list[Shard]:
     if any(sign in path for sign in _GLOB):
         found = sorted(globbing.glob(path) if not url else fs.glob(path))
     elif fs.isdir(path):
-        found = sorted(p for p in fs.find(path) if fs.isfile(p))
-        found = [p for p in found if not any(part.startswith(".") for part in Path(p).relative_to(path).parts)]
+        found = sorted(p for p in fs.ls(path, detail=False) if fs.isfile(p) and not Path(p).name.startswith("."))
     elif fs.isfile(path):
         found = [path]
     else:
@@ -77,6 +77,11 @@ def _expand(source: str) -> list[Shard]:
     if not found:
         raise UserError(f"{source}: holds no data files ({', '.join(SUPPORTED_SUFFIXES)})")
     return [Shard(fs.unstrip_protocol(p) if url else p, p, fs) for p in found]
+
+
+def size_of(shard: Shard) -> int:
+    """Bytes in the shard, from the filesystem's listing (no read)."""
+    return int(shard.fs.info(shard.path).get("size") or 0)
 
 
 def fingerprint(shard: Shard) -> str:
@@ -103,11 +108,11 @@ def _line_rows(shard: Shard, cursor: Cursor, skip_bad: bool) -> Iterator[tuple[R
         handle.seek(offset)
         for raw in handle:
             offset, line = offset + len(raw), line + 1
-            text = _decode(shard, raw, offset - len(raw), line)
+            text = _decode(shard, raw, offset - len(raw), line).removesuffix("\n").removesuffix("\r")
             if not text.strip():
                 continue
             if shard.suffix == ".txt":
-                yield Row({"text": text.rstrip("\r\n")}, f"{shard.name}:{line}"), (offset, line)
+                yield Row({"text": text}, f"{shard.name}:{line}"), (offset, line)
             else:
                 yield _json_line(shard.name, line, text, skip_bad), (offset, line)  # type: ignore[arg-type]
 
