@@ -29,6 +29,7 @@ import numpy as np
 
 from tunesmith.data import parallel
 from tunesmith.data.formats import DETECT_SAMPLE, detect_format, judge_bad_rows, parse_row
+from tunesmith.data.leftovers import build_store
 from tunesmith.data.pairs import usable
 from tunesmith.data.parallel import encode_stream, example_chars, forked_map
 from tunesmith.data.prepared import PreparedData
@@ -39,7 +40,6 @@ from tunesmith.data.text_stream import held_out
 from tunesmith.data.types import Example, Text
 from tunesmith.errors import DataError, UserError
 from tunesmith.recipe.spec import Recipe
-from tunesmith.runs.atomic import build_folder
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def store_rows(key: str, recipe: Recipe, tokenizer: Any, workers: int, sources: 
             raise _Rewritten()
 
     try:
-        build_folder(cache_dir() / key, fill, durable=True)
+        build_store(cache_dir() / key, fill)
     except _Rewritten:
         return None
     except OSError as err:
