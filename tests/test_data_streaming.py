@@ -167,3 +167,28 @@ def test_validate_reports_on_the_first_window_of_a_stream(tiny, tmp_path: Path) 
     data = prepare_data(recipe, load_tokenizer(str(model)))
     assert data.stream is not None and data.rows == 25 and len(data.train_examples) == 25 and len(data.train) == 25
     assert data.summary()["streamed_shards"] == 3
+
+
+def test_a_stream_reads_one_window_ahead_of_training_not_the_corpus(tiny, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesmith.data import stream
+
+    model, _ = tiny
+    (tmp_path / "big.txt").write_text("".join(f"line {i} of a corpus\n" for i in range(20_000)))
+    read = []
+    real = stream.read_rows
+
+    def counted(*args, **kwargs):
+        for row in real(*args, **kwargs):
+            read.append(1)
+            yield row
+
+    monkeypatch.setattr(stream, "read_rows", counted)
+    source = StreamSource(expand_shards(str(tmp_path / "big.txt")), "text", load_tokenizer(str(model)), 32, "all",
+                          window=50, seed=0, shuffle=True, packing=True)
+    items = source.items()
+    next(items)
+    assert len(read) == 50
+    for _ in range(200):
+        next(items)
+    assert len(read) < 1000
