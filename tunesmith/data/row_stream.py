@@ -169,7 +169,12 @@ def _blocks(stream: np.ndarray, max_len: int) -> tuple[SampleArrays, np.ndarray]
 
 
 def _task(piece: tuple[str, list[Example]]) -> tuple[SampleArrays, list[bool]]:
-    """What a worker runs: which examples are usable, and the samples (or text stream) of those."""
+    """What a worker runs: `_work`, looked up in the worker (a module function pickles by name)."""
+    return _work(piece)
+
+
+def _work(piece: tuple[str, list[Example]]) -> tuple[SampleArrays, list[bool]]:
+    """Which examples of a slice are usable, and the samples (or text stream) of those."""
     from tunesmith.data.pipeline import to_samples  # the one-process path, so both give the same ids
 
     assert _JOB is not None
