@@ -110,6 +110,8 @@ def test_a_glob_and_a_folder_of_shards_are_read_in_name_order(tmp_path: Path) ->
     assert [Path(s.name).name for s in expand_shards(str(tmp_path))] == ["other.jsonl", "part-1.jsonl", "part-2.jsonl"]
     with pytest.raises(UserError, match="not found"):
         expand_shards(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match=r"hf://datasets/someone/corpus/"):
+        expand_shards("someone/corpus")
 
 
 def test_a_bad_line_deep_in_a_shard_names_the_shard_and_line(tiny, tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ def _expand(source: str) -> list[Shard]:
     elif fs.isfile(path):
         found = [path]
     else:
-        raise UserError(f"data file not found: {source}")
+        hint = "" if url or source.startswith(("/", ".", "~")) or source.endswith(SUPPORTED_SUFFIXES) else f" (a hub dataset is read as hf://datasets/{source}/)"
+        raise UserError(f"data file not found: {source}{hint}")
     found = [p for p in found if Path(p).suffix in SUPPORTED_SUFFIXES]
     if not found:
         raise UserError(f"{source}: holds no data files ({', '.join(SUPPORTED_SUFFIXES)})")
