@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tunesmith.data import parallel, text_stream
+from tunesmith.data import parallel, row_stream, text_stream
 from tunesmith.data.pipeline import prepare_data, to_samples
 from tunesmith.data.store import SampleArrays
 from tunesmith.errors import UserError
@@ -49,6 +49,13 @@ def small_slices(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         return encode(tokenizer, texts)
 
     monkeypatch.setattr(text_stream, "encode_stream", recorded_stream)
+    rows = row_stream._work
+
+    def recorded_rows(piece: Any) -> Any:  # rows of the other formats go through row_stream
+        (pids / str(os.getpid())).touch()
+        return rows(piece)
+
+    monkeypatch.setattr(row_stream, "_work", recorded_rows)
     return pids
 
 

@@ -63,6 +63,9 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
         console.print("[dim]tokenized data from cache (data.cache: false to prepare it afresh)[/]")
     for note in preflight.batch_notes(recipe, data) if check_method else []:
         console.print(f"[yellow]warning:[/] {note}")
+    if data.stream is not None:
+        console.print(f"streamed from {len(data.stream.shards)} shard(s): the report covers the first "
+                      f"{data.rows:,} rows of {data.stream.shards[0].name} (data.shuffle_buffer); the rest is read while training")
     report = build_report(data, tokenizer)
     example, images = report_example(data)
     print_report(report, example, tokenizer, console, images)

@@ -45,12 +45,12 @@ from typing import Any
 import numpy as np
 
 import tunesmith
+from tunesmith.data.leftovers import build_store
 from tunesmith.data.mixing import ReplayReport
 from tunesmith.data.prepared import PreparedData
 from tunesmith.data.store import ExampleWriter, SampleArrays, SampleWriter, finish, open_split, read_meta, token_dtype
 from tunesmith.data.types import Example
 from tunesmith.recipe.spec import Recipe
-from tunesmith.runs.atomic import build_folder
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def store_prepared(key: str, data: PreparedData, splits: dict[str, Iterable[Samp
 
     target = cache_dir() / key
     try:
-        build_folder(target, fill, durable=True)
+        build_store(target, fill)
     except (TypeError, ValueError) as err:  # an example field JSON cannot hold, an id beyond the vocabulary
         logger.info("prepared data not stored (%s); the next run prepares it again", err)
         return None

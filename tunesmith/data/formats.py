@@ -292,14 +292,20 @@ def parse_rows(rows: list[Row], fmt: str = "auto", on_bad_row: str = "error", wo
         raise DataError(f"all {len(rows)} rows are unreadable; first: {unread[0]}")
     detected = fmt == "auto"
     name = detect_format([row.data for row in rows if row.bad is None]) if detected else fmt
-    spec = _format(name)
+    _format(name)
     examples, bad, pictures = _parse_all(rows, name, workers)
-    if bad and not examples:
-        raise DataError(f"all {len(bad)} rows are bad for format '{name}' ({spec.fields_text()}); first: {bad[0]}")
+    judge_bad_rows(bad, len(examples), len(rows), name, on_bad_row)
+    return ParsedData(examples, name, detected, bad, pictures)
+
+
+def judge_bad_rows(bad: list[str], good: int, total: int, name: str, on_bad_row: str) -> None:
+    """After every row was read: one `DataError` naming the first bad row (all bad, or any bad under
+    `on_bad_row="error"`), else a warning counting the skipped ones."""
+    if bad and not good:
+        raise DataError(f"all {len(bad)} rows are bad for format '{name}' ({_format(name).fields_text()}); first: {bad[0]}")
     if bad and on_bad_row == "error":
         more = f"; {len(bad) - 1} more bad row(s) after it" if len(bad) > 1 else ""
-        raise DataError(f"{bad[0]}{more} ({len(bad)} of {len(rows)} rows bad in total). Fix the row(s), or set "
+        raise DataError(f"{bad[0]}{more} ({len(bad)} of {total} rows bad in total). Fix the row(s), or set "
                         "data.on_bad_row: skip to leave bad rows out (the report lists them)")
     if bad:
-        logger.warning("skipped %d of %d rows as bad; first: %s", len(bad), len(rows), bad[0])
-    return ParsedData(examples, name, detected, bad, pictures)
+        logger.warning("skipped %d of %d rows as bad; first: %s", len(bad), total, bad[0])

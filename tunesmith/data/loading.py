@@ -58,8 +58,8 @@ def load_rows(sources: str | Path | Sequence[str | Path], split: str = "train", 
 
     A JSON Lines line that is not a JSON object raises `DataError("file:line: ...")`, or with
     `on_bad_row="skip"` comes back as a `Row` whose `bad` says why, so `parse_rows` counts and lists it
-    with the other bad rows instead of one truncated line stopping a large file. A source is a file, a folder (every supported file directly inside it, sorted by name), or a hub
-    dataset id (any string that is not an existing path and does not look like one), loaded with
+    with the other bad rows instead of one truncated line stopping a large file. A source is a file, a folder (every supported file directly inside it, sorted by name), a glob
+    or an fsspec URL (`s3://...`, `memory://...`: read as shards, data/shards.py), or a hub dataset id (any string that is not an existing path and does not look like one), loaded with
     `datasets.load_dataset(id, split=split)`; `split` applies to hub ids only.
     """
     items = [sources] if isinstance(sources, (str, Path)) else list(sources)
@@ -116,6 +116,10 @@ def iter_text_lines(path: Path) -> Iterator[str]:
 
 
 def _load_source(source: str | Path, split: str, skip: bool) -> list[Row]:
+    if isinstance(source, str) and ("://" in source or any(sign in source for sign in "*?[")):
+        from tunesmith.data.shards import expand_shards, read_rows  # an fsspec URL or a glob: read as shards
+
+        return [row for shard in expand_shards(source) for row, _ in read_rows(shard, skip_bad=skip)]
     path = Path(source).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUPPORTED_SUFFIXES)

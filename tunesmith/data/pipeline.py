@@ -25,7 +25,10 @@ from tunesmith.data.pairs import drop_unusable, tokenize_answer
 from tunesmith.data.parallel import default_workers, tokenize_split
 from tunesmith.data.prepared import PreparedData
 from tunesmith.data.progress import PrepProgress, text_size
+from tunesmith.data.row_stream import store_rows
+from tunesmith.data.shards import expand_shards, fingerprint
 from tunesmith.data.store import SampleArrays
+from tunesmith.data.stream import StreamSource, detect_stream_format
 from tunesmith.data.templates import apply_template
 from tunesmith.data.text_stream import store_text
 from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt, tokenize_text
@@ -47,6 +50,8 @@ def prepare_data(recipe: Recipe, tokenizer: Any, *, check_method: bool = True) -
     recipe's chat template either way, as callers rely on it.
     """
     apply_template(tokenizer, recipe.data.template)  # first: the cache key hashes the template in force
+    if recipe.data.streaming:
+        return _prepare_stream(recipe, tokenizer, check_method)
     sources = data_sources(recipe.data) if recipe.data.cache else {}
     key = cache_key(recipe, tokenizer, sources) if sources else None
     cached = load_prepared(key) if key else None
@@ -69,6 +74,27 @@ def data_sources(spec: DataSpec) -> dict[str, str]:
     return sources
 
 
+def _prepare_stream(recipe: Recipe, tokenizer: Any, check_method: bool) -> PreparedData:
+    """`data.streaming`: the training rows as a stream (data/stream.py). `train` holds only the first window's
+    samples (the report's preview; a bad first shard fails before the model loads), never the corpus; an eval
+    file, small by nature, is prepared in memory."""
+    spec, max_len = recipe.data, recipe.train.max_seq_len
+    shards = expand_shards(spec.train)
+    fmt = spec.format if spec.format != "auto" else detect_stream_format(shards, spec.on_bad_row == "skip")
+    if check_method:
+        _check_method(fmt, recipe.method)
+    eval_examples: list[Example] = []
+    if isinstance(spec.eval, (str, list)):
+        eval_examples = _load_examples(spec.eval, fmt, spec).examples
+    source = StreamSource(shards, fmt, tokenizer, max_len, spec.train_on, spec.shuffle_buffer, recipe.train.seed,
+                          recipe.train.shuffle, recipe.train.packing, spec.on_bad_row == "skip", spec.max_prompt_len)
+    examples, samples, rows = source.preview()
+    return PreparedData(format=fmt, detected=spec.format == "auto", train=samples, train_examples=examples,
+                        eval=to_samples(eval_examples, tokenizer, max_len, spec.train_on, spec.max_prompt_len),
+                        eval_examples=eval_examples, rows=rows, bad_rows=[], stream=source,
+                        sources={shard.name: fingerprint(shard) for shard in shards})
+
+
 def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool, key: str | None,
              sources: dict[str, str]) -> PreparedData:
     """Parse, then tokenize straight into the store when there is a key (so the tokens are never all in
@@ -79,6 +105,11 @@ def _prepare(recipe: Recipe, tokenizer: Any, check_method: bool, key: str | None
         if check_method:
             _check_method("text", recipe.method)
         stored = store_text(key, recipe, tokenizer, files, _workers(spec), sources)
+        if stored is not None:
+            return stored
+    if key and spec.replay is None:  # any other format: two passes into the store, the rows never all in memory
+        stored = store_rows(key, recipe, tokenizer, _workers(spec), sources,
+                            (lambda fmt: _check_method(fmt, recipe.method)) if check_method else None)
         if stored is not None:
             return stored
     data = _examples(recipe, tokenizer, check_method)

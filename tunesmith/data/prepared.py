@@ -37,6 +37,8 @@ class PreparedData:
     from_cache: bool = False  # read back from the data store instead of parsed and tokenized now
     unusable: int = 0  # preference/KTO examples dropped: an answer with no token to score after truncation
     pictures: list[str] = field(default_factory=list)  # picture files the rows name (the store watches them)
+    stream: Any = None  # data.streaming: the training rows' StreamSource (data/stream.py); `train` then holds
+    # only the samples of its first window (a preview for the report), and the counts describe that window
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts recorded in run.json."""
@@ -49,6 +51,8 @@ class PreparedData:
             "truncated": truncated_count(self.train), "duplicates": self.duplicates,
             "train_eval_overlap": self.overlap, "unusable": self.unusable, "sources": self.sources,
             "replay": self.replay.as_dict() if self.replay else None,
+            **({"streamed_shards": len(self.stream.shards), "counts_cover": "the first window of the stream"}
+               if self.stream is not None else {}),
         }
 
 

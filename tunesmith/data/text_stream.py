@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith.data import parallel
+from tunesmith.data.leftovers import build_store
 from tunesmith.data.loading import iter_text_lines
 from tunesmith.data.parallel import cut_blocks, encode_stream, forked_map, tokenize_split
 from tunesmith.data.prepared import PreparedData
@@ -34,7 +35,6 @@ from tunesmith.data.store import ExampleWriter, SampleArrays, SampleWriter, fini
 from tunesmith.data.types import Text
 from tunesmith.errors import UserError
 from tunesmith.recipe.spec import Recipe
-from tunesmith.runs.atomic import build_folder
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def store_text(key: str, recipe: Recipe, tokenizer: Any, files: list[Path], work
             raise _Rewritten()
 
     try:
-        build_folder(cache_dir() / key, fill, durable=True)
+        build_store(cache_dir() / key, fill)
     except _Rewritten:
         return None
     except OSError as err:

@@ -60,6 +60,12 @@ class DataSpec(Strict):
                         "~/.cache/tunesmith/data)")
     num_proc: int | None = Field(None, ge=1, description="processes that tokenize the data (None: every core); the "
                                  "result is the same for any number")
+    streaming: bool = Field(False, description="read, tokenize and pack the training rows while training consumes "
+                            "them (files, folders, globs or fsspec URLs such as s3://, gs://, hf://, read in place), "
+                            "instead of preparing the whole corpus first; needs train.max_steps and method sft or cpt; "
+                            "the stream's position is saved in every checkpoint, so --resume continues exactly")
+    shuffle_buffer: int = Field(1000, gt=0, description="streaming: rows of a shard read, shuffled and packed "
+                                "together (one window; shards are shuffled by train.shuffle too)")
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:
@@ -284,7 +290,27 @@ def _conflicts(r: Recipe) -> list[str]:
                         "(adapters leave the base weights untouched, so they forget little)")
     if kind.prompt_learning and r.adapter_args.target_modules != "all-linear":
         problems.append(f"adapter_args.target_modules does not apply to adapter: {r.adapter}; remove it")
-    return problems + _alignment_conflicts(r)
+    return problems + _streaming_conflicts(r) + _alignment_conflicts(r)
+
+
+def _streaming_conflicts(r: Recipe) -> list[str]:
+    """What `data.streaming: true` cannot do: count epochs, hold out a fraction, mix replay, feed pairs."""
+    if not r.data.streaming:
+        return []
+    problems = []
+    if r.train.max_steps is None:
+        problems.append("data.streaming: true needs train.max_steps (a stream's length is not known before it is "
+                        "read, so epochs cannot be counted); set train.max_steps: N, or data.streaming: false")
+    if not BY_NAME[r.method].trains_on_samples:
+        problems.append(f"data.streaming: true feeds methods that train on token samples; method: {r.method} "
+                        "trains on whole examples: set data.streaming: false")
+    if r.data.replay is not None:
+        problems.append("data.streaming: true cannot mix data.replay in; remove data.replay, or stream without it")
+    if isinstance(r.data.eval, float) and r.data.eval > 0 and "eval" in r.data.model_fields_set:
+        problems.append("data.streaming: true cannot hold out a fraction of a stream; give data.eval a file, or 0")
+    if r.data.max_rows is not None:
+        problems.append("data.max_rows does not apply to a stream (train.max_steps bounds it); remove it")
+    return problems
 
 
 def _alignment_conflicts(r: Recipe) -> list[str]:

@@ -32,7 +32,7 @@ from tunesmith.runs.failures import RecordedStop, recording_failures
 from tunesmith.runs.folder import RunFolder
 from tunesmith.runs.metrics import MetricsLog
 from tunesmith.speedups.kernels import apply_kernels, attention_dtype
-from tunesmith.train import distributed, fsdp2, preflight, resume_guard, stop_request
+from tunesmith.train import distributed, fsdp2, preflight, resume_guard, stop_request, stream_plan
 from tunesmith.train.accelerator import fresh_accelerator, resolve_mixed_precision
 from tunesmith.train.checkpoint import list_checkpoints, load_checkpoint, rng_states, save_checkpoint
 from tunesmith.train.divergence import divergence_advice, set_aside_bad_checkpoint
@@ -199,6 +199,7 @@ def _resume(trainer: Trainer) -> None:
         fsdp2.load_checkpoint_into(checkpoint, model, trainer.optimizer)
     trainer.state.restore(load_checkpoint(checkpoint, None if sharded else model, None if sharded else trainer.optimizer,
                                           trainer.scheduler, rank=distributed.rank_of(trainer.accelerator)))
+    stream_plan.seek(trainer.objective, trainer.state.data_position, trainer.state.step)
     current = _schedule(trainer)
     changed = apply_schedule_change(trainer.optimizer, trainer.scheduler, trainer.state.schedule, current)
     trainer.state.schedule = current
@@ -276,7 +277,7 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
         grad_norm = distributed.optimizer_step(accelerator, model, trainer.optimizer, trainer.recipe.train.max_grad_norm)
         trainer.scheduler.step()
     elapsed = time.perf_counter() - started
-    state.step = step + 1
+    state.step, state.data_position = step + 1, stream_plan.data_position(objective)
     real_tokens = objective.real_tokens(step)
     state.tokens += real_tokens
     record = {

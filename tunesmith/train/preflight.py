@@ -113,6 +113,8 @@ def batch_notes(recipe: Recipe, data: PreparedData) -> list[str]:
     from tunesmith.data.prepared import sample_lengths
 
     t = recipe.train
+    if data.stream is not None:  # a stream cycles until train.max_steps: no step is short of rows
+        return []
     lm = BY_NAME[recipe.method].trains_on_samples  # packed into rows; the others train on examples
     if lm and t.packing:
         units, what = len(pack_indices(sample_lengths(data.train), t.max_seq_len)), "packed rows"

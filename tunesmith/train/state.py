@@ -35,6 +35,8 @@ class TrainState:
     total_params: int | None = None
     schedule: dict[str, Any] | None = None
     """The learning-rate schedule the optimizer steps with (a resume compares the recipe's with it)."""
+    data_position: dict[str, Any] | None = None
+    """Where a streamed data source stands after `step` (train/stream_plan.py); None for a plan fixed up front."""
     final: dict[str, Any] | None = None
     """The end-of-run summary (eval loss before and after, best checkpoint); run.json keeps it apart."""
     recorded: dict[str, Any] = field(default_factory=dict)

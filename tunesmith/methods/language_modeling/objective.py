@@ -35,6 +35,7 @@ from tunesmith.recipe.spec import Recipe
 from tunesmith.speedups.kernels import needs_flat_batches
 from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.objective import Batch
+from tunesmith.train.stream_plan import StreamPlan
 from tunesmith.train.unwrap import unwrap_to_transformers
 
 
@@ -45,10 +46,15 @@ class LanguageModeling:
         """Under flash attention, packed micro-batches are one flat row each (data/packing.py says why)."""
         t, pad_id, flat = recipe.train, tokenizer.pad_token_id, needs_flat_batches(model)
         self.slice_logits = not recipe.adapter_kind.prompt_learning  # virtual tokens shift positions: full logits
-        self.plan = plan_batches(
-            data.train, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
-            max_seq_len=t.max_seq_len, packing=t.packing, pad_id=pad_id, seed=t.seed, shuffle=t.shuffle, flat=flat,
-        )
+        self.plan: BatchPlan | StreamPlan
+        if data.stream is not None:  # data.streaming: steps taken from the stream in order (max_steps is required)
+            self.plan = StreamPlan(data.stream, steps=t.max_steps or 0, batch_size=t.batch_size, accum=t.grad_accum,
+                                   pad_id=pad_id, flat=flat)
+        else:
+            self.plan = plan_batches(
+                data.train, batch_size=t.batch_size, accum=t.grad_accum, epochs=t.epochs, max_steps=t.max_steps,
+                max_seq_len=t.max_seq_len, packing=t.packing, pad_id=pad_id, seed=t.seed, shuffle=t.shuffle, flat=flat,
+            )
         self.eval_plan: BatchPlan | None = None
         if data.eval:
             self.eval_plan = plan_batches(
