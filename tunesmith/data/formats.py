@@ -200,7 +200,9 @@ def _sharegpt(row: dict[str, Any]) -> Conversation:
 
 
 def _openai_messages(row: dict[str, Any]) -> Conversation:
-    return _trained(_messages(_get(row, "messages"), "messages"))
+    conv = _trained(_messages(_get(row, "messages"), "messages"))
+    images = row.get("images") or ()  # TRL's column: references in placeholder order (data/images.py)
+    return Conversation(conv.messages, tuple(str(ref) for ref in images)) if images else conv
 
 
 def _prompt_completion(row: dict[str, Any]) -> Conversation:

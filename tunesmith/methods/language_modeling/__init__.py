@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tunesmith.methods.unit import Method, ObjectiveClass
 
 
@@ -16,7 +18,23 @@ def _objective() -> ObjectiveClass:
     return LanguageModeling
 
 
-SFT = Method("sft", formats=("alpaca", "sharegpt", "messages", "prompt_completion"), objective=_objective,
+def _sft_objective() -> ObjectiveClass:
+    """LanguageModeling, or for a vision-language model the image-chat objective (vision/objective.py)."""
+    from tunesmith.methods.language_modeling.objective import LanguageModeling
+    from tunesmith.train.unwrap import unwrap_to_transformers
+    from tunesmith.vision.families import is_vision_config
+
+    def build(recipe: Any, data: Any, tokenizer: Any, model: Any) -> Any:
+        if is_vision_config(getattr(unwrap_to_transformers(model), "config", None)):
+            from tunesmith.vision.objective import VisionLanguageModeling
+
+            return VisionLanguageModeling(recipe, data, tokenizer, model)
+        return LanguageModeling(recipe, data, tokenizer, model)
+
+    return build
+
+
+SFT = Method("sft", formats=("alpaca", "sharegpt", "messages", "prompt_completion"), objective=_sft_objective,
              trains_on_samples=True, runs_sharded=True)
 """Conversations: the loss on the assistant turns (data.train_on)."""
 CPT = Method("cpt", formats=("text",), objective=_objective, trains_on_samples=True, runs_sharded=True)
