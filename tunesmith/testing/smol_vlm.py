@@ -7,7 +7,7 @@ patches: 36 image tokens) and LLaVA's two-layer projector are initialised from c
 `LlavaForConditionalGeneration` folder with its `LlavaProcessor`, written once into the cache (weights never
 committed) and reloaded by `AutoModelForImageTextToText` / `AutoProcessor`.
 
-    python -c "from tunesmith.testing.smol_vlm import smollm2_llava; print(smollm2_llava('../shared/fixtures/smollm2-135m-instruct'))"
+    python -m tunesmith.testing.smol_vlm ../shared/fixtures/smollm2-135m-instruct runs   # model + shapes data
 """
 
 from __future__ import annotations
@@ -100,3 +100,21 @@ def smollm2_llava(fixture: str | Path, cache_root: Path | None = None, seed: int
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tunesmith.testing.smol_vlm [FIXTURE] [OUT]`: the SmolLM2 LLaVA under OUT/vlm and the shapes task
+    (300 train, 100 held-out rows) under OUT/shapes: what recipes/sft-lora-vlm-shapes.yaml trains on."""
+    import sys
+
+    from tunesmith.testing.shapes import write_shapes
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    fixture = args[0] if args else "../shared/fixtures/smollm2-135m-instruct"
+    out = Path(args[1] if len(args) > 1 else "runs")
+    print(smollm2_llava(fixture, cache_root=out / "vlm"))
+    print(*write_shapes(out / "shapes", 300, 100), sep="\n")
+
+
+if __name__ == "__main__":
+    main()
