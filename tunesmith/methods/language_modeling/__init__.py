@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tunesmith.methods.unit import Method, ObjectiveClass
 
 
@@ -19,19 +17,9 @@ def _objective() -> ObjectiveClass:
 
 
 def _sft_objective() -> ObjectiveClass:
-    """LanguageModeling, or for a vision-language model the image-chat objective (vision/objective.py)."""
-    from tunesmith.methods.language_modeling.objective import LanguageModeling
-    from tunesmith.train.unwrap import unwrap_to_transformers
-    from tunesmith.vision.families import is_vision_config
+    from tunesmith.methods.language_modeling.objective import sft_objective
 
-    def build(recipe: Any, data: Any, tokenizer: Any, model: Any) -> Any:
-        if is_vision_config(getattr(unwrap_to_transformers(model), "config", None)):
-            from tunesmith.vision.objective import VisionLanguageModeling
-
-            return VisionLanguageModeling(recipe, data, tokenizer, model)
-        return LanguageModeling(recipe, data, tokenizer, model)
-
-    return build
+    return sft_objective
 
 
 SFT = Method("sft", formats=("alpaca", "sharegpt", "messages", "prompt_completion"), objective=_sft_objective,
