@@ -148,3 +148,16 @@ def test_train_then_merge_a_tiny_vlm(folders: dict[str, Path], family: str, tmp_
     model = AutoModelForImageTextToText.from_pretrained(merged.out)
     processor = load_processor(str(merged.out))
     assert model.config.model_type == family and processor.image_processor is not None
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3", "qwen2_vl"])
+def test_qlora_quantizes_the_language_model_only(folders: dict[str, Path], family: str) -> None:
+    pytest.importorskip("bitsandbytes")
+    model = load_model(str(folders[family]), dtype="fp32", quantization="nf4")
+    parts = vision_family(model.config)
+    kinds = {name: type(module).__name__ for name, module in model.named_modules() if "Linear" in type(module).__name__}
+    assert all(kind == "Linear4bit" for name, kind in kinds.items() if name.startswith(parts.language_model + "."))
+    outside = [kind for name, kind in kinds.items() if not name.startswith(parts.language_model + ".")]
+    assert outside and all(kind == "Linear" for kind in outside), kinds
+    peft_model = apply_adapter(model, "qlora", AdapterArgs(r=4, alpha=8), VisionSpec(train_projector=True))
+    assert any(f".{parts.projector}." in n and p.requires_grad for n, p in peft_model.named_parameters())

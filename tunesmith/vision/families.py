@@ -27,8 +27,9 @@ class VisionFamily:
         return self.model_types[0]
 
     def not_quantized(self) -> list[str]:
-        """Module names bitsandbytes must leave in full precision: all but the language model's linears."""
-        return [self.vision_tower.rpartition(".")[2], self.projector.rpartition(".")[2], "lm_head"]
+        """Module paths bitsandbytes must leave in full precision: all but the language model's linears
+        (transformers matches each from the start of a module's full name)."""
+        return [self.vision_tower, self.projector, "lm_head"]
 
 
 FAMILIES: tuple[VisionFamily, ...] = (
