@@ -18,6 +18,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {"red": (220, 30, 30), "green": (30, 
                                             "yellow": (235, 210, 30)}
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 QUESTION = "What is in the picture?"
+SYSTEM = "Answer in a few words."
+"""A short system turn: without one, a chat template may add its own long default (SmolLM2's), tokens on every row."""
 
 
 def draw_shape(colour: str, shape: str, size: int = 64, rng: random.Random | None = None) -> Image.Image:
@@ -51,7 +53,7 @@ def shape_rows(count: int, folder: str | Path, seed: int = 0, prefix: str = "img
         colour, shape = combos[index % len(combos)]
         path = out / f"{prefix}-{index:04d}.png"
         draw_shape(colour, shape, rng=rng).save(path)
-        rows.append({"messages": [{"role": "user", "content": f"<image>{QUESTION}"},
+        rows.append({"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"<image>{QUESTION}"},
                                   {"role": "assistant", "content": f"a {colour} {shape}"}],
                      "images": [str(path.resolve())]})
     return rows

@@ -2,8 +2,8 @@
 
 No small pretrained VLM ships in a package here, so one is assembled: the language model and its tokenizer and
 chat template come from the SmolLM2 GGUF fixture through tunesmith's own loading (de-quantized once into the
-cache), one `<image>` token is added to the vocabulary, and a small SigLIP vision tower (48-pixel images, 8-pixel
-patches: 36 image tokens) and LLaVA's two-layer projector are initialised from config. The result is a standard
+cache), one `<image>` token is added to the vocabulary, and a small SigLIP vision tower (32-pixel images, 8-pixel
+patches: 16 image tokens) and LLaVA's two-layer projector are initialised from config. The result is a standard
 `LlavaForConditionalGeneration` folder with its `LlavaProcessor`, written once into the cache (weights never
 committed) and reloaded by `AutoModelForImageTextToText` / `AutoProcessor`.
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-IMAGE_SIZE, PATCH = 48, 8
+IMAGE_SIZE, PATCH = 32, 8
 IMAGE_TOKEN = "<image>"
 _DONE = ".complete"
-_VERSION = "v1"  # bump when the recipe below changes: the cached folder's name carries it
+_VERSION = "v2"  # bump when the recipe below changes: the cached folder's name carries it
 
 
 def _template(tokenizer: object) -> str:
