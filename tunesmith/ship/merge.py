@@ -29,6 +29,8 @@ from tunesmith.models.load import DTYPES, load_model, load_tokenizer, resolve_dt
 from tunesmith.models.stored_dtype import stored_dtype
 from tunesmith.runs.atomic import build_folder
 from tunesmith.runs.record import RunRecord, read_run
+from tunesmith.train.unwrap import unwrap_to_transformers
+from tunesmith.vision.processor import parity_inputs, processor_if_vision
 
 TOLERANCE = 1e-4
 """|logit difference| always accepted between the merged model and base + adapter, both in fp32."""
@@ -88,8 +90,9 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
     save_dtype = resolve_dtype(dtype) if dtype else stored_dtype(info.base_model)
     _check_out(target, overwrite)
     tokenizer = load_tokenizer(str(info.weights_dir))
-    batch = _parity_batch(tokenizer)
     model = load_adapter(_load_base(info, tokenizer), info.weights_dir)
+    processor = processor_if_vision(unwrap_to_transformers(model), str(info.weights_dir))  # a VLM saves its processor
+    batch = parity_inputs(processor) if processor is not None else _parity_batch(tokenizer)
     adapter_logits = _logits(model, batch)
     merged = model.merge_and_unload()
     merged_logits = _logits(merged, batch)
@@ -108,7 +111,8 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
     merged = merged.to(save_dtype)
     saved_diff = diff if save_dtype == torch.float32 else _max_abs_diff(_logits(merged, batch), adapter_logits,
                                                                           batch["attention_mask"])
-    build_folder(target, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    saved_with = processor if processor is not None else tokenizer
+    build_folder(target, lambda tmp: (merged.save_pretrained(tmp), saved_with.save_pretrained(tmp)))
     return MergeResult(out=target, max_abs_diff=diff, dtype=_dtype_name(save_dtype), quantized_gap=gap,
                        saved_max_abs_diff=saved_diff, tolerance=allowed)
 
@@ -165,7 +169,7 @@ def _parity_batch(tokenizer: object) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits.float()
+    return model(**batch, use_cache=False).logits.float()
 
 
 def _max_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
