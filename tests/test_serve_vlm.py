@@ -1,0 +1,105 @@
+"""Serving a vision-language model: the real server and the official `openai` client send `image_url` chats to
+a tiny random LLaVA (a model folder and a LoRA run over it), and the answers equal the model's own greedy
+answers to the same picture and question (vision/generate.py: the processor and `generate`, not the server)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunesmith.data.types import Conversation, Message
+from tunesmith.serve.local import local_server
+from tunesmith.serve.server import ServeOptions
+from tunesmith.testing.shapes import draw_shape, shape_rows
+from tunesmith.testing.vlm import save_tiny_vlm
+
+openai = pytest.importorskip("openai")
+KEY = "vlm-key"
+TOKENS = 8
+
+
+def _uri(colour: str, shape: str, seed: int = 0) -> str:
+    import random
+
+    buffer = io.BytesIO()
+    draw_shape(colour, shape, rng=random.Random(seed)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _expected(model: Any, processor: Any, uri: str, question: str) -> str:
+    from tunesmith.vision.generate import greedy_answers
+
+    chat = Conversation((Message("user", "<image>" + question),), images=(uri,))
+    return greedy_answers(model, processor, [chat], TOKENS)[0]
+
+
+def _ask(client: Any, model: str, uri: str, question: str, **kw: Any) -> Any:
+    return client.chat.completions.create(
+        model=model, max_tokens=TOKENS, temperature=0,
+        messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}},
+                                               {"type": "text", "text": question}]}], **kw)
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tunesmith.recipe.spec import Recipe
+    from tunesmith.train.loop import train
+
+    root = tmp_path_factory.mktemp("served-vlm")
+    folder = save_tiny_vlm("llava", root / "tiny-llava", seed=3)
+    data = root / "shapes.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in shape_rows(8, root / "images")))
+    recipe = Recipe.model_validate({
+        "name": "vlm", "model": str(folder), "method": "sft", "adapter": "lora", "output": str(root / "runs"),
+        "data": {"train": str(data)}, "adapter_args": {"r": 4, "alpha": 8}, "vision": {"train_projector": True},
+        "train": {"max_steps": 3, "batch_size": 2, "max_seq_len": 128, "lr": 5e-2, "threads": 2}})
+    return {"base": folder, "run": train(recipe).path}
+
+
+def test_an_image_chat_is_answered_as_the_model_answers_it(llava: dict[str, Path]) -> None:
+    from tunesmith.adapters.build import load_adapter
+    from tunesmith.models.load import load_model
+    from tunesmith.vision.processor import load_processor
+
+    processor = load_processor(str(llava["base"]))
+    base = load_model(str(llava["base"]), dtype="fp32")
+    pictures = [("red", "circle", "What is in the picture?"), ("blue", "square", "Which colour?")]
+    want_base = [_expected(base, processor, _uri(c, s), q) for c, s, q in pictures]
+    tuned = load_adapter(load_model(str(llava["base"]), dtype="fp32"), llava["run"] / "adapter")
+    want_tuned = [_expected(tuned, processor, _uri(c, s), q) for c, s, q in pictures]
+    assert want_base != want_tuned  # the adapter (and trained projector) changes what is said
+    with local_server(ServeOptions([f"tuned={llava['run']}"], api_key=KEY)) as running:
+        client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
+        names = {m.id for m in client.models.list().data}
+        assert names == {"tuned", "tiny-llava"}
+        for (colour, shape, question), base_answer, tuned_answer in zip(pictures, want_base, want_tuned):
+            got = _ask(client, "tiny-llava", _uri(colour, shape), question)
+            assert got.choices[0].message.content.strip() == base_answer
+            got = _ask(client, "tuned", _uri(colour, shape), question)
+            assert got.choices[0].message.content.strip() == tuned_answer
+            text_only = client.chat.completions.create(model="tuned", max_tokens=1,
+                                                       messages=[{"role": "user", "content": question}])
+            patches = (28 // 14) ** 2  # the tiny CLIP tower's image and patch sizes: one token per patch
+            assert got.usage.prompt_tokens == text_only.usage.prompt_tokens + patches  # image tokens counted
+        stream = _ask(client, "tuned", _uri("red", "circle"), "What is in the picture?", stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip() == want_tuned[0]
+
+
+def test_image_and_text_requests_to_one_vlm_at_once(llava: dict[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with local_server(ServeOptions([str(llava["base"])], api_key=KEY)) as running:
+        client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
+        alone = [_ask(client, "tiny-llava", _uri(c, "circle"), "What?").choices[0].message.content
+                 for c in ("red", "green", "blue")]
+        with ThreadPoolExecutor(6) as pool:
+            together = list(pool.map(lambda c: _ask(client, "tiny-llava", _uri(c, "circle"), "What?"),
+                                     ("red", "green", "blue")))
+            pool.submit(client.chat.completions.create, model="tiny-llava", max_tokens=2,
+                        messages=[{"role": "user", "content": "hi"}]).result()
+        assert [r.choices[0].message.content for r in together] == alone
