@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from vlm_run import tiny_llava_run
 
 from tunesmith.data.types import Conversation, Message
 from tunesmith.serve.local import local_server
 from tunesmith.serve.server import ServeOptions
-from tunesmith.testing.shapes import draw_shape, shape_rows
-from tunesmith.testing.vlm import save_tiny_vlm
+from tunesmith.testing.shapes import draw_shape
 
 openai = pytest.importorskip("openai")
 KEY = "vlm-key"
@@ -47,18 +46,7 @@ def _ask(client: Any, model: str, uri: str, question: str, **kw: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tunesmith.recipe.spec import Recipe
-    from tunesmith.train.loop import train
-
-    root = tmp_path_factory.mktemp("served-vlm")
-    folder = save_tiny_vlm("llava", root / "tiny-llava", seed=3)
-    data = root / "shapes.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in shape_rows(8, root / "images")))
-    recipe = Recipe.model_validate({
-        "name": "vlm", "model": str(folder), "method": "sft", "adapter": "lora", "output": str(root / "runs"),
-        "data": {"train": str(data)}, "adapter_args": {"r": 4, "alpha": 8}, "vision": {"train_projector": True},
-        "train": {"max_steps": 3, "batch_size": 2, "max_seq_len": 128, "lr": 5e-2, "threads": 2}})
-    return {"base": folder, "run": train(recipe).path}
+    return tiny_llava_run(tmp_path_factory.mktemp("served-vlm"))
 
 
 def test_an_image_chat_is_answered_as_the_model_answers_it(llava: dict[str, Path]) -> None:
