@@ -63,10 +63,20 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
         console.print("[dim]tokenized data from cache (data.cache: false to prepare it afresh)[/]")
     for note in preflight.batch_notes(recipe, data) if check_method else []:
         console.print(f"[yellow]warning:[/] {note}")
-    report = build_report(data, tokenizer)
+    report = build_report(data, _image_reader(recipe, config) or tokenizer)
     example, images = report_example(data)
     print_report(report, example, tokenizer, console, images)
     return data
+
+
+def _image_reader(recipe: Recipe, config: object) -> object | None:
+    """A vision-language model's processor, which says how many tokens each picture becomes; None otherwise."""
+    from tunesmith.vision.families import is_vision_config
+    from tunesmith.vision.processor import load_processor
+
+    if not is_vision_config(config):
+        return None
+    return load_processor(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
 
 
 @friendly

@@ -187,6 +187,17 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return next(name for name, value in DTYPES.items() if value == dtype)
 
 
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+
+
+def _load_classes(info: RunRecord) -> tuple[str, str, str]:
+    """(model class, reader class, reader's name) a user loads the exported adapter with: a vision-language
+    run saved its processor beside the adapter, and loads with AutoModelForImageTextToText and AutoProcessor."""
+    if any((info.weights_dir / name).is_file() for name in PROCESSOR_FILES):
+        return "AutoModelForImageTextToText", "AutoProcessor", "processor"
+    return "AutoModelForCausalLM", "AutoTokenizer", "tokenizer"
+
+
 def _readme(info: RunRecord, out: Path) -> str:
     """How to load the exported adapter: transformers + PEFT, and vLLM where it can serve the method."""
     name = info.path.name
@@ -207,11 +218,12 @@ def _readme(info: RunRecord, out: Path) -> str:
             'bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)` to `from_pretrained`.\n\n'
             if info.adapter_kind.base_quantization is not None else ""
         )
+        model_class, reader, what = _load_classes(info)
         load = (
-            "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-            f'base = AutoModelForCausalLM.from_pretrained("{info.base_model}")\n'
+            f"```python\nfrom peft import PeftModel\nfrom transformers import {model_class}, {reader}\n\n"
+            f'base = {model_class}.from_pretrained("{info.base_model}")\n'
             f'model = PeftModel.from_pretrained(base, "{out}")\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{out}")  # with the chat template used in training\n```\n\n'
+            f'{what} = {reader}.from_pretrained("{out}")  # with the chat template used in training\n```\n\n'
             + quantized + _vllm_section(info, name, out)
         )
     return (
