@@ -1,0 +1,76 @@
+"""The dashboard's chat with a picture: the pane posts an OpenAI image_url part (a data: URI) to the same chat
+path; a vision-language run answers it as the model does (vision/generate.py), a text run refuses it with
+serve's "this model does not take images", and a link or a path instead of inline data is refused before any
+model sees it. The dashboard's token guard covers the route as every other action."""
+
+from __future__ import annotations
+
+import base64
+import io
+import random
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from ui_fixtures import local_client, tiny_model_and_data, tiny_recipe
+from vlm_run import tiny_llava_run
+
+from tunesmith.data.types import Conversation, Message
+from tunesmith.recipe.spec import recipe_from_dict
+from tunesmith.testing.shapes import draw_shape
+from tunesmith.train.loop import train
+from tunesmith.ui.access import Access
+from tunesmith.ui.app import create_app
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ui-vlm")
+    made = tiny_llava_run(root)  # trains into root/runs/vlm
+    model, data = tiny_model_and_data(root)
+    train(recipe_from_dict(tiny_recipe("text", model, data, root / "runs", lr=1e-3)))
+    return {"runs": root / "runs", **made}
+
+
+def _picture() -> str:
+    buffer = io.BytesIO()
+    draw_shape("green", "triangle", rng=random.Random(5)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _ask(client: TestClient, run: str, url: str, model: str = "tuned") -> object:
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                             {"type": "text", "text": "What is in the picture?"}]}]
+    return client.post(f"/api/runs/{run}/v1/chat/completions", json={"model": model, "messages": messages,
+                                                                      "max_tokens": 6})
+
+
+def test_a_picture_in_the_chat_is_answered_by_a_vlm_run(runs: dict[str, Path]) -> None:
+    from tunesmith.adapters.build import load_adapter
+    from tunesmith.models.load import load_model
+    from tunesmith.vision.generate import greedy_answers
+    from tunesmith.vision.processor import load_processor
+
+    client = local_client(create_app(runs["runs"]))
+    picture = _picture()
+    chat = Conversation((Message("user", "<image>What is in the picture?"),), images=(picture,))
+    processor = load_processor(str(runs["base"]))
+    for which, model in (("tuned", load_adapter(load_model(str(runs["base"]), dtype="fp32"), runs["run"] / "adapter")),
+                         ("base", load_model(str(runs["base"]), dtype="fp32"))):
+        reply = _ask(client, "vlm", picture, which)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"] == greedy_answers(model, processor, [chat], 6)[0]
+
+
+def test_a_text_run_refuses_the_picture_and_links_are_refused(runs: dict[str, Path]) -> None:
+    client = local_client(create_app(runs["runs"]))
+    refused = _ask(client, "text", _picture())
+    assert refused.status_code == 400 and "this model does not take images" in refused.json()["error"]
+    for url in ("https://example.com/cat.png", str(runs["data"]), "file:///etc/passwd", "data:text/html,<b>"):
+        reply = _ask(client, "vlm", url)
+        assert reply.status_code == 400 and "pictures are sent inline" in reply.json()["error"], url
+
+
+def test_the_picture_chat_needs_the_token(runs: dict[str, Path]) -> None:
+    guarded = local_client(create_app(runs["runs"], access=Access.build("127.0.0.1", 7860, "s3cret")))
+    assert _ask(guarded, "vlm", _picture()).status_code == 401
