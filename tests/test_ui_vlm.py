@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from ui_fixtures import local_client, tiny_model_and_data, tiny_recipe
+from ui_fixtures import BROWSER_TOKEN, local_client, tiny_model_and_data, tiny_recipe
 from vlm_run import tiny_llava_run
 
 from tunesmith.data.types import Conversation, Message
@@ -21,6 +21,7 @@ from tunesmith.testing.shapes import draw_shape
 from tunesmith.train.loop import train
 from tunesmith.ui.access import Access
 from tunesmith.ui.app import create_app
+from tunesmith.ui.headless import chromium, missing_browser, open_with_token, serve_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,36 @@ def test_a_text_run_refuses_the_picture_and_links_are_refused(runs: dict[str, Pa
 def test_the_picture_chat_needs_the_token(runs: dict[str, Path]) -> None:
     guarded = local_client(create_app(runs["runs"], access=Access.build("127.0.0.1", 7860, "s3cret")))
     assert _ask(guarded, "vlm", _picture()).status_code == 401
+
+
+@pytest.mark.skipif(missing_browser() is not None, reason=f"headless browser unavailable: {missing_browser()}")
+def test_the_pane_attaches_a_picture_in_a_headless_browser(runs: dict[str, Path], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    picture = tmp_path / "green-triangle.png"
+    picture.write_bytes(base64.b64decode(_picture().partition(",")[2]))
+    url, server = serve_in_thread(create_app(runs["runs"], access=Access.build("127.0.0.1", None, BROWSER_TOKEN)))
+    driver = chromium()
+    try:
+        open_with_token(driver, url, BROWSER_TOKEN)
+        wait = WebDriverWait(driver, 120)
+        answers = {}
+        for run in ("vlm", "text"):
+            driver.get("about:blank")
+            driver.get(url + f"#/run/{run}")
+            wait.until(lambda d: d.find_elements(By.ID, "chat-image"))
+            driver.find_element(By.ID, "chat-max-tokens").clear()
+            driver.find_element(By.ID, "chat-max-tokens").send_keys("6")
+            driver.find_element(By.ID, "chat-image").send_keys(str(picture))
+            driver.find_element(By.ID, "chat-input").send_keys("What is in the picture?")
+            driver.find_element(By.ID, "chat-send").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chat-tuned .bubble.assistant, #chat-tuned .error"))
+            assert driver.find_elements(By.CSS_SELECTOR, "#chat-tuned .bubble.user img.chat-picture")
+            answers[run] = driver.find_element(By.CSS_SELECTOR, "#chat-tuned .bubble.assistant, #chat-tuned .error").text
+        direct = _ask(local_client(create_app(runs["runs"])), "vlm", _picture()).json()
+        assert answers["vlm"] == (direct["choices"][0]["message"]["content"] or "(empty answer)")
+        assert "this model does not take images" in answers["text"]
+    finally:
+        driver.quit()
+        server.should_exit = True
