@@ -66,7 +66,7 @@ def shapes_check(base_dir: Path, work: Path) -> dict[str, Any]:
     merged = merge_run(run).out
     merged_answers = greedy_answers(AutoModelForImageTextToText.from_pretrained(merged),
                                     AutoProcessor.from_pretrained(merged), prompts, ANSWER_TOKENS)
-    return {"before": _exact(before, truths), "after": _exact(answers, truths), "answers": answers,
+    return {"run": run, "heldout": heldout_file, "before": _exact(before, truths), "after": _exact(answers, truths), "answers": answers,
             "merged_answers": merged_answers, "train_seconds": train_seconds,
             "seconds": time.perf_counter() - started, "examples": list(zip(before[:3], answers[:3], truths[:3]))}
 
@@ -83,3 +83,8 @@ def test_lora_and_projector_sft_learns_to_name_shapes(smollm2_gguf_cache: Path, 
     assert result["before"] <= 0.2
     assert result["after"] >= 0.9
     assert result["merged_answers"] == result["answers"]
+    from vlm_serve_check import served_answers  # `tunesmith serve` of the run, through the openai client
+
+    served, truths = served_answers(result["run"], result["heldout"], 24, ANSWER_TOKENS)
+    print(f"served exact match {_exact(served, truths):.0%} on 24 held-out pictures: {served[:4]}")
+    assert _exact(served, truths) >= 0.9
