@@ -8,6 +8,8 @@ job of the same group (store.Entry.group: a base with its LoRA adapters, mixed t
 the batch. Events go to the job's `sink` from the worker thread: ("text", choice, str),
 ("end", choice, finish_reason, tokens), then ("done", prompt_tokens, completion_tokens) or ("error", ApiError).
 The model lock is held for the whole batch, so adapters load and unload between batches, never during one.
+Jobs with pictures (a vision-language model's chats) batch among themselves: their inputs, pixels included,
+come from the model's processor in one call (serve/vision.py).
 """
 
 from __future__ import annotations
