@@ -91,3 +91,18 @@ def test_image_and_text_requests_to_one_vlm_at_once(llava: dict[str, Path]) -> N
             pool.submit(client.chat.completions.create, model="tiny-llava", max_tokens=2,
                         messages=[{"role": "user", "content": "hi"}]).result()
         assert [r.choices[0].message.content for r in together] == alone
+
+
+def test_a_merged_vlm_folder_is_served_with_its_processor(llava: dict[str, Path], tmp_path: Path) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    from tunesmith.ship.merge import merge_run
+    from tunesmith.vision.processor import load_processor
+
+    merged = merge_run(llava["run"], tmp_path / "merged").out
+    model = AutoModelForImageTextToText.from_pretrained(merged).eval()
+    want = _expected(model, load_processor(str(merged)), _uri("yellow", "triangle"), "What is in the picture?")
+    with local_server(ServeOptions([str(merged)], api_key=KEY)) as running:
+        client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
+        got = _ask(client, "merged", _uri("yellow", "triangle"), "What is in the picture?", n=2)
+        assert [c.message.content.strip() for c in got.choices] == [want, want]
