@@ -106,3 +106,20 @@ def test_a_merged_vlm_folder_is_served_with_its_processor(llava: dict[str, Path]
         client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
         got = _ask(client, "merged", _uri("yellow", "triangle"), "What is in the picture?", n=2)
         assert [c.message.content.strip() for c in got.choices] == [want, want]
+
+
+def test_an_idefics3_model_is_answered_as_it_answers(tmp_path: Path) -> None:
+    """Idefics3's pixels come per row of images (5-D, with `pixel_attention_mask`), unlike LLaVA's: the
+    processor's output reaches generate as it is. (Its mask is all ones for unpadded pictures, so this does
+    not tell whether the mask itself arrives.)"""
+    from tunesmith.models.load import load_model
+    from tunesmith.testing.vlm import save_tiny_vlm
+    from tunesmith.vision.processor import load_processor
+
+    folder = save_tiny_vlm("idefics3", tmp_path / "tiny-idefics3", seed=1)
+    want = _expected(load_model(str(folder), dtype="fp32"), load_processor(str(folder)), _uri("blue", "circle"),
+                     "Which shape?")
+    with local_server(ServeOptions([str(folder)], api_key=KEY)) as running:
+        client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
+        got = _ask(client, "tiny-idefics3", _uri("blue", "circle"), "Which shape?")
+        assert got.choices[0].message.content.strip() == want
