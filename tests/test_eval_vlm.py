@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from vlm_run import tiny_llava_run
 
 from tunesmith.cli import app
 from tunesmith.data.types import Conversation, Message
@@ -21,10 +20,10 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    made = tiny_llava_run(tmp_path_factory.mktemp("eval-vlm"))
+def evaluated(tiny_llava: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    made = {**tiny_llava, "out": tmp_path_factory.mktemp("eval-vlm")}
     result = runner.invoke(app, ["eval", str(made["run"]), "--base", "--suite", "heldout", "--dtype", "fp32",
-                                 "--max-new-tokens", "6"])
+                                 "--max-new-tokens", "6", "--out", str(made["out"])])
     assert result.exit_code == 0, result.output
     return made
 
@@ -49,13 +48,13 @@ def test_base_and_tuned_are_scored_on_image_questions_with_paired_intervals(eval
     from tunesmith.vision.generate import greedy_answers
     from tunesmith.vision.processor import load_processor
 
-    run = evaluated["run"]
-    record = json.loads((run / "eval.json").read_text())
+    run, out = evaluated["run"], evaluated["out"]
+    record = json.loads((out / "eval.json").read_text())
     chats = _heldout_chats(run)
     processor = load_processor(str(evaluated["base"]))
     tuned = load_adapter(load_model(str(evaluated["base"]), dtype="fp32"), run / "adapter")
     base = load_model(str(evaluated["base"]), dtype="fp32")
-    samples = [json.loads(line) for line in (run / "eval_samples.jsonl").read_text().splitlines()]
+    samples = [json.loads(line) for line in (out / "eval_samples.jsonl").read_text().splitlines()]
     for model, name, results in ((tuned, "tuned", record["results"]), (base, "base", record["base_results"])):
         want = greedy_answers(model, processor, [c for c, _ in chats], 6)
         got = [s["prediction"] for s in samples if s["model"] == name and s["suite"] == "heldout"]
@@ -72,9 +71,9 @@ def test_base_and_tuned_are_scored_on_image_questions_with_paired_intervals(eval
 
 
 def test_the_report_shows_pictures_with_both_answers(evaluated: dict[str, Path]) -> None:
-    run = evaluated["run"]
-    page = (run / "report.html").read_text()
-    record = json.loads((run / "eval.json").read_text())
+    out = evaluated["out"]
+    page = (out / "report.html").read_text()
+    record = json.loads((out / "eval.json").read_text())
     examples = record["results"]["heldout"]["examples"]
     assert page.count("<img alt='held-out picture") == len(examples) == 4
     assert examples[0]["image"] in page and examples[0]["image"].startswith("data:image/png;base64,")
@@ -86,7 +85,7 @@ def test_the_report_shows_pictures_with_both_answers(evaluated: dict[str, Path])
 
 def test_a_hostile_eval_json_embeds_no_other_picture_and_escapes_answers(evaluated: dict[str, Path],
                                                                         tmp_path: Path) -> None:
-    record = json.loads((evaluated["run"] / "eval.json").read_text())
+    record = json.loads((evaluated["out"] / "eval.json").read_text())
     examples = record["results"]["heldout"]["examples"]
     examples[0]["image"] = "javascript:alert(1)"
     examples[1]["image"] = "data:image/png;base64,AAAA' onerror='alert(1)"

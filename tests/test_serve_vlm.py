@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vlm_run import tiny_llava_run
 
 from tunesmith.data.types import Conversation, Message
 from tunesmith.serve.local import local_server
@@ -45,8 +44,8 @@ def _ask(client: Any, model: str, uri: str, question: str, **kw: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def llava(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_llava_run(tmp_path_factory.mktemp("served-vlm"))
+def llava(tiny_llava: dict[str, Path]) -> dict[str, Path]:
+    return tiny_llava
 
 
 def test_an_image_chat_is_answered_as_the_model_answers_it(llava: dict[str, Path]) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from typer.testing import CliRunner
-from vlm_run import tiny_llava_run
 
 from tunesmith.cli import app
 
@@ -17,8 +16,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_llava_run(tmp_path_factory.mktemp("ship-vlm"))
+def made(tiny_llava: dict[str, Path]) -> dict[str, Path]:
+    return tiny_llava
 
 
 def test_exported_adapter_reloads_onto_the_vlm_base_with_peft(made: dict[str, Path], tmp_path: Path) -> None:

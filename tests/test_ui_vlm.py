@@ -8,12 +8,12 @@ from __future__ import annotations
 import base64
 import io
 import random
+import shutil
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from ui_fixtures import BROWSER_TOKEN, local_client, tiny_model_and_data, tiny_recipe
-from vlm_run import tiny_llava_run
 
 from tunesmith.data.types import Conversation, Message
 from tunesmith.recipe.spec import recipe_from_dict
@@ -25,12 +25,14 @@ from tunesmith.ui.headless import chromium, missing_browser, open_with_token, se
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runs(tiny_llava: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The dashboard's runs folder: a copy of the VLM run (the dashboard follows no link out of its folder)
+    and a text run."""
     root = tmp_path_factory.mktemp("ui-vlm")
-    made = tiny_llava_run(root)  # trains into root/runs/vlm
+    shutil.copytree(tiny_llava["run"], root / "runs" / "vlm")
     model, data = tiny_model_and_data(root)
     train(recipe_from_dict(tiny_recipe("text", model, data, root / "runs", lr=1e-3)))
-    return {"runs": root / "runs", **made}
+    return {**tiny_llava, "runs": root / "runs", "run": root / "runs" / "vlm"}
 
 
 def _picture() -> str:
