@@ -77,3 +77,12 @@ def smollm2(smollm2_gguf_cache: Path) -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face folder (float32, de-quantized from the shared GGUF file)."""
     (folder,) = (p for p in (smollm2_gguf_cache / "gguf").iterdir() if not p.name.startswith("."))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny random LLaVA and a few-step LoRA + projector run over it (tests/vlm_run.py), trained once per
+    test run for the shipping tests (serve, eval, export, validate, the dashboard's chat)."""
+    from vlm_run import tiny_llava_run
+
+    return tiny_llava_run(tmp_path_factory.mktemp("tiny-llava-run"))

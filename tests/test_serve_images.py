@@ -117,14 +117,12 @@ def test_text_model_refuses_images_through_the_api(base: Path, root: Path) -> No
             {"role": "user", "content": [{"type": "text", "text": "Once upon"}]}]).choices  # text parts still work
 
 
-def test_image_model_gets_the_pictures_and_refusals_are_400(base: Path, root: Path) -> None:
-    from transformers import CLIPImageProcessorPil
+def test_image_model_gets_the_pictures_and_refusals_are_400(root: Path) -> None:
+    from tunesmith.testing.vlm import save_tiny_vlm
 
-    with local_server(ServeOptions([str(base)], api_key=KEY, image_root=root)) as running:
-        store, jobs = running.engine.store, []
-        # the model side's loader sets a vision-language model's processor; here a real image processor marks
-        # the tiny text model as one, so the request side's hand-over can be seen
-        next(iter(store.bases.values())).processor = CLIPImageProcessorPil()
+    vlm = save_tiny_vlm("llava", root.parent / "base")  # served as "base", like the text model above
+    with local_server(ServeOptions([str(vlm)], api_key=KEY, image_root=root)) as running:
+        jobs = []
         submit = running.engine.submit
         running.engine.submit = lambda job: (jobs.append(job), submit(job))[1]  # type: ignore[method-assign]
         client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)

@@ -16,21 +16,37 @@ from peft import PeftConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 
 from tunesmith.adapters.folder import read_kind
 from tunesmith.adapters.kinds import adapter_kind
-from tunesmith.recipe.spec import AdapterArgs
+from tunesmith.errors import UserError
+from tunesmith.recipe.spec import AdapterArgs, VisionSpec
+from tunesmith.vision.adapt import freeze_for_full, restrict_peft_config
+from tunesmith.vision.families import is_vision_config, vision_family
 
 
-def apply_adapter(model: torch.nn.Module, adapter: str, args: AdapterArgs) -> torch.nn.Module:
-    """Wrap `model` for training with `adapter`; the base weights stay frozen for every kind but `full`."""
+def apply_adapter(model: torch.nn.Module, adapter: str, args: AdapterArgs,
+                  vision: VisionSpec | None = None) -> torch.nn.Module:
+    """Wrap `model` for training with `adapter`; the base weights stay frozen for every kind but `full`.
+    A vision-language model trains its language model only, plus what `vision` asks (vision/adapt.py)."""
     kind = adapter_kind(adapter)
+    config = getattr(model, "config", None)
+    family = vision_family(config) if config is not None and is_vision_config(config) else None
+    if family is not None and not (kind.trains_base or kind.reads_target_modules):
+        raise UserError(f"adapter: {adapter} is not supported for vision-language models; use lora, qlora, dora "
+                        "or full")
     if kind.wrap is not None:
-        return kind.wrap(model, args)
+        wrapped = kind.wrap(model, args)
+        if family is not None:
+            freeze_for_full(wrapped, family, vision or VisionSpec())
+        return wrapped
     if kind.base_quantization is not None:
         if not getattr(model, "is_loaded_in_4bit", False):
             raise ValueError(f"adapter: {kind.name} needs the base loaded with load_model(..., "
                              f"quantization='{kind.base_quantization}')")
         # Norms and embeddings to fp32 for stable training; activation checkpointing stays the recipe's choice.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    peft_model = get_peft_model(model, peft_config(model, adapter, args))
+    config = peft_config(model, adapter, args)
+    if family is not None:
+        config = restrict_peft_config(config, model, family, vision or VisionSpec())
+    peft_model = get_peft_model(model, config)
     if kind.after_wrap is not None:
         kind.after_wrap(peft_model)
     return peft_model

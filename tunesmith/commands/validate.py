@@ -66,10 +66,20 @@ def _inspect(recipe: Recipe, check_method: bool = True) -> PreparedData:
     if data.stream is not None:
         console.print(f"streamed from {len(data.stream.shards)} shard(s): the report covers the first "
                       f"{data.rows:,} rows of {data.stream.shards[0].name} (data.shuffle_buffer); the rest is read while training")
-    report = build_report(data, tokenizer)
+    report = build_report(data, _image_reader(recipe, config) or tokenizer)
     example, images = report_example(data)
     print_report(report, example, tokenizer, console, images)
     return data
+
+
+def _image_reader(recipe: Recipe, config: object) -> object | None:
+    """A vision-language model's processor, which says how many tokens each picture becomes; None otherwise."""
+    from tunesmith.vision.families import is_vision_config
+    from tunesmith.vision.processor import load_processor
+
+    if not is_vision_config(config):
+        return None
+    return load_processor(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
 
 
 @friendly

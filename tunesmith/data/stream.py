@@ -141,7 +141,7 @@ class StreamSource:
             try:
                 if row.bad is not None:
                     raise DataError(row.bad)
-                examples.append(parse_row(row.data, self.format, row.where))
+                examples.append(parse_row(row.data, self.format, row.where, row.folder))
             except DataError as e:
                 if not self.skip_bad:
                     raise DataError(f"{e}; fix the row, or set data.on_bad_row: skip to leave bad rows out") from None

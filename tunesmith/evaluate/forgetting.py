@@ -26,7 +26,7 @@ from typing import Any
 from tunesmith.evaluate.benchmarks import gated_metrics
 from tunesmith.evaluate.stats import Z95, PairedChange, drop_is_significant, is_significant, paired_change
 
-FRACTIONS = ("acc", "acc_norm", "exact_match", "strict_match", "normalized_match", "rouge_l", "win_rate")
+FRACTIONS = ("acc", "acc_norm", "exact_match", "strict_match", "normalized_match", "contains", "rouge_l", "win_rate")
 LOWER_IS_BETTER = ("loss", "ppl")
 COMPARED = (*FRACTIONS, *LOWER_IS_BETTER, "score")
 GATE_RULES = ("ci", "point")

@@ -35,6 +35,8 @@ class LogLikelihood:
 def max_context(model: Any) -> int:
     """The model's context window in tokens (position embeddings), or 2048 when its config does not say."""
     config = model.config
+    if hasattr(config, "get_text_config"):  # a vision-language model's window is its language model's
+        config = config.get_text_config()
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:

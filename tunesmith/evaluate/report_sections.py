@@ -7,6 +7,7 @@ tunesmith/pages/report_sections.html.j2.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from tunesmith.evaluate.benchmarks import gated_metrics
 from tunesmith.evaluate.samples import SAMPLES_FILE, read_samples, worst_regressions
 from tunesmith.pages import png_image
 
-FRACTION_METRICS = ("acc", "acc_norm", "exact_match", "strict_match", "normalized_match", "rouge_l", "win_rate")
+FRACTION_METRICS = ("acc", "acc_norm", "exact_match", "strict_match", "normalized_match", "contains", "rouge_l",
+                    "win_rate")
 
 
 def interval_text(metric: str, scores: dict[str, Any]) -> str:
@@ -89,3 +91,26 @@ def _category_chart(categories: dict[str, Any], base: dict[str, Any], out_png: P
     fig.tight_layout()
     fig.savefig(out_png)
     return out_png
+
+
+PICTURE_URI = re.compile(r"^data:image/png;base64,[A-Za-z0-9+/]+={0,2}$")
+"""The only picture a report embeds: a base64 PNG data: URI (eval.json is untrusted; nothing else is shown)."""
+MAX_PICTURE_CHARS = 200_000
+
+
+def pictures_view(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The held-out image questions eval.json keeps examples of: each picture (when it is a PNG data: URI),
+    the question, the reference, and the tuned and base models' answers side by side."""
+    tuned = (record.get("results") or {}).get("heldout") or {}
+    base = ((record.get("base_results") or {}).get("heldout") or {}).get("examples") or []
+    rows = []
+    for index, example in enumerate(tuned.get("examples") or []):
+        if not isinstance(example, dict) or "image" not in example:
+            continue
+        image = example.get("image")
+        ok = isinstance(image, str) and len(image) <= MAX_PICTURE_CHARS and PICTURE_URI.match(image) is not None
+        other = base[index] if index < len(base) and isinstance(base[index], dict) else {}
+        rows.append({"src": image if ok else None, "question": str(example.get("question", "")),
+                     "reference": str(example.get("reference", "")), "tuned": str(example.get("prediction", "")),
+                     "base": str(other["prediction"]) if "prediction" in other else None})
+    return rows

@@ -38,6 +38,7 @@ from tunesmith.evaluate.judge import (
 from tunesmith.evaluate.judge_endpoint import judge_endpoint, judge_key
 from tunesmith.evaluate.options import EvalOptions, recipe_values
 from tunesmith.evaluate.samples import write_samples
+from tunesmith.evaluate.vision_heldout import vision_heldout
 from tunesmith.models.load import load_tokenizer
 from tunesmith.recipe.registry import EVAL_SUITES
 from tunesmith.recipe.spec import EvalSpec
@@ -210,6 +211,10 @@ def score(target: Target, plan: Plan, options: EvalOptions) -> tuple[dict[str, A
             outcomes[suite] = benchmarks.get(suite).run(loaded.model, loaded.tokenizer, plan.benchmarks[suite],
                                                         _settings(suite, options, loaded, plan))
             result = outcomes[suite].result
+        elif suite == "heldout" and loaded.processor is not None:  # image chats, scored item by item
+            outcomes[suite] = vision_heldout(loaded.model, loaded.processor, plan.heldout, limit=options.limit,
+                                             batch_size=options.batch_size, max_new_tokens=options.max_new_tokens)
+            result = outcomes[suite].result
         elif suite == "heldout":
             result = heldout_metrics(loaded.model, loaded.tokenizer, plan.heldout, end_of_turn=loaded.end_of_turn,
                                      limit=options.limit, batch_size=options.batch_size,
@@ -236,6 +241,8 @@ def _pairwise(plan: Plan, options: EvalOptions, tuned: dict[str, Outcome], base:
               results: dict[str, Any]) -> None:
     """Benchmarks that compare answers (MT-Bench) judge tuned against base; the result joins the tuned's."""
     for suite, outcome in tuned.items():
+        if suite not in BENCHMARK_NAMES:  # a VLM's held-out items: paired by forgetting.compare alone
+            continue
         unit = benchmarks.get(suite)
         if unit.compare is not None and suite in base:
             settings = RunSettings(limit=options.limit, shots=0, judge=plan.judge)

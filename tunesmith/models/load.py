@@ -20,6 +20,7 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
     AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
@@ -32,6 +33,7 @@ from tunesmith.errors import UserError, suggestion
 from tunesmith.gguf.source import converted_folder, find_gguf
 from tunesmith.runs.record import is_run_folder
 from tunesmith.speedups.kernels import resolve_attn_implementation
+from tunesmith.vision.families import is_vision_config, vision_family
 
 DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
@@ -95,7 +97,7 @@ def load_tokenizer(path_or_id: str, trust_remote_code: bool = False) -> PreTrain
     find padding by comparing token ids to `pad_token_id`, so real EOS tokens are still trained on.
     Reusing an existing token also keeps the vocabulary, and so the embedding matrix, unchanged.
     """
-    source, local_only = _resolve_source(path_or_id, need_config=False)
+    source, local_only = resolve_source(path_or_id, need_config=False)
     tokenizer = AutoTokenizer.from_pretrained(
         source, trust_remote_code=trust_remote_code, local_files_only=local_only
     )
@@ -113,7 +115,7 @@ def load_tokenizer(path_or_id: str, trust_remote_code: bool = False) -> PreTrain
 
 def load_config(path_or_id: str, trust_remote_code: bool = False) -> PretrainedConfig:
     """The model's config alone, without its weights (what `validate` needs, in milliseconds)."""
-    source, local_only = _resolve_source(path_or_id)
+    source, local_only = resolve_source(path_or_id)
     _check_model_type(source, trust_remote_code)
     return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_only)
 
@@ -128,7 +130,7 @@ def load_model(
     tokenizer: PreTrainedTokenizerBase | None = None,
     compute_dtype: torch.dtype | None = None,
 ) -> PreTrainedModel:
-    """The causal LM in `dtype`, with `config.pad_token_id` set; full weights stay on CPU for accelerate to place.
+    """The causal LM (or vision-language model: `AutoModelForImageTextToText`, vision/families.py) in `dtype`, with `config.pad_token_id` set; full weights stay on CPU for accelerate to place.
 
     `quantization`: "nf4" (4-bit NormalFloat with double quantization and compute in `dtype`: the QLoRA
     base) or "int8" (LLM.int8()), both through bitsandbytes; None keeps full weights. On a CUDA machine
@@ -141,13 +143,15 @@ def load_model(
     """
     torch_dtype = resolve_dtype(dtype)
     attention = resolve_attn_implementation(attn_implementation, compute_dtype or torch_dtype)
-    source, local_only = _resolve_source(path_or_id)
-    _check_model_type(source, trust_remote_code)
+    source, local_only = resolve_source(path_or_id)
+    config = _check_model_type(source, trust_remote_code)
+    vision = vision_family(config) if config is not None and is_vision_config(config) else None
+    auto = AutoModelForImageTextToText if vision is not None else AutoModelForCausalLM
     kwargs: dict[str, Any] = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, local_files_only=local_only)
-    if quantization is not None:
-        kwargs["quantization_config"] = _bnb_config(quantization, torch_dtype)
+    if quantization is not None:  # a VLM's vision tower and projector stay in full precision (QLoRA on the LM)
+        kwargs["quantization_config"] = _bnb_config(quantization, torch_dtype, vision.not_quantized() if vision else None)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, attn_implementation=attention, **kwargs)
+        model = auto.from_pretrained(source, attn_implementation=attention, **kwargs)
     except ValueError as e:  # e.g. Gemma 2 has no SDPA path (its attention soft-capping needs eager)
         if "does not support" not in str(e) or "attention" not in str(e).lower():
             raise
@@ -157,7 +161,7 @@ def load_model(
                 "set it to 'auto' or 'eager' (always available)"
             ) from e
         # "auto" chose flash attention for a model class without a flash path: the model's own default.
-        model = AutoModelForCausalLM.from_pretrained(source, attn_implementation=None, **kwargs)
+        model = auto.from_pretrained(source, attn_implementation=None, **kwargs)
     if getattr(model.config, "pad_token_id", None) is None:
         _set_pad_token_id(model, tokenizer)
     if quantization is not None:
@@ -207,7 +211,7 @@ def _true_numel(param: torch.nn.Parameter) -> int:
     return param.numel() * 2 * param.element_size()
 
 
-def _bnb_config(quantization: str, compute_dtype: torch.dtype) -> Any:
+def _bnb_config(quantization: str, compute_dtype: torch.dtype, skip: list[str] | None = None) -> Any:
     if quantization not in QUANTIZATIONS:
         raise UserError(
             f"unknown quantization '{quantization}'{suggestion(quantization, QUANTIZATIONS, _QUANT_ALIASES)}; "
@@ -218,16 +222,16 @@ def _bnb_config(quantization: str, compute_dtype: torch.dtype) -> Any:
     from transformers import BitsAndBytesConfig
 
     if quantization == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(
-        load_in_4bit=True,
+        load_in_4bit=True, llm_int8_skip_modules=skip,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
     )
 
 
-def _resolve_source(path_or_id: str, need_config: bool = True) -> tuple[str, bool]:
+def resolve_source(path_or_id: str, need_config: bool = True) -> tuple[str, bool]:
     """(what to pass to from_pretrained, local_files_only).
 
     An existing folder loads offline. Anything else is a hub id, tried from the local cache when the hub
@@ -301,11 +305,12 @@ def _in_hub_cache(repo_id: str) -> bool:
     return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
-def _check_model_type(source: str, trust_remote_code: bool) -> None:
-    """Refuse a local model that transformers does not know, before it asks on stdin or fails vaguely."""
+def _check_model_type(source: str, trust_remote_code: bool) -> dict[str, Any] | None:
+    """Refuse a local model that transformers does not know, before it asks on stdin or fails vaguely; its
+    config.json as a dict (None for a hub id)."""
     config_file = Path(source) / "config.json"
     if not config_file.is_file():
-        return
+        return None
     try:
         config = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -314,7 +319,7 @@ def _check_model_type(source: str, trust_remote_code: bool) -> None:
     if model_type is None:
         raise UserError(f"{config_file} has no model_type, so transformers cannot tell which architecture it is")
     if model_type in CONFIG_MAPPING or trust_remote_code:
-        return
+        return config
     if "auto_map" in config:
         raise UserError(
             f"model '{source}' ships its own Python code (auto_map in config.json) for model_type "

@@ -32,6 +32,8 @@ def print_plan(result: PlanResult, console: Console) -> None:
     table.add_row("[bold]peak[/]", f"[bold]{result.without.total / GIB:.2f} GiB[/]",
                   f"[bold]{result.with_ckpt.total / GIB:.2f} GiB[/]")
     console.print(table)
+    for line in result.vision.lines() if result.vision else []:
+        console.print(line)
     verdict = "[green]fits[/]" if result.fits else "[red]does not fit[/]"
     console.print(f"gradient checkpointing {'on' if result.checkpointing else 'off'}: peak {result.chosen.total / GIB:.2f} "
                   f"GiB of {result.device.memory / GIB:.1f} GiB per device: {verdict}")

@@ -17,9 +17,11 @@ from tunesmith.plan.checkpointing import FIT_SHARE
 from tunesmith.plan.fixes import fixes
 from tunesmith.plan.hardware import HOST_RUNTIME_BYTES, Device
 from tunesmith.plan.memory import DTYPE_BYTES, GIB, SHARDINGS, MemoryEstimate, TrainSetup, estimate_memory
+from tunesmith.plan.model_source import read_config
 from tunesmith.plan.setup import setup_from_recipe
 from tunesmith.plan.shape import ModelShape, load_shape
 from tunesmith.plan.timing import DataSize, TimeEstimate, estimate_time
+from tunesmith.plan.vision import VisionPlan, tokens_per_image, vision_plan
 from tunesmith.recipe.spec import Recipe
 
 SHARD_BYTES = 5 * GIB
@@ -36,6 +38,7 @@ class PlanResult:
     size: DataSize | None
     time: TimeEstimate | None
     fixes: list[str]
+    vision: VisionPlan | None = None
 
     @property
     def chosen(self) -> MemoryEstimate:
@@ -81,8 +84,10 @@ def plan_recipe(recipe: Recipe, device: Device, *, nproc: int = 1, sharding: str
     chosen = with_ckpt if checkpointing else without
     timing = estimate_time(recipe, setup, size, device.flops) if size else None
     found = fixes(setup, device.memory) if chosen.total > device.memory else []
+    vision = vision_plan(recipe, read_config(recipe.model, recipe.model_options.trust_remote_code)) \
+        if shape.vision_params else None
     return PlanResult(device, setup, without, with_ckpt, checkpointing, host_bytes(setup, device, chosen),
-                      size, timing, found)
+                      size, timing, found, vision)
 
 
 def data_size(recipe: Recipe) -> DataSize | None:
@@ -96,7 +101,12 @@ def data_size(recipe: Recipe) -> DataSize | None:
         data = prepare_data(recipe, tokenizer)
     except (UserError, OSError, ValueError):
         return None
-    return size_of(data.summary())
+    size = size_of(data.summary())
+    images = sum(len(getattr(ex, "images", ())) for ex in data.train_examples)
+    per_image = tokens_per_image(recipe.model, recipe.model_options.trust_remote_code) if images else None
+    if size is not None and per_image:  # each <image> placeholder was one token of the text; the model sees more
+        size = replace(size, tokens=size.tokens + images * (per_image - 1))
+    return size
 
 
 def size_of(summary: dict[str, Any]) -> DataSize | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tunesmith.errors import UserError
+from tunesmith.vision.families import is_vision_config
 
 NON_GATED = frozenset({"gpt2", "gpt_neox", "gptj", "phi", "opt", "bloom", "falcon"})
 """Families whose MLP is two matrices (up, down) instead of three (gate, up, down)."""
@@ -30,6 +31,7 @@ class ModelShape:
     gated: bool = True
     family: str = "llama"
     extra_params: int = 0  # biases and learned positions, where the family has them
+    vision_params: int = 0  # a vision-language model's vision tower and projector (plan/vision.py)
 
     @property
     def attention_params(self) -> int:
@@ -62,7 +64,8 @@ class ModelShape:
 
     @property
     def params(self) -> int:
-        return self.linear_params + self.embed_params + self.head_params + self.norm_params + self.extra_params
+        return (self.linear_params + self.embed_params + self.head_params + self.norm_params + self.extra_params
+                + self.vision_params)
 
     def lora_params(self, r: int) -> int:
         """LoRA A and B over every linear layer of the body: r x (in + out) each."""
@@ -92,7 +95,12 @@ def shape_from_config(config: Any) -> ModelShape:
                       intermediate=intermediate, vocab=_first(text, "vocab_size"),
                       tied=bool(getattr(config, "tie_word_embeddings", getattr(text, "tie_word_embeddings", False))),
                       gated=family not in NON_GATED, family=family)
-    return replace(shape, extra_params=_bias_params(text, shape))
+    vision = 0
+    if is_vision_config(config):
+        from tunesmith.plan.vision import vision_param_counts
+
+        vision = sum(vision_param_counts(config))
+    return replace(shape, extra_params=_bias_params(text, shape), vision_params=vision)
 
 
 def _bias_params(text: Any, shape: ModelShape) -> int:

@@ -112,6 +112,13 @@ class AdapterArgs(Strict):
     bottleneck_size: int = Field(64, gt=0, description="bottleneck adapter hidden size")
 
 
+class VisionSpec(Strict):
+    """Vision-language models (vision/adapt.py): what trains besides the language model's adapter."""
+
+    train_projector: bool = Field(False, description="train the image-to-text projector whole (saved with the adapter)")
+    train_vision_tower: bool = Field(False, description="train the vision tower whole too (frozen by default)")
+
+
 class TrainSpec(Strict):
     lr: float | None = Field(None, gt=0.0, description=f"default {DEFAULT_ADAPTER_LR} for adapters, {DEFAULT_FULL_LR} for full")
     epochs: float = Field(3, gt=0, description="passes over the data (fractions allowed); more than 3 warns")
@@ -200,6 +207,7 @@ class _RecipeCore(Strict):
     output: str = Field("runs", description="parent folder of the run folder (output/name)")
     model_options: ModelOptions = ModelOptions()
     adapter_args: AdapterArgs = AdapterArgs()
+    vision: VisionSpec = VisionSpec()
     eval: EvalSpec = EvalSpec()
     distributed: DistributedSpec = DistributedSpec()
 

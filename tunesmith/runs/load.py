@@ -12,6 +12,7 @@ import torch
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.runs.targets import Target
+from tunesmith.vision.processor import processor_if_vision
 
 
 @dataclass
@@ -22,6 +23,8 @@ class LoadedTarget:
     model: Any
     tokenizer: Any
     end_of_turn: str
+    processor: Any = None
+    """A vision-language model's processor (saved beside its weights or adapter); None for a text model."""
 
 
 def load_target(target: Target, dtype: str = "auto", merge: bool = True) -> LoadedTarget:
@@ -35,7 +38,8 @@ def load_target(target: Target, dtype: str = "auto", merge: bool = True) -> Load
     if target.quantization is None and torch.cuda.is_available():
         model.to("cuda")
     model.eval()
-    return LoadedTarget(target, model, tokenizer, end_of_turn(tokenizer, target.template))
+    processor = processor_if_vision(model, target.tokenizer_source)
+    return LoadedTarget(target, model, tokenizer, end_of_turn(tokenizer, target.template), processor)
 
 
 def attach_adapter(model: Any, folder: Path, merge: bool) -> Any:

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from tunesmith.errors import UserError
 from tunesmith.evaluate.forgetting import COMPARED, FRACTIONS, change_text, change_trend
-from tunesmith.evaluate.report_sections import interval_text, mtbench_view, regressions_view
+from tunesmith.evaluate.report_sections import interval_text, mtbench_view, pictures_view, regressions_view
 from tunesmith.pages import png_image, render_page
 from tunesmith.runs.atomic import write_text_atomic
 from tunesmith.runs.eval_file import read_eval
@@ -149,7 +149,7 @@ def _evaluation(record: dict[str, Any], folder: Path) -> dict[str, Any]:
         "rows": eval_rows(record), "gate": _gate(record.get("gate") or {}),
         "chart": png_image(chart) if chart is not None else None,
         "regressions": regressions_view(folder), "mtbench": mtbench_view(record, folder),
-        "examples": _examples(record),
+        "examples": _examples(record), "pictures": pictures_view(record),
     }
 
 
@@ -162,8 +162,8 @@ def _gate(gate: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _examples(record: dict[str, Any]) -> list[tuple[str, str]]:
-    """(suite, "key: value" lines) of each example answer eval.json keeps."""
-    return [(suite, "\n".join(f"{k}: {v}" for k, v in example.items()))
+    """(suite, "key: value" lines) of each example answer eval.json keeps (pictures are shown by `pictures`)."""
+    return [(suite, "\n".join(f"{k}: {v}" for k, v in example.items() if k != "image"))
             for suite, scores in record["results"].items() for example in scores.get("examples", [])]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tunesmith.data.tokenize import tokenize_prompt
-from tunesmith.serve import schemas
+from tunesmith.serve import schemas, vision
 from tunesmith.serve.engine import Engine, Event, Job, Params
 from tunesmith.serve.errors import ApiError
 from tunesmith.serve.images import chat_input, has_images
@@ -29,6 +30,15 @@ DEFAULT_CHAT_TOKENS = 256
 """max_tokens when a chat request gives none (bounded by what the context leaves)."""
 DEFAULT_COMPLETION_TOKENS = 16
 """OpenAI's default for /v1/completions."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a request asks the engine to continue: ids, and a chat's pictures with its rendered text."""
+
+    ids: list[int]
+    images: tuple[str, ...] = ()
+    text: str = ""
 
 
 class EventQueue:
@@ -45,10 +55,11 @@ class EventQueue:
             pass
 
 
-def chat_prompt(entry: Entry, request: ChatRequest, image_root: Path | None = None) -> tuple[list[int], tuple[str, ...]]:
+def chat_prompt(entry: Entry, request: ChatRequest, image_root: Path | None = None) -> Prompt:
     """Prompt ids through the training renderer, with the generation prompt; developer counts as system. And
     the request's pictures (serve/images.py), each at an `<image>` of the messages: a 400 when the model takes
-    no images, or a picture is remote, outside `image_root`, too large or corrupt.
+    no images, or a picture is remote, outside `image_root`, too large or corrupt. A vision-language model's
+    chats are rendered by its processor, as its training batches were (serve/vision.py).
     A chat template renders every message's text, so their characters bound the prompt's tokens from below:
     a prompt that cannot fit is refused before it is tokenized (serve/limits.py)."""
     if has_images(request.messages) and not entry.takes_images:
@@ -57,18 +68,22 @@ def chat_prompt(entry: Entry, request: ChatRequest, image_root: Path | None = No
     given = chat_input(request.messages, image_root)
     check_prompt_chars(sum(len(m.content) for m in given.messages), entry.base.context, entry.token_chars,
                        "messages")
-    return tokenize_prompt(entry.tokenizer, list(given.messages)), given.images
+    processor = entry.base.processor
+    if processor is None:
+        return Prompt(tokenize_prompt(entry.tokenizer, list(given.messages)))
+    text = vision.render(processor, given.messages, given.images)
+    return Prompt(vision.prompt_ids(processor, text, given.images), given.images, text if given.images else "")
 
 
-def text_prompt(entry: Entry, request: CompletionRequest, image_root: Path | None = None) -> tuple[list[int], tuple[str, ...]]:
+def text_prompt(entry: Entry, request: CompletionRequest, image_root: Path | None = None) -> Prompt:
     """Prompt ids of a raw completion (text or token ids); it has no pictures."""
     if isinstance(request.prompt, list):
         vocab = len(entry.tokenizer)
         if any(not 0 <= t < vocab for t in request.prompt):
             raise ApiError(400, f"prompt token ids must lie in [0, {vocab})", param="prompt")
-        return list(request.prompt), ()
+        return Prompt(list(request.prompt))
     check_prompt_chars(len(request.prompt), entry.base.context, entry.token_chars, "prompt")
-    return list(entry.tokenizer(request.prompt, add_special_tokens=True)["input_ids"]), ()
+    return Prompt(list(entry.tokenizer(request.prompt, add_special_tokens=True)["input_ids"]))
 
 
 def params_for(request: ChatRequest | CompletionRequest, prompt_len: int, context: int, chat: bool) -> Params:
@@ -96,10 +111,10 @@ async def complete(store: ModelStore, engine: Engine, request: ChatRequest | Com
     entry = store.acquire(request.model)
     try:
         build = chat_prompt if chat else text_prompt
-        prompt, images = await run_in_threadpool(build, entry, request, image_root)
-        params = params_for(request, len(prompt), entry.base.context, chat)
+        prompt = await run_in_threadpool(build, entry, request, image_root)
+        params = params_for(request, len(prompt.ids), entry.base.context, chat)
         events = EventQueue()
-        engine.submit(Job(entry, prompt, params, events.put, chat=chat, images=images))
+        engine.submit(Job(entry, prompt.ids, params, events.put, chat=chat, images=prompt.images, text=prompt.text))
     except BaseException:
         store.release(entry)
         raise

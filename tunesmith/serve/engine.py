@@ -8,6 +8,8 @@ job of the same group (store.Entry.group: a base with its LoRA adapters, mixed t
 the batch. Events go to the job's `sink` from the worker thread: ("text", choice, str),
 ("end", choice, finish_reason, tokens), then ("done", prompt_tokens, completion_tokens) or ("error", ApiError).
 The model lock is held for the whole batch, so adapters load and unload between batches, never during one.
+Jobs with pictures (a vision-language model's chats) batch among themselves: their inputs, pixels included,
+come from the model's processor in one call (serve/vision.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tunesmith.serve.admission import Admission
 from tunesmith.serve.errors import ApiError, queue_full
 from tunesmith.serve.sampling import RowSampler, RowState, RowStopper
 from tunesmith.serve.store import Entry, ModelStore
+from tunesmith.serve.vision import batch_inputs
 
 Event = tuple[Any, ...]
 SEED_SPACE = 2**64
@@ -65,6 +68,9 @@ class Job:
     images: tuple[str, ...] = ()
     """A chat's pictures (`data:` URIs, checked by serve/images.py), one per `<image>` of its messages, in order;
     only a model whose entry `takes_images` receives any, and its generation reads them with its processor."""
+    text: str = ""
+    """A chat with pictures: its rendering by the processor's template (serve/vision.py), which the batch's
+    processor call expands again into `prompt` with the pixel inputs."""
 
 
 class Engine:
@@ -176,7 +182,8 @@ class Engine:
             pad = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else base.tokenizer.eos_token_id
             rows = [row for job in batch for row in _rows(job, base)]
             self.history.append(tuple(job.entry.name for job in batch for _ in range(job.params.n)))
-            ids, mask = left_pad([job.prompt for job in batch for _ in range(job.params.n)], pad)
+            ids, mask, pixels = _inputs(batch, base, pad)
+            extra.update(pixels)
             config = GenerationConfig(do_sample=False, max_new_tokens=max(r.max_tokens for r in rows),
                                       pad_token_id=pad, eos_token_id=None)
             with torch.inference_mode():
@@ -192,6 +199,19 @@ class Engine:
                 job.sink(("end", index, row.finish_reason or "length", row.generated))
                 completion += row.generated
             job.sink(("done", len(job.prompt), completion))
+
+
+def _inputs(batch: list[Job], base: Any, pad: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Left-padded ids and mask of the batch's rows (each job `n` times), and a picture batch's pixel inputs:
+    jobs with pictures batch only together (`_batch_key`) and go through the processor in one call."""
+    if not batch[0].images:
+        ids, mask = left_pad([job.prompt for job in batch for _ in range(job.params.n)], pad)
+        return ids, mask, {}
+    inputs = batch_inputs(base.processor, [job.text for job in batch for _ in range(job.params.n)],
+                          [job.images for job in batch for _ in range(job.params.n)])
+    ids, mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
+    return ids, mask, {key: value.to(base.model.dtype) if value.is_floating_point() else value
+                       for key, value in inputs.items()}
 
 
 def _decode_stepwise(model: Any, ids: torch.Tensor, mask: torch.Tensor, sampler: RowSampler, stopper: RowStopper,
@@ -210,11 +230,12 @@ def _work(job: Job) -> int:
     return job.params.n * job.params.max_tokens
 
 
-def _batch_key(job: Job) -> tuple[str, int]:
+def _batch_key(job: Job) -> tuple[str, int, bool]:
     """Jobs with equal keys share a batch. PEFT ignores position ids under prefix and prompt tuning, so a
-    left-padded row would read shifted positions: those batch only prompts of one length."""
+    left-padded row would read shifted positions: those batch only prompts of one length. Jobs with pictures
+    batch among themselves (their inputs come from the processor)."""
     same_length = job.entry.spec.serving is Serving.STEPWISE
-    return job.entry.group, len(job.prompt) if same_length else 0
+    return job.entry.group, len(job.prompt) if same_length else 0, bool(job.images)
 
 
 def _model_for(batch: list[Job]) -> tuple[Any, dict[str, Any]]:
@@ -226,7 +247,7 @@ def _model_for(batch: list[Job]) -> tuple[Any, dict[str, Any]]:
             return base.model, {}
         names = [job.entry.name if job.entry.is_adapter else "__base__" for job in batch for _ in range(job.params.n)]
         return base.peft, {"adapter_names": names}
-    if entry.spec.serving is Serving.PEFT_ALONE:
+    if entry.spec.serving is Serving.PEFT_ALONE and not entry.own_copy:
         base.peft.set_adapter(entry.name)
         return base.peft, {}
     return entry.module, {}

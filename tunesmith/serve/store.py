@@ -62,6 +62,9 @@ class Entry:
     """The most characters one token stands for (serve/limits.py: prompts refused before tokenizing)."""
     refs: int = 0
     draining: bool = False
+    own_copy: bool = False
+    """An adapter that replaces whole modules (PEFT `modules_to_save`, e.g. a VLM's trained projector): PEFT
+    cannot mix those with other rows by `adapter_names`, so it runs alone on its own copy of the base."""
     last_used: float = 0.0
 
     @property
@@ -80,7 +83,7 @@ class Entry:
     @property
     def group(self) -> str:
         """Rows with equal groups can share a batch: a base with its LoRA adapters, anything else alone."""
-        if self.spec.serving in (Serving.MODEL, Serving.PEFT_MIXED):
+        if self.spec.serving in (Serving.MODEL, Serving.PEFT_MIXED) and not self.own_copy:
             return f"mix:{self.base.key}"
         return f"one:{self.name}"
 
@@ -193,17 +196,18 @@ class ModelStore:
             base_spec = spec if spec.kind == "model" else ServeSpec(targets.base_name(spec.base), spec.base,
                                                                      "model", quantization=spec.quantization)
             model, tokenizer = targets.load_base(base_spec, self.dtype)
-            self.bases[key] = Base(base_spec, model, tokenizer, max_context(model))
+            self.bases[key] = Base(base_spec, model, tokenizer, max_context(model),
+                                   processor=targets.load_processor_of(model, base_spec))
         base = self.bases[key]
         tokenizer, stop = targets.load_chat_tokenizer(spec)
         entry = Entry(spec, base, tokenizer, stop, resident=spec.kind == "model",
-                      token_chars=max_token_chars(tokenizer))
+                      token_chars=max_token_chars(tokenizer), own_copy=targets.saves_whole_modules(spec))
         self.entries[spec.name] = entry
         return entry
 
     def _load(self, entry: Entry) -> None:
         base, folder = entry.base, entry.spec.adapter
-        if entry.spec.serving.shares_base:
+        if entry.spec.serving.shares_base and not entry.own_copy:
             try:
                 if base.peft is None:
                     base.peft = PeftModel.from_pretrained(base.model, str(folder), adapter_name=entry.name).eval()
@@ -229,7 +233,7 @@ class ModelStore:
 
     def _unload(self, entry: Entry) -> None:
         base = entry.base
-        if entry.spec.serving.shares_base:
+        if entry.spec.serving.shares_base and not entry.own_copy:
             if len(base.peft.peft_config) == 1:  # PEFT cannot run with no adapter left: take its layers out
                 base.model = base.peft.unload()
                 base.peft = None

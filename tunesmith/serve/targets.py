@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.adapters.build import load_adapter
-from tunesmith.adapters.folder import read_kind
+from tunesmith.adapters.folder import read_adapter_config, read_kind
 from tunesmith.adapters.kinds import BY_NAME as ADAPTER_KINDS
 from tunesmith.adapters.unit import Adapter, Serving
 from tunesmith.data.templates import apply_template, end_of_turn
 from tunesmith.errors import UserError
 from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.runs.targets import resolve_target
+from tunesmith.vision.processor import processor_if_vision
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Served model names: no slashes, no dot-dot, nothing a path or a URL could be tricked with."""
@@ -120,6 +121,22 @@ def load_base(spec: ServeSpec, dtype: str = "fp32") -> tuple[Any, Any]:
     tokenizer = load_tokenizer(spec.base)
     model = load_model(spec.base, dtype=dtype, tokenizer=tokenizer, quantization=spec.quantization)
     return model.eval(), tokenizer
+
+
+def saves_whole_modules(spec: ServeSpec) -> bool:
+    """Whether the adapter of `spec` saves whole modules beside its layers (PEFT `modules_to_save`)."""
+    config = spec.adapter / "adapter_config.json" if spec.adapter is not None else None
+    if config is None or not config.is_file():
+        return False
+    return bool(read_adapter_config(config).get("modules_to_save"))
+
+
+def load_processor_of(model: Any, spec: ServeSpec) -> Any:
+    """A vision-language model's processor (saved beside its weights: a run's and a merge's folders hold it),
+    which makes it take pictures; None for a text model."""
+    if spec.base.endswith(".gguf"):
+        return None
+    return processor_if_vision(model, spec.base)
 
 
 def load_chat_tokenizer(spec: ServeSpec) -> tuple[Any, str]:

@@ -29,6 +29,8 @@ from tunesmith.models.load import DTYPES, load_model, load_tokenizer, resolve_dt
 from tunesmith.models.stored_dtype import stored_dtype
 from tunesmith.runs.atomic import build_folder
 from tunesmith.runs.record import RunRecord, read_run
+from tunesmith.train.unwrap import unwrap_to_transformers
+from tunesmith.vision.processor import parity_inputs, processor_if_vision
 
 TOLERANCE = 1e-4
 """|logit difference| always accepted between the merged model and base + adapter, both in fp32."""
@@ -88,8 +90,9 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
     save_dtype = resolve_dtype(dtype) if dtype else stored_dtype(info.base_model)
     check_out(target, overwrite)
     tokenizer = load_tokenizer(str(info.weights_dir))
-    batch = parity_batch(tokenizer)
     model = load_adapter(load_base(info, tokenizer), info.weights_dir)
+    processor = processor_if_vision(unwrap_to_transformers(model), str(info.weights_dir))  # a VLM saves its processor
+    batch = parity_inputs(processor) if processor is not None else parity_batch(tokenizer)
     adapter_logits = logits_of(model, batch)
     merged = model.merge_and_unload()
     merged_logits = logits_of(merged, batch)
@@ -108,7 +111,8 @@ def merge_run(run_dir: str | Path, out: str | Path | None = None, dtype: str | N
     merged = merged.to(save_dtype)
     saved_diff = diff if save_dtype == torch.float32 else max_abs_diff(logits_of(merged, batch), adapter_logits,
                                                                           batch["attention_mask"])
-    build_folder(target, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    saved_with = processor if processor is not None else tokenizer
+    build_folder(target, lambda tmp: (merged.save_pretrained(tmp), saved_with.save_pretrained(tmp)))
     return MergeResult(out=target, max_abs_diff=diff, dtype=dtype_name(save_dtype), quantized_gap=gap,
                        saved_max_abs_diff=saved_diff, tolerance=allowed)
 
@@ -165,8 +169,8 @@ def parity_batch(tokenizer: object) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def logits_of(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The model's fp32 logits on `batch` (no cache: one full forward)."""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits.float()
+    """The model's fp32 logits on `batch` (every input it holds: a VLM's pixels too; no cache: one full forward)."""
+    return model(**batch, use_cache=False).logits.float()
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
@@ -184,6 +188,17 @@ def check_out(target: Path, overwrite: bool) -> None:
 def dtype_name(dtype: torch.dtype) -> str:
     """The --dtype spelling of a torch dtype (fp32, bf16, ...)."""
     return next(name for name, value in DTYPES.items() if value == dtype)
+
+
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+
+
+def _load_classes(info: RunRecord) -> tuple[str, str, str]:
+    """(model class, reader class, reader's name) a user loads the exported adapter with: a vision-language
+    run saved its processor beside the adapter, and loads with AutoModelForImageTextToText and AutoProcessor."""
+    if any((info.weights_dir / name).is_file() for name in PROCESSOR_FILES):
+        return "AutoModelForImageTextToText", "AutoProcessor", "processor"
+    return "AutoModelForCausalLM", "AutoTokenizer", "tokenizer"
 
 
 def _readme(info: RunRecord, out: Path) -> str:
@@ -206,11 +221,12 @@ def _readme(info: RunRecord, out: Path) -> str:
             'bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)` to `from_pretrained`.\n\n'
             if info.adapter_kind.base_quantization is not None else ""
         )
+        model_class, reader, what = _load_classes(info)
         load = (
-            "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-            f'base = AutoModelForCausalLM.from_pretrained("{info.base_model}")\n'
+            f"```python\nfrom peft import PeftModel\nfrom transformers import {model_class}, {reader}\n\n"
+            f'base = {model_class}.from_pretrained("{info.base_model}")\n'
             f'model = PeftModel.from_pretrained(base, "{out}")\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{out}")  # with the chat template used in training\n```\n\n'
+            f'{what} = {reader}.from_pretrained("{out}")  # with the chat template used in training\n```\n\n'
             + quantized + _vllm_section(info, name, out)
         )
     return (

@@ -127,7 +127,7 @@ def _build(recipe: Recipe, accelerator: Accelerator, folder: RunFolder, resume: 
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    model = apply_adapter(model, recipe.adapter, recipe.adapter_args)
+    model = apply_adapter(model, recipe.adapter, recipe.adapter_args, recipe.vision)
     speed.update(apply_speedups(model, recipe, accelerator.device))
     objective = build_objective(recipe, data, tokenizer, model)
     if objective.steps == 0:
@@ -368,7 +368,8 @@ def _finish(trainer: Trainer) -> None:
     final_eval = evals[-1][1] if already else _evaluate(trainer, state.step)
     model = trainer.accelerator.unwrap_model(trainer.model)
     full = distributed.gathered_weights(trainer.accelerator, trainer.model, trainer.recipe.adapter)
-    output = trainer.folder.save_weights(model, trainer.tokenizer, trainer.recipe.adapter, state_dict=full)
+    processor = getattr(trainer.objective, "processor", trainer.tokenizer)  # a VLM's: tokenizer + image processor
+    output = trainer.folder.save_weights(model, processor, trainer.recipe.adapter, state_dict=full)
     plot = None
     if trainer.folder.main:
         plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)

@@ -21,7 +21,7 @@ class ServeEngine:
         self.apps: OrderedDict[str, tuple[Any, dict[str, str], dict[str, str]]] = OrderedDict()
         self.lock = threading.Lock()
 
-    def complete(self, run_dir: Path, which: str, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+    def complete(self, run_dir: Path, which: str, messages: list[dict[str, Any]], max_tokens: int) -> dict[str, Any]:
         if which not in WHICH:
             raise UserError(f"model: '{which}' is not one of {', '.join(WHICH)}")
         check_messages(messages)

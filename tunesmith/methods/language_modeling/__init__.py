@@ -16,7 +16,13 @@ def _objective() -> ObjectiveClass:
     return LanguageModeling
 
 
-SFT = Method("sft", formats=("alpaca", "sharegpt", "messages", "prompt_completion"), objective=_objective,
+def _sft_objective() -> ObjectiveClass:
+    from tunesmith.methods.language_modeling.objective import sft_objective
+
+    return sft_objective
+
+
+SFT = Method("sft", formats=("alpaca", "sharegpt", "messages", "prompt_completion"), objective=_sft_objective,
              trains_on_samples=True, runs_sharded=True)
 """Conversations: the loss on the assistant turns (data.train_on)."""
 CPT = Method("cpt", formats=("text",), objective=_objective, trains_on_samples=True, runs_sharded=True)

@@ -37,6 +37,7 @@ from tunesmith.train.batches import BatchPlan, plan_batches
 from tunesmith.train.objective import Batch
 from tunesmith.train.stream_plan import StreamPlan
 from tunesmith.train.unwrap import unwrap_to_transformers
+from tunesmith.vision.families import is_vision_config
 
 
 class LanguageModeling:
@@ -99,6 +100,16 @@ class LanguageModeling:
         model.train(was_training)
         loss = float(nll / count.clamp(min=1))
         return {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
+
+
+def sft_objective(recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> Any:
+    """`method: sft`'s objective: LanguageModeling, or for a vision-language model the image-chat objective
+    (vision/objective.py: batches from the model's processor)."""
+    if is_vision_config(getattr(unwrap_to_transformers(model), "config", None)):
+        from tunesmith.vision.objective import VisionLanguageModeling
+
+        return VisionLanguageModeling(recipe, data, tokenizer, model)
+    return LanguageModeling(recipe, data, tokenizer, model)
 
 
 @dataclass

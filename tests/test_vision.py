@@ -1,0 +1,163 @@
+"""Vision-language models on tiny random LLaVA, Idefics3 and Qwen2-VL folders: loading, what trains, labels of
+image chats built by each family's processor, and `train` + `merge` end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tunesmith.adapters.build import apply_adapter
+from tunesmith.data.types import IGNORE_INDEX, Conversation, Message
+from tunesmith.errors import UserError
+from tunesmith.models.load import load_model
+from tunesmith.recipe.spec import AdapterArgs, Recipe, VisionSpec
+from tunesmith.testing.shapes import draw_shape, shape_rows
+from tunesmith.testing.vlm import save_tiny_vlm
+from tunesmith.vision.collate import collate, encode
+from tunesmith.vision.families import vision_family
+from tunesmith.vision.processor import load_processor
+
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+NEEDS_TORCHVISION = pytest.mark.skipif(not HAS_TORCHVISION,
+                                       reason="transformers' Qwen2-VL processor needs torchvision (not installed)")
+PROCESSED = ["llava", "idefics3", pytest.param("qwen2_vl", marks=NEEDS_TORCHVISION)]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("vlm")
+    return {family: save_tiny_vlm(family, root / family) for family in ("llava", "idefics3", "qwen2_vl")}
+
+
+def _chat(tmp_path: Path) -> Conversation:
+    path = tmp_path / "red-circle.png"
+    draw_shape("red", "circle").save(path)
+    return Conversation((Message("user", "<image>What is in the picture?"), Message("assistant", "a red circle")),
+                        images=(str(path),))
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3", "qwen2_vl"])
+def test_a_vlm_folder_loads_as_image_text_to_text(folders: dict[str, Path], family: str) -> None:
+    model = load_model(str(folders[family]), dtype="fp32")
+    assert "ForConditionalGeneration" in type(model).__name__
+    assert model.config.model_type == family
+    assert model.config.pad_token_id is not None
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3", "qwen2_vl"])
+def test_lora_wraps_only_the_language_model_and_the_tower_stays_frozen(folders: dict[str, Path], family: str) -> None:
+    model = load_model(str(folders[family]), dtype="fp32")
+    parts = vision_family(model.config)
+    peft_model = apply_adapter(model, "lora", AdapterArgs(r=4, alpha=8), VisionSpec())
+    wrapped = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and not n.endswith(("lora_A", "lora_B"))]
+    assert wrapped and all(f".{parts.language_model}." in n for n in wrapped), wrapped
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable), trainable
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3", "qwen2_vl"])
+def test_train_projector_trains_the_projector_whole(folders: dict[str, Path], family: str) -> None:
+    model = load_model(str(folders[family]), dtype="fp32")
+    parts = vision_family(model.config)
+    peft_model = apply_adapter(model, "lora", AdapterArgs(r=4, alpha=8), VisionSpec(train_projector=True))
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    projector = {n for n in trainable if f".{parts.projector}." in n}
+    assert projector and all("lora_" in n or n in projector for n in trainable)
+    tower = [n for n, p in peft_model.named_parameters() if f".{parts.vision_tower}." in n
+             and f".{parts.projector}." not in n]
+    assert tower and not any(n in trainable for n in tower)
+
+
+def test_full_fine_tuning_of_a_vlm_freezes_the_tower_unless_asked(folders: dict[str, Path]) -> None:
+    model = apply_adapter(load_model(str(folders["llava"]), dtype="fp32"), "full", AdapterArgs(), VisionSpec())
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(("model.vision_tower.", "model.multi_modal_projector.")) for n in frozen)
+    model = apply_adapter(load_model(str(folders["llava"]), dtype="fp32"), "full", AdapterArgs(),
+                          VisionSpec(train_vision_tower=True, train_projector=True))
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_an_adapter_without_target_modules_is_refused_for_a_vlm(folders: dict[str, Path]) -> None:
+    with pytest.raises(UserError, match="not supported for vision-language"):
+        apply_adapter(load_model(str(folders["llava"]), dtype="fp32"), "bottleneck", AdapterArgs(), VisionSpec())
+
+
+@pytest.mark.parametrize("family", PROCESSED)
+def test_labels_fall_on_the_answer_only(folders: dict[str, Path], family: str, tmp_path: Path) -> None:
+    processor = load_processor(str(folders[family]))
+    chat = _chat(tmp_path)
+    item = encode(processor, chat)
+    model = load_model(str(folders[family]), dtype="fp32")
+    batch = collate(processor, [chat, chat], [item, item], 512, model.config.image_token_id)
+    assert batch["input_ids"].shape[1] == item.length
+    trained = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX]
+    assert processor.tokenizer.decode(trained) == "a red circle<|im_end|>"
+    assert (batch["input_ids"] == model.config.image_token_id).sum() > 0
+    assert "pixel_values" in batch
+    output = model(**{k: v for k, v in batch.items() if k != "labels"})
+    assert torch.isfinite(output.logits).all()
+
+
+def test_a_chat_whose_placeholders_and_images_disagree_is_an_error(folders: dict[str, Path], tmp_path: Path) -> None:
+    chat = _chat(tmp_path)
+    broken = Conversation(chat.messages, images=chat.images * 2)
+    with pytest.raises(UserError, match="placeholders but 2 images"):
+        encode(load_processor(str(folders["llava"])), broken)
+
+
+def test_image_tokens_may_not_be_cut_by_max_seq_len(folders: dict[str, Path], tmp_path: Path) -> None:
+    processor, chat = load_processor(str(folders["llava"])), _chat(tmp_path)
+    item = encode(processor, chat)
+    image_id = load_model(str(folders["llava"]), dtype="fp32").config.image_token_id
+    with pytest.raises(UserError, match="image tokens reach past"):
+        collate(processor, [chat], [item], 5, image_id)
+    assert collate(processor, [chat], [item], item.length - 3, image_id)["input_ids"].shape[1] == item.length - 3
+
+
+def _recipe(name: str, model: Path, data: Path, out: Path, **vision: bool) -> Recipe:
+    return Recipe.model_validate({
+        "name": name, "model": str(model), "method": "sft", "adapter": "lora", "output": str(out),
+        "data": {"train": str(data), "eval": 0.25}, "adapter_args": {"r": 4, "alpha": 8},
+        "train": {"max_steps": 3, "batch_size": 2, "max_seq_len": 128, "lr": 5e-3, "threads": 2},
+        "vision": vision})
+
+
+@pytest.mark.parametrize("family", PROCESSED)
+def test_train_then_merge_a_tiny_vlm(folders: dict[str, Path], family: str, tmp_path: Path) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    from tunesmith.ship.merge import merge_run
+    from tunesmith.train.loop import train
+
+    data = tmp_path / "shapes.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in shape_rows(8, tmp_path / "images")))
+    run = train(_recipe("vlm", folders[family], data, tmp_path / "runs", train_projector=True)).path
+    saved = load_file(run / "adapter" / "adapter_model.safetensors")
+    parts = vision_family(load_model(str(folders[family]), dtype="fp32").config)
+    assert any(parts.projector.rpartition(".")[2] in k for k in saved) and any("lora_B" in k for k in saved)
+    assert any(float(v.abs().max()) > 0 for k, v in saved.items() if "lora_B" in k)  # LoRA B starts at zero
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "done"
+    merged = merge_run(run)
+    assert merged.max_abs_diff < 1e-4
+    model = AutoModelForImageTextToText.from_pretrained(merged.out)
+    processor = load_processor(str(merged.out))
+    assert model.config.model_type == family and processor.image_processor is not None
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3", "qwen2_vl"])
+def test_qlora_quantizes_the_language_model_only(folders: dict[str, Path], family: str) -> None:
+    pytest.importorskip("bitsandbytes")
+    model = load_model(str(folders[family]), dtype="fp32", quantization="nf4")
+    parts = vision_family(model.config)
+    kinds = {name: type(module).__name__ for name, module in model.named_modules() if "Linear" in type(module).__name__}
+    assert all(kind == "Linear4bit" for name, kind in kinds.items() if name.startswith(parts.language_model + "."))
+    outside = [kind for name, kind in kinds.items() if not name.startswith(parts.language_model + ".")]
+    assert outside and all(kind == "Linear" for kind in outside), kinds
+    peft_model = apply_adapter(model, "qlora", AdapterArgs(r=4, alpha=8), VisionSpec(train_projector=True))
+    assert any(f".{parts.projector}." in n and p.requires_grad for n, p in peft_model.named_parameters())

@@ -1,0 +1,8 @@
+"""Vision-language models: images in chats, through transformers' own classes (`AutoModelForImageTextToText`,
+`AutoProcessor`, the model's chat template), never a vision stack of our own.
+
+    families.py   one record per supported family: where its vision tower, projector and language model sit
+    load.py       a VLM and its processor from a folder; what is frozen and what trains (the `vision:` block)
+    collate.py    conversations with images -> the processor's batch, labels on assistant tokens only
+    objective.py  SFT on image chats (the shared loop's objective)
+"""
