@@ -368,11 +368,10 @@ def _finish(trainer: Trainer) -> None:
     final_eval = evals[-1][1] if already else _evaluate(trainer, state.step)
     model = trainer.accelerator.unwrap_model(trainer.model)
     full = distributed.gathered_weights(trainer.accelerator, trainer.model, trainer.recipe.adapter)
-    processor = getattr(trainer.objective, "processor", trainer.tokenizer)  # a VLM's: tokenizer + image processor
-    output = trainer.folder.save_weights(model, processor, trainer.recipe.adapter, state_dict=full)
-    plot = None
-    if trainer.folder.main:
-        plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name)
+    saved_with = getattr(trainer.objective, "processor", trainer.tokenizer)  # a VLM's: tokenizer + image processor
+    output = trainer.folder.save_weights(model, saved_with, trainer.recipe.adapter, state_dict=full)
+    main = trainer.folder.main
+    plot = plot_losses(trainer.metrics.records, trainer.folder.path / "loss.png", title=trainer.folder.path.name) if main else None
     evals = trainer.metrics.evals
     best_step = state.best_step
     saved = dict(list_checkpoints(trainer.folder.path))
