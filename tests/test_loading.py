@@ -23,7 +23,9 @@ def _write(path: Path, text: str) -> Path:
 def test_jsonl_rows_carry_their_physical_line(tmp_path: Path) -> None:
     path = _write(tmp_path / "d.jsonl", '{"a": "x"}\n\n   \n{"a": "y"}\r\n{"a": "z"}\n')
     rows = load_rows(path)
-    assert rows == [Row({"a": "x"}, f"{path}:1"), Row({"a": "y"}, f"{path}:4"), Row({"a": "z"}, f"{path}:5")]
+    folder = path.parent.absolute()  # where a row's relative picture paths resolve
+    assert rows == [Row({"a": "x"}, f"{path}:1", folder=folder), Row({"a": "y"}, f"{path}:4", folder=folder),
+                    Row({"a": "z"}, f"{path}:5", folder=folder)]
 
 
 def test_json_values_arrive_as_written(tmp_path: Path) -> None:
@@ -47,7 +49,8 @@ def test_non_object_json_line_is_named(tmp_path: Path) -> None:
 
 def test_json_array_rows_are_numbered(tmp_path: Path) -> None:
     path = _write(tmp_path / "d.json", json.dumps([{"a": "x"}, {"a": "y"}], indent=2))
-    assert load_rows(path) == [Row({"a": "x"}, f"{path}:row 1"), Row({"a": "y"}, f"{path}:row 2")]
+    folder = path.parent.absolute()
+    assert load_rows(path) == [Row({"a": "x"}, f"{path}:row 1", folder=folder), Row({"a": "y"}, f"{path}:row 2", folder=folder)]
 
 
 def test_invalid_json_array_names_the_line(tmp_path: Path) -> None:
@@ -64,8 +67,8 @@ def test_json_file_holding_json_lines_uses_lines(tmp_path: Path) -> None:
 def test_csv_rows_start_on_their_physical_line_and_stay_text(tmp_path: Path) -> None:
     path = _write(tmp_path / "d.csv", 'instruction,output\n"two\nlines",007\n\nNA,\n')
     assert load_rows(path) == [
-        Row({"instruction": "two\nlines", "output": "007"}, f"{path}:2"),
-        Row({"instruction": "NA", "output": ""}, f"{path}:5"),
+        Row({"instruction": "two\nlines", "output": "007"}, f"{path}:2", folder=path.parent.absolute()),
+        Row({"instruction": "NA", "output": ""}, f"{path}:5", folder=path.parent.absolute()),
     ]
 
 
@@ -89,7 +92,8 @@ def test_csv_duplicate_header_is_an_error(tmp_path: Path) -> None:
 def test_parquet_rows_are_numbered(tmp_path: Path) -> None:
     path = tmp_path / "d.parquet"
     pq.write_table(pa.table({"text": ["one", "two"], "n": [1, 2]}), path)
-    expected = [Row({"text": "one", "n": 1}, f"{path}:row 1"), Row({"text": "two", "n": 2}, f"{path}:row 2")]
+    folder = path.parent.absolute()
+    expected = [Row({"text": "one", "n": 1}, f"{path}:row 1", folder=folder), Row({"text": "two", "n": 2}, f"{path}:row 2", folder=folder)]
     assert load_rows(path) == expected
 
 
