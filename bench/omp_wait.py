@@ -1,6 +1,6 @@
-"""OpenMP's wait policy on a CPU shared with other work: `PASSIVE` (what `tunesmith` sets) against `ACTIVE`.
+"""OpenMP's wait policy on a CPU shared with other work: `PASSIVE` (what `tunesmith` sets) against the others.
 
-    python -m bench.omp_wait [--steps 20] [--rounds 2] [--busy 2]
+    python -m bench.omp_wait [--steps 20] [--rounds 2] [--busy 2] [--policies default ACTIVE PASSIVE]
 
 torch's CPU kernels run on an OpenMP thread pool whose idle threads, by default, spin between parallel
 regions. On a machine whose cores other processes also want (a laptop, a shared server, CI, several
@@ -9,6 +9,8 @@ waits for a descheduled peer at its barrier. The `tunesmith` command therefore s
 unless the user set it. This bench trains the same run (stories260k, CPT, full fine-tuning, batch 8 x 256,
 2 threads) in fresh processes under each policy, alternating, first on the otherwise idle machine and then
 beside `--busy` processes that each spin on a core: tokens per second of the steps after the first two.
+"default" is no OMP_WAIT_POLICY at all (libgomp then spins a while before it sleeps), what torch does unless
+told otherwise; the last policy listed is compared with the first.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from bench.common import REPO, RESULT_MARK, SHARED_DATA, machine_summary, runs_folder
 
 STORIES = REPO.parent / "shared" / "fixtures" / "stories260k"
-POLICIES = ("ACTIVE", "PASSIVE")
+POLICIES = ("default", "ACTIVE", "PASSIVE")
 
 
 def _spin(stop: Any) -> None:
@@ -46,7 +48,10 @@ def payload(workdir: Path, steps: int, name: str) -> dict[str, Any]:
 
 def run_policy(policy: str, data: dict[str, Any], log: Path) -> float:
     """Tokens per second of one fresh training process under `policy` (steps after the first two)."""
-    env = {**os.environ, "OMP_WAIT_POLICY": policy, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    if policy != "default":
+        env["OMP_WAIT_POLICY"] = policy
     command = [sys.executable, "-m", "bench.throughput_tunesmith", "--child", json.dumps(data)]
     with log.open("w") as err:
         done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True, check=False)
@@ -63,10 +68,10 @@ def measure(args: argparse.Namespace, busy: int) -> dict[str, list[float]]:
     spinners = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(busy)]
     for spinner in spinners:
         spinner.start()
-    speeds: dict[str, list[float]] = {p: [] for p in POLICIES}
+    speeds: dict[str, list[float]] = {p: [] for p in args.policies}
     try:
         for r in range(args.rounds):
-            for policy in POLICIES:
+            for policy in args.policies:
                 data = payload(args.workdir, args.steps, f"omp-{policy}-{busy}-{r}")
                 speeds[policy].append(run_policy(policy, data, args.workdir / f"{policy}-{busy}-{r}.log"))
                 print(f"  busy {busy} round {r} {policy:7s} {speeds[policy][-1]:8.0f} tok/s", flush=True)
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--busy", type=int, default=2, help="spinning processes beside the loaded measurement")
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tunesmith-bench-omp"))
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -89,9 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     for busy in (0, args.busy):
         speeds = measure(args, busy)
-        active, passive = (statistics.median(speeds[p]) for p in POLICIES)
-        print(f"busy {busy}: ACTIVE {active:.0f} tok/s, PASSIVE {passive:.0f} tok/s, PASSIVE / ACTIVE "
-              f"{passive / active:.2f}x (medians of {args.rounds})", flush=True)
+        medians = {p: statistics.median(speeds[p]) for p in args.policies}
+        first, last = args.policies[0], args.policies[-1]
+        print(f"busy {busy}: " + ", ".join(f"{p} {v:.0f} tok/s" for p, v in medians.items())
+              + f"; {last} / {first} {medians[last] / medians[first]:.2f}x (medians of {args.rounds})", flush=True)
     print(f"{time.perf_counter() - started:.0f} s; load average at end {os.getloadavg()[0]:.1f}")
 
 
