@@ -74,7 +74,7 @@ def build_comparison(root: Path, model: Path, data: Path, data_dir: Path, patch:
     from tunesmith.runs.record import read_run
     from tunesmith.train.loop import train
 
-    def train_here(recipe_file: Path, run_dir: Path, log: Path) -> dict[str, Any]:
+    def train_here(recipe_file: Path, run_dir: Path, log: Path, rewards_files: tuple[Path, ...] = ()) -> dict[str, Any]:
         begin = time.perf_counter()
         train(load_recipe(recipe_file), overwrite=True)
         return {"wall_seconds": round(time.perf_counter() - begin, 1), "resumed": False,
