@@ -161,3 +161,26 @@ def test_qlora_quantizes_the_language_model_only(folders: dict[str, Path], famil
     assert outside and all(kind == "Linear" for kind in outside), kinds
     peft_model = apply_adapter(model, "qlora", AdapterArgs(r=4, alpha=8), VisionSpec(train_projector=True))
     assert any(f".{parts.projector}." in n and p.requires_grad for n, p in peft_model.named_parameters())
+
+
+@pytest.mark.parametrize("family", PROCESSED)
+def test_the_loss_is_transformers_own_and_the_speedups_keep_it(folders: dict[str, Path], family: str,
+                                                             tmp_path: Path) -> None:
+    from tunesmith.methods.language_modeling.objective import trained_nll_sum
+    from tunesmith.train.speedups import apply_speedups
+
+    processor, chat = load_processor(str(folders[family])), _chat(tmp_path)
+    other = Conversation((Message("user", "Say hi <image> please"), Message("assistant", "hi there")), chat.images)
+    items = [encode(processor, chat), encode(processor, other)]
+    model = load_model(str(folders[family]), dtype="fp32")
+    batch = collate(processor, [chat, other], items, 512, model.config.image_token_id)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        reference = model(**inputs, labels=batch["labels"]).loss
+        ours = trained_nll_sum(model, inputs, batch["labels"]) / sum(item.trained for item in items)
+        assert torch.allclose(ours, reference, atol=1e-5), (ours, reference)
+        recipe = Recipe.model_validate({"name": "x", "model": str(folders[family]), "data": {"train": "t"}})
+        peft_model = apply_adapter(model, "lora", AdapterArgs(r=4, alpha=8), VisionSpec(train_projector=True))
+        apply_speedups(peft_model, recipe, torch.device("cpu"))  # LoRA's B starts at zero: the same function
+        sped = trained_nll_sum(peft_model, inputs, batch["labels"]) / sum(item.trained for item in items)
+    assert torch.allclose(sped, reference, atol=1e-5), (sped, reference)

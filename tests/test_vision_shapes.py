@@ -32,7 +32,7 @@ def _exact(answers: list[str], truths: list[str]) -> float:
     return sum(a == t for a, t in zip(answers, truths)) / len(truths)
 
 
-def shapes_check(base_dir: Path, work: Path) -> dict[str, Any]:
+def shapes_check(base_dir: Path, work: Path, vision: dict[str, bool] | None = None) -> dict[str, Any]:
     """Held-out exact match before and after LoRA + projector SFT, and the merged model's answers against
     base + adapter's; what the test asserts (and prints)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -53,9 +53,9 @@ def shapes_check(base_dir: Path, work: Path) -> dict[str, Any]:
     before = greedy_answers(load_model(str(base_dir), dtype="fp32"), processor, prompts, ANSWER_TOKENS)
     recipe = Recipe.model_validate({
         "name": "shapes", "model": str(base_dir), "method": "sft", "adapter": "lora", "output": str(work / "runs"),
-        "data": {"train": str(train_file), "eval": str(heldout_file)}, "vision": {"train_projector": True},
+        "data": {"train": str(train_file), "eval": str(heldout_file)}, "vision": vision or {"train_projector": True},
         "adapter_args": {"r": 16, "alpha": 32, "dropout": 0.0},
-        "train": {"epochs": 2, "batch_size": 8, "lr": 2e-3, "max_seq_len": 128, "warmup_ratio": 0.05,
+        "train": {"epochs": 4, "batch_size": 8, "lr": 2e-3, "max_seq_len": 128, "warmup_ratio": 0.05,
                   "log_every": 5},
     })
     trained_at = time.perf_counter()
