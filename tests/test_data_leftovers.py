@@ -63,3 +63,25 @@ def test_writing_a_store_clears_what_a_dead_writer_left(tmp_path: Path) -> None:
     os.utime(dead, (time.time() - 3600,) * 2)
     build_store(tmp_path / KEY, lambda folder: (folder / "COMPLETE").write_text(KEY))
     assert sorted(p.name for p in tmp_path.iterdir()) == [KEY]
+
+
+def test_a_store_whose_data_changed_while_it_was_written_is_not_kept(tmp_path: Path, monkeypatch) -> None:
+    """The two-pass writers read the data twice: a file rewritten in between must not leave a store under the
+    first hash (the next run would train on a mix of the old and the new file)."""
+    from tunesmith.data.cache import CACHE_ENV, cache_dir
+    from tunesmith.data.leftovers import write_and_load
+    from tunesmith.data.pipeline import data_sources
+    from tunesmith.recipe.spec import recipe_from_dict
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "one"}\n')
+    spec = recipe_from_dict({"name": "r", "model": "unused", "data": {"train": str(data)}}).data
+    sources = data_sources(spec)
+
+    def write(folder: Path) -> None:
+        (folder / "train.tokens.bin").write_bytes(b"x")
+        data.write_text('{"text": "one"}\n{"text": "two"}\n')  # rewritten while the store was written
+
+    assert write_and_load(KEY, spec, sources, write) is None
+    assert not (cache_dir() / KEY).exists()

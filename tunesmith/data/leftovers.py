@@ -22,8 +22,15 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunesmith.runs.atomic import TMP_PREFIX, build_folder, discard
+
+if TYPE_CHECKING:
+    from tunesmith.data.prepared import PreparedData
+    from tunesmith.recipe.spec import DataSpec
+
+logger = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 
@@ -78,3 +85,33 @@ def _abandoned(path: Path, min_age: float) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+class _Rewritten(Exception):
+    """A data file changed while the store was being written."""
+
+
+def write_and_load(key: str, spec: DataSpec, sources: dict[str, str], write: Callable[[Path], object]) -> PreparedData | None:
+    """The store `key` built by `write(folder)` (build_store) and read back, for the two-pass writers; None
+    when it cannot be written (a folder that fails, a full disk) or a data file changed while it was read
+    (no store under the old hash): then the general path prepares the data."""
+    from tunesmith.data.cache import CACHE_ENV, cache_dir, load_prepared
+    from tunesmith.data.pipeline import data_sources
+
+    def fill(folder: Path) -> None:
+        write(folder)
+        if data_sources(spec) != sources:
+            raise _Rewritten()
+
+    try:
+        build_store(cache_dir() / key, fill)
+    except _Rewritten:
+        return None
+    except OSError as err:
+        logger.warning("could not write the data store under %s (%s); set %s to a writable folder, or "
+                       "data.cache: false", cache_dir(), err, CACHE_ENV)
+        return None
+    stored = load_prepared(key)
+    if stored is not None:
+        stored.from_cache = False
+    return stored

@@ -29,7 +29,7 @@ import numpy as np
 
 from tunesmith.data import parallel
 from tunesmith.data.formats import DETECT_SAMPLE, detect_format, judge_bad_rows, parse_row
-from tunesmith.data.leftovers import build_store
+from tunesmith.data.leftovers import write_and_load
 from tunesmith.data.pairs import usable
 from tunesmith.data.parallel import encode_stream, example_chars, forked_map
 from tunesmith.data.prepared import PreparedData
@@ -198,9 +198,6 @@ def store_rows(key: str, recipe: Recipe, tokenizer: Any, workers: int, sources: 
     """The store of `recipe` written in two passes (module docstring) and read back; None when it cannot be
     written (then the general path prepares the data; nothing was tokenized here when the folder failed
     before the first slice). `check(format)` vets the detected format before anything is tokenized."""
-    from tunesmith.data.cache import CACHE_ENV, cache_dir, load_prepared
-    from tunesmith.data.pipeline import data_sources
-
     spec = recipe.data
     try:
         train = scan(spec.train, None if spec.format == "auto" else spec.format, spec.on_bad_row)
@@ -210,25 +207,4 @@ def store_rows(key: str, recipe: Recipe, tokenizer: Any, workers: int, sources: 
     except HasPictures:
         return None
     facts: dict[str, Any] = {"detected": spec.format == "auto", "sources": sources, "notes": [], "replay": None}
-
-    def fill(folder: Path) -> None:
-        write_rows_store(folder, key, recipe, tokenizer, train, eval_, workers, facts)
-        if data_sources(spec) != sources:  # a file rewritten while it was read: no store under the old hash
-            raise _Rewritten()
-
-    try:
-        build_store(cache_dir() / key, fill)
-    except _Rewritten:
-        return None
-    except OSError as err:
-        logger.warning("could not write the data store under %s (%s); set %s to a writable folder, or "
-                       "data.cache: false", cache_dir(), err, CACHE_ENV)
-        return None
-    stored = load_prepared(key)
-    if stored is not None:
-        stored.from_cache = False
-    return stored
-
-
-class _Rewritten(Exception):
-    """A data file changed while the store was being written."""
+    return write_and_load(key, spec, sources, lambda folder: write_rows_store(folder, key, recipe, tokenizer, train, eval_, workers, facts))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith.data import parallel
-from tunesmith.data.leftovers import build_store
+from tunesmith.data.leftovers import write_and_load
 from tunesmith.data.loading import iter_text_lines
 from tunesmith.data.parallel import cut_blocks, encode_stream, forked_map, tokenize_split
 from tunesmith.data.prepared import PreparedData
@@ -152,30 +152,6 @@ def store_text(key: str, recipe: Recipe, tokenizer: Any, files: list[Path], work
                sources: dict[str, str]) -> PreparedData | None:
     """The store of a raw-text recipe written in two passes (see the module docstring) and read back; None
     when it cannot be written (then the general path prepares the data)."""
-    from tunesmith.data.cache import CACHE_ENV, cache_dir, load_prepared
-    from tunesmith.data.pipeline import data_sources
-
     facts: dict[str, Any] = {"format": "text", "detected": recipe.data.format == "auto", "bad_rows": [],
                              "sources": sources, "notes": [], "unusable": 0, "replay": None}
-
-    def fill(folder: Path) -> None:
-        write_text_store(folder, key, recipe, tokenizer, files, workers, facts)
-        if data_sources(recipe.data) != sources:  # a file rewritten while it was read: no store under the old hash
-            raise _Rewritten()
-
-    try:
-        build_store(cache_dir() / key, fill)
-    except _Rewritten:
-        return None
-    except OSError as err:
-        logger.warning("could not write the data store under %s (%s); set %s to a writable folder, or "
-                       "data.cache: false", cache_dir(), err, CACHE_ENV)
-        return None
-    stored = load_prepared(key)
-    if stored is not None:
-        stored.from_cache = False
-    return stored
-
-
-class _Rewritten(Exception):
-    """A data file changed while the store was being written."""
+    return write_and_load(key, recipe.data, sources, lambda folder: write_text_store(folder, key, recipe, tokenizer, files, workers, facts))
