@@ -253,3 +253,28 @@ class StepCpuClock:
         tokens = self.inner.real_tokens(step)
         self.cpu_seconds[step] = time.process_time() - self._started[step]
         return tokens
+
+
+def command_seconds(verb: str, recipe: Path) -> float:
+    """`tunesmith VERB RECIPE` in this process: its seconds, or for `train` the seconds to its first optimizer
+    step (the first metrics record), which is what a user waits for before training starts."""
+    from tunesmith.cli import app
+    from tunesmith.train import loop
+
+    first_step: list[float] = []
+    log = loop._log
+
+    def stamped(trainer: Any, record: dict[str, Any]) -> None:
+        first_step.append(first_step[0] if first_step else time.perf_counter())
+        log(trainer, record)
+
+    loop._log = stamped
+    started = time.perf_counter()
+    try:
+        app([verb, str(recipe)], standalone_mode=False)
+    except SystemExit as stop:
+        if stop.code:
+            raise
+    finally:
+        loop._log = log
+    return (first_step[0] if verb == "train" else time.perf_counter()) - started

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, SHARED_DATA, child_or_parent, machine_summary, peak_rss_mib, run_child
+from bench.common import REPO, SHARED_DATA, child_or_parent, command_seconds, machine_summary, peak_rss_mib, run_child
 
 STORIES = REPO.parent / "shared" / "fixtures" / "stories260k"
 SMOLLM2 = REPO.parent / "shared" / "fixtures" / "smollm2-135m-instruct"
@@ -119,25 +119,7 @@ def _recipe(payload: dict[str, Any]) -> Path:
 
 def _tunesmith(payload: dict[str, Any]) -> float:
     """`tunesmith validate` (or `train`: seconds to the first optimizer step's record) in this process."""
-    from tunesmith.cli import app
-    from tunesmith.train import loop
-
-    recipe = _recipe(payload)
-    first_step: list[float] = []
-    log = loop._log
-
-    def stamped(trainer: Any, record: dict[str, Any]) -> None:
-        first_step.append(first_step[0] if first_step else time.perf_counter())
-        log(trainer, record)
-
-    loop._log = stamped
-    started = time.perf_counter()
-    try:
-        app([payload["mode"] if payload["mode"] == "train" else "validate", str(recipe)], standalone_mode=False)
-    except SystemExit as stop:
-        if stop.code:
-            raise
-    return (first_step[0] if payload["mode"] == "train" else time.perf_counter()) - started
+    return command_seconds("train" if payload["mode"] == "train" else "validate", _recipe(payload))
 
 
 def child(payload: dict[str, Any]) -> dict[str, Any]:

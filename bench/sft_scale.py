@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, SHARED_DATA, child_or_parent, machine_summary, peak_rss_mib, run_child
+from bench.common import REPO, SHARED_DATA, child_or_parent, command_seconds, machine_summary, peak_rss_mib, run_child
 
 STORIES = REPO.parent / "shared" / "fixtures" / "stories260k"
 MODES = ("validate", "train")
@@ -56,29 +56,12 @@ def _recipe(payload: dict[str, Any]) -> Path:
 
 def child(payload: dict[str, Any]) -> dict[str, Any]:
     """One command in this process: seconds (to the first optimizer step, for train) and peak memory."""
-    from tunesmith.cli import app
-    from tunesmith.train import loop
-
     os.environ["TUNESMITH_CACHE"] = str(Path(payload["workdir"]) / f"store-{payload['rows']}")
     if payload["mode"] == "validate":
         shutil.rmtree(os.environ["TUNESMITH_CACHE"], ignore_errors=True)
     else:
         shutil.rmtree(Path(payload["workdir"]) / "runs", ignore_errors=True)
-    first_step: list[float] = []
-    log = loop._log
-
-    def stamped(trainer: Any, record: dict[str, Any]) -> None:
-        first_step.append(first_step[0] if first_step else time.perf_counter())
-        log(trainer, record)
-
-    loop._log = stamped
-    started = time.perf_counter()
-    try:
-        app([payload["mode"], str(_recipe(payload))], standalone_mode=False)
-    except SystemExit as stop:
-        if stop.code:
-            raise
-    seconds = (first_step[0] if payload["mode"] == "train" else time.perf_counter()) - started
+    seconds = command_seconds(payload["mode"], _recipe(payload))
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"seconds": seconds, "peak_mib": peak_rss_mib(), "workers_mib": workers}
 
