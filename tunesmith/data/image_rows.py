@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from tunesmith.data.fields import BadRow, kind_name
-from tunesmith.data.images import ImageError, count_placeholders, open_image
+from tunesmith.data.images import ImageError, count_placeholders, is_remote, open_image, remote_refusal
 from tunesmith.data.parallel import forked_map
 from tunesmith.data.types import Conversation, Example, Preference, Unpaired
 
@@ -125,10 +125,9 @@ def row_image_refs(row: dict[str, Any]) -> list[str] | None:
 
 def resolve_ref(ref: str, folder: Path | None, n: int) -> str:
     """A reference as the contract holds it: a `data:` URI as is, a path made absolute against `folder`."""
+    if is_remote(ref):
+        raise BadRow(f"image {n}: {remote_refusal(ref)}")
     lowered = ref[:16].lower()
-    if lowered.startswith(("http://", "https://")):
-        raise BadRow(f"image {n}: remote image {ref[:80]!r} refused: images are read from local files or data: "
-                     "URIs only (download it and give its path)")
     if lowered.startswith("data:"):
         return ref
     if lowered.startswith("file:"):

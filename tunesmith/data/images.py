@@ -45,13 +45,23 @@ def _data_uri_bytes(ref: str) -> bytes:
         raise ImageError(f"the data: URI's base64 is corrupt ({exc})") from None
 
 
+def is_remote(ref: str) -> bool:
+    """An http(s) URL: never fetched, for a data row or a request naming one must not make tunesmith reach
+    the network (every reader of image references asks this one predicate)."""
+    return ref[:8].lower().startswith(("http://", "https://"))
+
+
+def remote_refusal(ref: str) -> str:
+    """Why a data file's remote image is refused, and what to do instead."""
+    return (f"remote image {ref[:80]!r} refused: images are read from local files or data: URIs only "
+            "(download it and give its path)")
+
+
 def image_bytes(ref: str) -> bytes:
     """The encoded bytes behind a reference: a `data:` URI or a local file; a remote URL is refused."""
-    lowered = ref[:16].lower()
-    if lowered.startswith(("http://", "https://")):
-        raise ImageError(f"remote image {ref[:80]!r} refused: images are read from local files or data: URIs "
-                         "only (download it and give its path)")
-    if lowered.startswith("data:"):
+    if is_remote(ref):
+        raise ImageError(remote_refusal(ref))
+    if ref[:5].lower() == "data:":
         return _data_uri_bytes(ref)
     path = Path(ref)
     if not path.is_file():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from tunesmith.data.images import IMAGE_PLACEHOLDER, ImageError, open_image
+from tunesmith.data.images import IMAGE_PLACEHOLDER, ImageError, is_remote, open_image
 from tunesmith.data.types import Message
 from tunesmith.serve.errors import ApiError
 from tunesmith.serve.schemas import ChatMessage, ImageUrlPart
@@ -69,11 +69,10 @@ def chat_input(messages: list[ChatMessage], image_root: Path | None) -> ChatInpu
 
 def request_image(url: str, image_root: Path | None, param: str) -> str:
     """One picture's reference as the engine receives it (a `data:` URI), after every check of this module."""
-    lowered = url[:16].lower()
-    if lowered.startswith(("http://", "https://")):
+    if is_remote(url):
         raise ApiError(400, "remote image URLs are not fetched by this server; send the image inline as a "
                        "data: URI (data:image/png;base64,...)", param=param)
-    if lowered.startswith("data:"):
+    if url[:5].lower() == "data:":
         if len(url) > MAX_REQUEST_IMAGE_BYTES * 4 // 3 + 64:
             raise ApiError(400, f"the image is over {MAX_REQUEST_IMAGE_BYTES // 2**20} MiB", param=param)
         _check_decodes(url, param)
