@@ -23,8 +23,8 @@ from tunesmith.data.images import count_placeholders, open_image
 from tunesmith.data.types import Conversation
 from tunesmith.errors import UserError
 from tunesmith.evaluate.benchmarks.base import Outcome
+from tunesmith.evaluate.benchmarks.multiple_choice import summarize
 from tunesmith.evaluate.heldout import HeldoutSet, prompt_and_answer
-from tunesmith.evaluate.stats import proportion
 from tunesmith.evaluate.textmetrics import exact_match, normalize_answer
 from tunesmith.methods.shared.token_nll import token_nll_sum
 from tunesmith.train.unwrap import unwrap_to_transformers
@@ -67,21 +67,11 @@ def vision_heldout(model: Any, processor: Any, heldout: HeldoutSet, *, limit: in
                   "prediction": answer,
                   "correct": {"exact_match": exact_match(answer, reference), "contains": contains(answer, reference)}}
         records.append(record)
-    result.update(_scores(records))
+    result.update(summarize(records, METRICS))  # the benchmarks' accuracies and Wilson intervals
     result["examples"] = [{"image": thumbnail(prompt.images[0]) if prompt.images else None,
                            "question": r["question"], "reference": r["reference"], "prediction": r["prediction"]}
                           for prompt, r in list(zip(prompts, records))[:EXAMPLES]]
     return Outcome(result, records)
-
-
-def _scores(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each metric's share of items, with its standard error and Wilson 95% interval (as the benchmarks)."""
-    scores: dict[str, Any] = {"n": len(records), "intervals": {}}
-    for metric in METRICS:
-        estimate = proportion([r["correct"][metric] for r in records])
-        scores[metric] = estimate.value
-        scores["intervals"][metric] = {"se": estimate.se, "ci95": [estimate.low, estimate.high]}
-    return scores
 
 
 @torch.inference_mode()
