@@ -16,6 +16,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,6 +104,36 @@ def peak_rss_mib() -> float:
 def current_rss_mib() -> float:
     """This process's resident memory now (VmRSS), in MiB; 0 where /proc is missing."""
     return _status_mib("VmRSS") or 0.0
+
+
+class AnonPeak:
+    """The peak of this process's anonymous resident memory (RssAnon: heap, tensors, Python objects), sampled
+    every `interval` seconds by a thread while the `with` block runs.
+
+    Why beside VmHWM: RSS also counts the file pages of every mapped or freshly written file, which the kernel
+    reclaims under pressure; a store written and mapped in pieces shows up in VmHWM although the process holds
+    none of it. RssAnon is the memory that would have to fit. A sampler misses spikes shorter than `interval`.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval, self.peak_mib = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.peak_mib = max(self.peak_mib, _status_mib("RssAnon") or 0.0)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, _status_mib("RssAnon") or 0.0)
 
 
 def cuda_sync() -> None:

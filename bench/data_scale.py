@@ -17,7 +17,8 @@ repeated, each repeat numbered so lines differ), then, each in a fresh process, 
 * train:    `tunesmith train` for 5 steps on the stories260k model with the store filled: seconds from the
             command's start to its first optimizer step (the first record of metrics.jsonl).
 
-MB/s is the corpus's bytes over the timed seconds. Peak RSS is the child's own VmHWM; "workers" is the
+MB/s is the corpus's bytes over the timed seconds. Peak RSS is the child's own VmHWM, "anon" the peak of
+its anonymous memory alone (bench.common.AnonPeak: RSS without the file pages of the store it writes and maps); "workers" is the
 largest peak of any process it waited for (tunesmith's tokenizing workers, datasets' map processes; a
 forked process's peak counts the pages it shares with its parent; the raw rows, which start no worker,
 still show ~240 MiB there, from some process run while importing). The SmolLM2 tokenizer is read from the GGUF
@@ -37,7 +38,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, SHARED_DATA, child_or_parent, command_seconds, machine_summary, peak_rss_mib, run_child
+from bench.common import (
+    REPO,
+    SHARED_DATA,
+    AnonPeak,
+    child_or_parent,
+    command_seconds,
+    machine_summary,
+    peak_rss_mib,
+    run_child,
+)
 
 STORIES = REPO.parent / "shared" / "fixtures" / "stories260k"
 SMOLLM2 = REPO.parent / "shared" / "fixtures" / "smollm2-135m-instruct"
@@ -111,7 +121,7 @@ def _recipe(payload: dict[str, Any]) -> Path:
     path = Path(payload["workdir"]) / f"cpt-{payload['tokenizer']}.yaml"
     model = _model(payload["tokenizer"], payload["workdir"])
     path.write_text(f"name: scale\nmodel: {model}\nmethod: cpt\nadapter: full\n"
-                    f"data: {{train: {payload['corpus']}, eval: 0.001}}\n"
+                    f"data: {{train: {payload['corpus']}, eval: {payload['eval']}}}\n"
                     "train: {max_seq_len: 256, max_steps: 5, batch_size: 4, log_every: 1}\n"
                     f"output: {Path(payload['workdir']) / 'runs'}\n")
     return path
@@ -129,11 +139,13 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(os.environ["TUNESMITH_CACHE"], ignore_errors=True)
     if mode == "train":
         shutil.rmtree(Path(payload["workdir"]) / "runs", ignore_errors=True)
-    seconds = {"raw": _raw, "datasets": _datasets}.get(mode, _tunesmith)(payload)
+    with AnonPeak() as anon:
+        seconds = {"raw": _raw, "datasets": _datasets}.get(mode, _tunesmith)(payload)
     store = Path(os.environ["TUNESMITH_CACHE"]) / "data"
     size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) if store.is_dir() else 0
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_mib": peak_rss_mib(), "workers_mib": workers, "store_mb": size / 1e6}
+    return {"seconds": seconds, "peak_mib": peak_rss_mib(), "anon_mib": anon.peak_mib, "workers_mib": workers,
+            "store_mb": size / 1e6}
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -146,7 +158,8 @@ def parent(args: argparse.Namespace) -> None:
             for mode in args.modes:
                 if mode == "train" and tokenizer != "stories260k":
                     continue  # 5 steps of the 135M model would measure the model, not the data path
-                payload = {"mode": mode, "corpus": str(corpus), "tokenizer": tokenizer, "workdir": str(workdir)}
+                payload = {"mode": mode, "corpus": str(corpus), "tokenizer": tokenizer, "workdir": str(workdir),
+                           "eval": args.eval}
                 result = run_child("bench.data_scale", payload, workdir / f"{megabytes}-{tokenizer}-{mode}.log",
                                    timeout=args.timeout)
                 result.update(mb=corpus.stat().st_size / 1e6, tokenizer=tokenizer, mode=mode)
@@ -158,7 +171,7 @@ def parent(args: argparse.Namespace) -> None:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'corpus':>7} {'tokenizer':11} {'mode':8} {'seconds':>8} {'MB/s':>6} {'peak MiB':>9} "
+    print(f"\n{'corpus':>7} {'tokenizer':11} {'mode':8} {'seconds':>8} {'MB/s':>6} {'peak MiB':>9} {'anon MiB':>9} "
           f"{'workers MiB':>11} {'store MB':>9}  vs raw  vs datasets")
     for row in rows:
         same = {r["mode"]: r for r in rows if r["mb"] == row["mb"] and r["tokenizer"] == row["tokenizer"]}
@@ -166,7 +179,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ratios = "".join(f"  {same[ref]['seconds'] / row['seconds']:>6.2f}x" if ref in same else "  " + " " * 7
                          for ref in ("raw", "datasets"))
         print(f"{row['mb']:>6.0f}M {row['tokenizer']:11} {row['mode']:8} {row['seconds']:>8.1f} {rate:>6.2f} "
-              f"{row['peak_mib']:>9.0f} {row['workers_mib']:>11.0f} {store_column(row):>9}{ratios}")
+              f"{row['peak_mib']:>9.0f} {row['anon_mib']:>9.0f} {row['workers_mib']:>11.0f} {store_column(row):>9}{ratios}")
     print("vs raw / vs datasets: that row's speed as a multiple of the reference's (above 1: faster)")
 
 
@@ -180,6 +193,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="corpus sizes in MB")
     parser.add_argument("--tokenizers", nargs="+", default=["stories260k"], choices=["stories260k", "smollm2"])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--eval", default="0.001", help="the recipe's data.eval: a held-out fraction or a file")
     parser.add_argument("--workdir", default="/tmp/tunesmith-bench-data-scale")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--keep", action="store_true", help="keep the corpora (they are regenerated otherwise)")

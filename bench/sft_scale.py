@@ -7,7 +7,8 @@ A ShareGPT file of each size is written under --workdir from the shared Alpaca r
 as the human turn, output as the gpt turn; each repeat numbered so rows differ: about 400 bytes a row, so
 1M rows is ~0.4 GB). Then, each in a fresh process with its own data store: `validate` with an empty store
 (read, parse, template, tokenize, write the store, report), and `train` for 5 steps on the stories260k model
-with that store filled (seconds to the first optimizer step). Peak RSS is the child's VmHWM, "workers" the
+with that store filled (seconds to the first optimizer step). Peak RSS is the child's VmHWM, "anon" the peak
+of its anonymous memory alone (bench.common.AnonPeak: without the store's file pages), "workers" the
 largest peak of the processes it waited for. The claim checked: memory does not grow with the row count.
 """
 
@@ -23,7 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, SHARED_DATA, child_or_parent, command_seconds, machine_summary, peak_rss_mib, run_child
+from bench.common import (
+    REPO,
+    SHARED_DATA,
+    AnonPeak,
+    child_or_parent,
+    command_seconds,
+    machine_summary,
+    peak_rss_mib,
+    run_child,
+)
 
 STORIES = REPO.parent / "shared" / "fixtures" / "stories260k"
 MODES = ("validate", "train")
@@ -61,9 +71,10 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(os.environ["TUNESMITH_CACHE"], ignore_errors=True)
     else:
         shutil.rmtree(Path(payload["workdir"]) / "runs", ignore_errors=True)
-    seconds = command_seconds(payload["mode"], _recipe(payload))
+    with AnonPeak() as anon:
+        seconds = command_seconds(payload["mode"], _recipe(payload))
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_mib": peak_rss_mib(), "workers_mib": workers}
+    return {"seconds": seconds, "peak_mib": peak_rss_mib(), "anon_mib": anon.peak_mib, "workers_mib": workers}
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -79,10 +90,10 @@ def parent(args: argparse.Namespace) -> None:
             result.update(rows=count, mode=mode, mb=data.stat().st_size / 1e6)
             rows.append(result)
             print(f"  {count} rows {mode}: {json.dumps(result)}", flush=True)
-    print(f"\n{'rows':>9} {'file MB':>8} {'mode':8} {'seconds':>8} {'peak MiB':>9} {'workers MiB':>11}")
+    print(f"\n{'rows':>9} {'file MB':>8} {'mode':8} {'seconds':>8} {'peak MiB':>9} {'anon MiB':>9} {'workers MiB':>11}")
     for row in rows:
         print(f"{row['rows']:>9} {row['mb']:>8.0f} {row['mode']:8} {row['seconds']:>8.1f} {row['peak_mib']:>9.0f} "
-              f"{row['workers_mib']:>11.0f}")
+              f"{row['anon_mib']:>9.0f} {row['workers_mib']:>11.0f}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
