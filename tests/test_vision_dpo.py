@@ -158,3 +158,22 @@ def test_validate_reports_the_pictures_of_preference_rows(llava: Path, tmp_path:
     assert result.exit_code == 0, result.output[-3000:]
     assert "preference" in result.output
     assert "1 / 1 / 1 (6 of 6 rows have images)" in result.output
+
+
+def test_full_fine_tuning_precomputed_reference_equals_the_frozen_copy_on_idefics3(tmp_path: Path) -> None:
+    """Idefics3's pixel_attention_mask reaches both forwards; the reference sees the pictures when precomputed
+    before the first update and when run by a frozen copy each step alike."""
+    from tunesmith.train.loop import train
+
+    folder = save_tiny_vlm("idefics3", tmp_path / "idefics3", seed=3)
+    data = write_pairs(tmp_path, 6)
+    margins = []
+    for precompute in (False, True):
+        recipe = {**_recipe(folder, data, tmp_path / f"runs-{precompute}"), "adapter": "full", "adapter_args": {},
+                  "dpo": {"beta": 0.5, "precompute_ref": precompute}}
+        recipe["train"] = {**recipe["train"], "max_steps": 3, "batch_size": 3, "lr": 1e-3}
+        run = train(recipe_from_dict(recipe)).path
+        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        margins.append([s["margin"] for s in steps if "margin" in s])
+    assert margins[0] == pytest.approx(margins[1], abs=1e-5)
+    assert margins[0][0] == pytest.approx(0.0, abs=1e-6) and margins[0][-1] > 0.5
