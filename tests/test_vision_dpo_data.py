@@ -5,6 +5,7 @@ on_bad_row: skip), pictures kept with the prompt, and refused where no training 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ from tunesmith.data.example_codec import decode, encode
 from tunesmith.data.formats import parse_rows
 from tunesmith.data.images import IMAGE_PLACEHOLDER
 from tunesmith.data.loading import load_rows
-from tunesmith.data.pairs import PICTURES_REFUSAL, tokenize_pairs
-from tunesmith.data.types import Message, Preference
+from tunesmith.data.pairs import PICTURES_REFUSAL, as_unpaired, tokenize_pairs
+from tunesmith.data.types import Message, Preference, Unpaired
 from tunesmith.errors import DataError, UserError
 
 
@@ -91,9 +92,13 @@ def test_pairs_whose_pictures_do_not_fit_are_bad_rows(tmp_path: Path, row: dict[
 
 
 def test_a_pair_with_pictures_is_refused_where_it_would_train_as_text() -> None:
-    """ORPO, the reward model and a text model's DPO tokenize pairs as text: the pictures would be lost."""
+    """ORPO, the reward model and a text model's DPO tokenize pairs as text, KTO splits them into answers that
+    carry no pictures: the pictures would be lost."""
     pair = Preference((Message("user", "<image>Colour?"),), (Message("assistant", "Red."),),
                       (Message("assistant", "Blue."),), ("red.png",))
     with pytest.raises(UserError, match="method: dpo .* on a vision-language model only"):
         tokenize_pairs([pair], tokenizer=None, max_len=64)
-    assert "orpo, reward" in PICTURES_REFUSAL
+    with pytest.raises(UserError, match="orpo, kto, reward and a text model's dpo cannot see them"):
+        as_unpaired([pair])
+    assert as_unpaired([replace(pair, images=())])[0] == Unpaired(pair.prompt, pair.chosen, True)
+    assert PICTURES_REFUSAL.startswith("preference rows with images")

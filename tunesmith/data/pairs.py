@@ -24,7 +24,8 @@ from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Message, P
 from tunesmith.errors import UserError
 
 PICTURES_REFUSAL = ("preference rows with images train with method: dpo (any dpo.loss) on a vision-language model "
-                    "only; orpo, reward and a text model's dpo cannot see them. Use a VLM, or drop the rows' images")
+                    "only; orpo, kto, reward and a text model's dpo cannot see them. Use a VLM, or drop the rows' "
+                    "images")
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def as_unpaired(examples: list[Example]) -> list[Unpaired]:
         if isinstance(ex, Unpaired):
             out.append(ex)
         elif isinstance(ex, Preference):
+            if ex.images:  # an Unpaired answer has no pictures to carry them
+                raise UserError(PICTURES_REFUSAL)
             out += [Unpaired(ex.prompt, ex.chosen, True), Unpaired(ex.prompt, ex.rejected, False)]
         else:
             raise UserError(f"expected kto rows (prompt, completion, label) or preference rows, got a {type(ex).__name__} row")
