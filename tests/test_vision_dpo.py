@@ -121,6 +121,29 @@ def test_vision_dpo_equals_trl(llava: Path, tmp_path: Path) -> None:
     assert abs(metrics["margin"]) > 1e-3, "the random adapter should move the policy away from the reference"
 
 
+def test_on_chatml_trl_also_scores_the_newline_after_the_answer(llava: Path, tmp_path: Path) -> None:
+    """The one difference from TRL, by design (as for text pairs): the template's text after the end-of-turn
+    token is not part of the answer we score."""
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    from tunesmith.vision.pairs import collate_image_pairs, image_pairs
+
+    data = write_pairs(tmp_path, 2)
+    processor = _processor(llava)
+    prepared = prepare_data(recipe_from_dict({
+        "name": "p", "model": str(llava), "method": "dpo", "output": str(tmp_path / "runs"),
+        "data": {"train": str(data), "eval": 0.0}}), load_tokenizer(str(llava)))
+    pairs, dropped = image_pairs(processor, prepared.train_examples, 128)
+    ours = collate_image_pairs(processor, pairs, 128, None)
+    theirs = DataCollatorForVisionPreference(processor)(_trl_rows(data))
+    for row in range(4):
+        scored = (ours["labels"][row] != IGNORE_INDEX).nonzero().flatten().tolist()
+        extra = [i for i in theirs["completion_mask"][row].nonzero().flatten().tolist() if i not in scored]
+        assert len(extra) == 1 and extra[0] == scored[-1] + 1
+        assert processor.tokenizer.decode(theirs["input_ids"][row, extra]) == "\n"
+        assert processor.tokenizer.decode(ours["input_ids"][row, scored[-1]]) == IM_END
+
+
 def _processor(folder: Path) -> Any:
     from tunesmith.vision.processor import load_processor
 
