@@ -229,10 +229,12 @@ def test_prepared_store_is_a_miss_once_a_picture_changes(tmp_path: Path) -> None
 
 
 def test_pictures_outside_chats(tmp_path: Path) -> None:
-    """A preference pair's pictures cannot be dropped silently; a prompt row's columns go to rewards as before."""
-    pair = {"prompt": "<image>Colour?", "chosen": "Red.", "rejected": "Blue.", "images": ["red.png"]}
-    with pytest.raises(DataError, match=r"train.jsonl:1: images are read for chat rows only"):
-        _parse(_jsonl(tmp_path / "train.jsonl", [pair]))
+    """A KTO answer's pictures cannot be dropped silently; a prompt row's columns go to rewards as before
+    (preference pairs keep theirs: tests/test_vision_dpo_data.py)."""
+    judged = {"prompt": "<image>Colour?", "completion": "Red.", "label": True, "images": ["red.png"]}
+    with pytest.raises(DataError, match=r"train.jsonl:1: images are read for chat rows \(method: sft\) and "
+                                        r"preference pairs \(method: dpo\), not for KTO"):
+        _parse(_jsonl(tmp_path / "train.jsonl", [judged]))
     prompt = {"prompt": "Colour?", "images": ["anything"]}
     parsed = parse_rows(load_rows(_jsonl(tmp_path / "prompts.jsonl", [prompt])), "prompt")
     assert parsed.examples[0].fields == {"images": ["anything"]}

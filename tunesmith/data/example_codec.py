@@ -34,6 +34,8 @@ def encode(example: Example) -> bytes:
     elif isinstance(example, Preference):
         item = {"t": "pref", "p": _messages(example.prompt), "c": _messages(example.chosen),
                 "r": _messages(example.rejected)}
+        if example.images:
+            item["i"] = list(example.images)
     elif isinstance(example, Unpaired):
         item = {"t": "kto", "p": _messages(example.prompt), "c": _messages(example.completion),
                 "d": example.desirable}
@@ -47,7 +49,8 @@ def encode(example: Example) -> bytes:
 _DECODERS: dict[str, Any] = {
     "text": lambda item: Text(item["s"]),
     "chat": lambda item: Conversation(_back(item["m"]), tuple(str(ref) for ref in item.get("i", ()))),
-    "pref": lambda item: Preference(_back(item["p"]), _back(item["c"]), _back(item["r"])),
+    "pref": lambda item: Preference(_back(item["p"]), _back(item["c"]), _back(item["r"]),
+                                    tuple(str(ref) for ref in item.get("i", ()))),
     "kto": lambda item: Unpaired(_back(item["p"]), _back(item["c"]), bool(item["d"])),
     "prompt": lambda item: Prompt(_back(item["p"]), dict(item["f"])),
 }

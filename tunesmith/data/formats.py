@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.data.fields import BadRow, field_value, kind_name, nonempty, read_messages, text_field
 from tunesmith.data.image_rows import attach_images, broken_pictures
-from tunesmith.data.types import Conversation, Example, Message, Preference, Prompt, Text, Unpaired
+from tunesmith.data.types import Conversation, Example, Message, Preference, Prompt, Text, Unpaired, example_images
 from tunesmith.errors import DataError, UserError, suggestion
 
 if TYPE_CHECKING:  # importing loading would import `datasets`, slow and not needed to parse
@@ -178,7 +178,7 @@ class Format:
 FORMATS: dict[str, Format] = {  # in detection order: the more specific signatures first
     "preference": Format(_preference, (("chosen", "rejected"),),
                          "a preferred and a dispreferred answer; the prompt from 'prompt', 'conversations' "
-                         "or whole HH transcripts"),
+                         "or whole HH transcripts; pictures as TRL's image parts + 'images'"),
     "kto": Format(_kto, (("prompt", "completion", "label"),), "one answer judged desirable or not (KTO)"),
     "messages": Format(_openai_messages, (("messages",),), "OpenAI chat: a list of {role, content}; "
                        "pictures as image_url parts, or TRL's image parts + 'images'"),
@@ -262,7 +262,7 @@ def _parse_all(rows: list[Row], name: str, workers: int) -> tuple[list[Example],
     broken = broken_pictures([example for _, example in parsed], workers)
     bad += [(parsed[k][0], f"{rows[parsed[k][0]].where}: {problem}") for k, problem in broken.items()]
     examples = [example for k, (_, example) in enumerate(parsed) if k not in broken]
-    pictures = sorted({ref for _, ex in parsed if isinstance(ex, Conversation) for ref in ex.images
+    pictures = sorted({ref for _, ex in parsed for ref in example_images(ex)
                        if ref[:5].lower() != "data:"})  # a data: URI is part of the data file's bytes
     return examples, [message for _, message in sorted(bad)], pictures
 

@@ -1,4 +1,5 @@
-"""The pictures of one chat row, in the three shapes users have, checked and made into `Conversation.images`.
+"""The pictures of one chat or preference row, in the three shapes users have, checked and made into the
+example's `images` (`Conversation.images`, `Preference.images`).
 
 * LLaMA-Factory: `<image>` in the text of `messages` or `conversations`, the files in an `images` list;
 * OpenAI: a content part `{"type": "image_url", "image_url": {"url": REF}}` at the image's place;
@@ -8,6 +9,11 @@ Every shape ends as the same form: `<image>` where each picture sits (`data/fiel
 it) and the references in that order. A row is checked whole here, so a bad one names its file:line: as many
 placeholders as images, no remote URL, each image present and decodable (decoded once, fully: a truncated
 file fails here, not in the middle of training).
+
+A preference row (TRL's vision DPO format: `prompt` messages with image parts, `chosen`, `rejected`, `images`;
+or the text shapes with `<image>` in the prompt and an `images` list) keeps its pictures with its prompt, which
+both answers share; a placeholder in an answer is refused. A KTO row with pictures is refused: its judged
+answers have no image path in training.
 
 Paths. A relative path resolves against the folder of the data file (`Row.folder`), so a dataset reads the
 same from any working directory; an absolute path or `..` is allowed, since a data file names pictures on
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -27,7 +34,7 @@ from urllib.parse import unquote, urlparse
 from tunesmith.data.fields import BadRow, kind_name
 from tunesmith.data.images import ImageError, count_placeholders, is_remote, open_image, remote_refusal
 from tunesmith.data.parallel import forked_map
-from tunesmith.data.types import Conversation, Example, Preference, Unpaired
+from tunesmith.data.types import Conversation, Example, Message, Preference, Unpaired, example_images
 
 PICTURES_PER_TASK = 64
 """Pictures one worker task decodes (a few hundred milliseconds of work)."""
@@ -35,6 +42,10 @@ _REFS: list[str] = []
 """The pictures being checked, set before the workers fork so they inherit them."""
 MESSAGE_FIELDS: tuple[str, ...] = ("messages", "conversations", "prompt", "completion")
 """Fields that may hold message lists, in the order the formats read them (placeholders follow this order)."""
+ANSWER_FIELDS: tuple[str, ...] = ("chosen", "rejected")
+"""A preference row's answers: an image part there is seen (and refused: a pair's pictures are its prompt's)."""
+UNPAIRED_REFUSAL = ("images are read for chat rows (method: sft) and preference pairs (method: dpo), not for KTO's "
+                    "judged answers; give the pairs as preference rows (prompt, chosen, rejected, images)")
 
 
 def attach_images(example: Example, row: dict[str, Any], folder: Path | None, decode: bool = True) -> Example:
@@ -48,11 +59,14 @@ def attach_images(example: Example, row: dict[str, Any], folder: Path | None, de
     refs = row_image_refs(row)
     if refs is None:
         return example
-    if not isinstance(example, Conversation):
-        if refs:  # a pair whose pictures were dropped would judge answers to a question it no longer shows
-            raise BadRow("images are read for chat rows only (messages, sharegpt, prompt_completion)")
+    if isinstance(example, Unpaired):
+        if refs:  # an answer whose pictures were dropped would be judged against a question it no longer shows
+            raise BadRow(UNPAIRED_REFUSAL)
         return example
-    placeholders = count_placeholders([m.content for m in example.messages])
+    if isinstance(example, Preference) and (answers := count_placeholders(_texts(example.chosen + example.rejected))):
+        raise BadRow(f"{answers} image placeholder(s) in 'chosen' or 'rejected'; a pair's pictures belong to its "
+                     "prompt, which both answers share")
+    placeholders = count_placeholders(placeholder_texts(example))
     if placeholders != len(refs):
         raise BadRow(f"{placeholders} image placeholder(s) (<image> or image parts) but {len(refs)} image(s); "
                      "each image needs exactly one placeholder where it sits")
@@ -61,7 +75,17 @@ def attach_images(example: Example, row: dict[str, Any], folder: Path | None, de
         problem = _problem(ref) if decode else None
         if problem is not None:
             raise BadRow(f"image {n}: {problem}")
-    return Conversation(example.messages, resolved)
+    return replace(example, images=resolved)
+
+
+def placeholder_texts(example: Conversation | Preference) -> list[str]:
+    """The texts whose `<image>` placeholders stand for the example's pictures: a chat's messages, a pair's
+    prompt."""
+    return _texts(example.messages if isinstance(example, Conversation) else example.prompt)
+
+
+def _texts(messages: tuple[Message, ...]) -> list[str]:
+    return [m.content for m in messages]
 
 
 def broken_pictures(examples: Sequence[Example], workers: int = 1) -> dict[int, str]:
@@ -71,7 +95,7 @@ def broken_pictures(examples: Sequence[Example], workers: int = 1) -> dict[int, 
     In a dataset with pictures, `<image>` is a placeholder in every row: a row that holds one but names no
     picture (its `images` forgotten) is broken too, as a processor would fail on it mid-training."""
     global _REFS
-    refs = sorted({ref for ex in examples if isinstance(ex, Conversation) for ref in ex.images})
+    refs = sorted({ref for ex in examples for ref in example_images(ex)})
     tasks = [(start, min(start + PICTURES_PER_TASK, len(refs))) for start in range(0, len(refs), PICTURES_PER_TASK)]
     _REFS = refs
     try:
@@ -80,12 +104,12 @@ def broken_pictures(examples: Sequence[Example], workers: int = 1) -> dict[int, 
         _REFS = []
     broken = {}
     for k, ex in enumerate(examples):
-        if not isinstance(ex, Conversation):
+        if not isinstance(ex, (Conversation, Preference)):
             continue
         first = next(((n, found[ref]) for n, ref in enumerate(ex.images, 1) if ref in found), None)
         if first is not None:
             broken[k] = f"image {first[0]}: {first[1]}"
-        elif refs and not ex.images and (stray := count_placeholders([m.content for m in ex.messages])):
+        elif refs and not ex.images and (stray := count_placeholders(placeholder_texts(ex))):
             broken[k] = (f"{stray} image placeholder(s) (<image>) but no images, in a dataset whose other rows have "
                          "pictures; add the row's 'images'")
     return broken
@@ -110,7 +134,7 @@ def row_image_refs(row: dict[str, Any]) -> list[str] | None:
     """The references a row gives, as written and in placeholder order; None for a row with no picture at all
     (no `images` column, no image part), which is read exactly as a text row."""
     url_refs = [url for name in MESSAGE_FIELDS for url in _image_url_parts(row.get(name), name)]
-    parts = any(_has_image_parts(row.get(name)) for name in MESSAGE_FIELDS)
+    parts = any(_has_image_parts(row.get(name)) for name in MESSAGE_FIELDS + ANSWER_FIELDS)
     column = row.get("images")
     if column is None:
         return url_refs if url_refs or parts else None

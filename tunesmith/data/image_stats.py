@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.data.images import ImageError, image_size
-from tunesmith.data.types import Conversation, Example
+from tunesmith.data.types import Conversation, Example, Preference
 
 IMAGE_SAMPLE = 2000
 """At most this many images have their header read for the size and token figures."""
@@ -39,19 +39,19 @@ class ImageStats:
 
 
 def image_stats(examples: Iterable[Example], tokenizer: Any = None, limit: int = IMAGE_SAMPLE) -> ImageStats | None:
-    """The figures for the chat examples' pictures; None when no example has a picture (a text dataset).
+    """The figures for the chat or preference examples' pictures; None when no example has a picture.
 
-    One pass over `examples` (the store's, read one at a time); a dataset whose first example is not a chat
-    (raw text, preference pairs) has no pictures and is not read further."""
+    One pass over `examples` (the store's, read one at a time); a dataset whose first example is neither a chat
+    nor a pair (raw text, prompts, KTO answers) has no pictures and is not read further."""
     stream = iter(examples)
     first = next(stream, None)
-    if not isinstance(first, Conversation):
+    if not isinstance(first, (Conversation, Preference)):
         return None
     counts: list[int] = []
     sizes: dict[str, Size | None] = {}
     row_tokens: list[int] = []
     for ex in itertools.chain((first,), stream):
-        if not isinstance(ex, Conversation):
+        if not isinstance(ex, (Conversation, Preference)):
             continue
         counts.append(len(ex.images))
         if not ex.images or len(sizes) >= limit:

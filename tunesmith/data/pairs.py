@@ -23,6 +23,10 @@ from tunesmith.data.tokenize import tokenize_conversation, tokenize_prompt
 from tunesmith.data.types import IGNORE_INDEX, Conversation, Example, Message, Preference, Prompt, Sample, Unpaired
 from tunesmith.errors import UserError
 
+PICTURES_REFUSAL = ("preference rows with images train with method: dpo (any dpo.loss) on a vision-language model "
+                    "only; orpo, kto, reward and a text model's dpo cannot see them. Use a VLM, or drop the rows' "
+                    "images")
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -87,6 +91,8 @@ def tokenize_pairs(examples: list[Example], tokenizer: Any, max_len: int,
     for ex in examples:
         if not isinstance(ex, Preference):
             raise UserError(f"expected preference rows (prompt, chosen, rejected), got a {type(ex).__name__} row")
+        if ex.images:  # as text, the pair would judge answers to a question whose pictures it never showed
+            raise UserError(PICTURES_REFUSAL)
         pair = Pair(tokenize_answer(tokenizer, ex.prompt, ex.chosen, max_len, max_prompt_len),
                     tokenize_answer(tokenizer, ex.prompt, ex.rejected, max_len, max_prompt_len))
         if not (pair.chosen.trained_tokens and pair.rejected.trained_tokens):
@@ -118,6 +124,8 @@ def as_unpaired(examples: list[Example]) -> list[Unpaired]:
         if isinstance(ex, Unpaired):
             out.append(ex)
         elif isinstance(ex, Preference):
+            if ex.images:  # an Unpaired answer has no pictures to carry them
+                raise UserError(PICTURES_REFUSAL)
             out += [Unpaired(ex.prompt, ex.chosen, True), Unpaired(ex.prompt, ex.rejected, False)]
         else:
             raise UserError(f"expected kto rows (prompt, completion, label) or preference rows, got a {type(ex).__name__} row")

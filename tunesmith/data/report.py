@@ -16,7 +16,7 @@ from rich.text import Text as RichText
 from tunesmith.data.image_stats import ImageStats, image_label, image_stats, safe_size
 from tunesmith.data.images import IMAGE_PLACEHOLDER
 from tunesmith.data.prepared import PreparedData, sample_lengths, trained_counts, truncated_count
-from tunesmith.data.types import IGNORE_INDEX, Conversation, Sample
+from tunesmith.data.types import IGNORE_INDEX, Sample, example_images
 
 HISTOGRAM_BINS = 8
 HISTOGRAM_WIDTH = 40
@@ -123,14 +123,14 @@ def histogram(lengths: list[int]) -> str:
 
 
 def report_example(data: PreparedData) -> tuple[Sample | None, tuple[str, ...]]:
-    """The sample the report shows (the first with a trained token) and its example's pictures. Chat examples
-    become one sample each, in order, so the sample's position finds its example."""
+    """The sample the report shows (the first with a trained token) and its example's pictures. Chat and
+    preference examples become one sample each, in order, so the sample's position finds its example."""
     if not data.train:
         return None, ()
     index = next((i for i, s in enumerate(data.train) if s.trained_tokens), 0)
     paired = len(data.train) == len(data.train_examples)
     example = data.train_examples[index] if paired else None
-    return data.train[index], example.images if isinstance(example, Conversation) else ()
+    return data.train[index], example_images(example) if example is not None else ()
 
 
 def _image_rows(table: Table, stats: ImageStats) -> None:

@@ -37,7 +37,7 @@ from tunesmith.data.progress import PrepProgress
 from tunesmith.data.shards import Shard, expand_shards, read_rows, size_of
 from tunesmith.data.store import SPLITS, ExampleWriter, SampleArrays, SampleWriter, finish, token_dtype
 from tunesmith.data.text_stream import held_out
-from tunesmith.data.types import Conversation, Example, Text
+from tunesmith.data.types import Example, Text, example_images
 from tunesmith.errors import DataError, UserError
 from tunesmith.recipe.spec import Recipe
 
@@ -81,7 +81,7 @@ def scan(sources: str | list[str], fmt: str | None, on_bad_row: str) -> Scan:
                 if row.bad is not None:
                     raise DataError(row.bad)
                 example = parse_row(row.data, fmt, row.where, row.folder, decode=False)
-                if isinstance(example, Conversation) and example.images:
+                if example_images(example):
                     raise HasPictures()
                 found.good += 1
             except DataError as e:

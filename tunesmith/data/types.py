@@ -44,11 +44,15 @@ class Text:
 
 @dataclass(frozen=True)
 class Preference:
-    """A pairwise preference: the same prompt, a preferred and a dispreferred answer."""
+    """A pairwise preference: the same prompt, a preferred and a dispreferred answer.
+
+    `images` are the prompt's pictures, in the order of its `<image>` placeholders (as for `Conversation`):
+    both answers are judged against the same pictures, so the answers themselves hold none."""
 
     prompt: tuple[Message, ...]
     chosen: tuple[Message, ...]
     rejected: tuple[Message, ...]
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,12 @@ class Unpaired:
 
 
 Example = Union[Conversation, Text, Preference, Prompt, Unpaired]
+
+
+def example_images(example: Example) -> tuple[str, ...]:
+    """The pictures an example shows the model: a chat's, a preference pair's; none for the other kinds, which
+    the data layer refuses pictures for."""
+    return example.images if isinstance(example, (Conversation, Preference)) else ()
 
 
 @dataclass

@@ -113,7 +113,9 @@ class AdapterArgs(Strict):
 
 
 class VisionSpec(Strict):
-    """Vision-language models (vision/adapt.py): what trains besides the language model's adapter."""
+    """Vision-language models (vision/adapt.py): what trains besides the language model's adapter. Pictures train
+    with `method: sft` (image chats) and `method: dpo`, every `dpo.loss` (preference pairs whose prompt holds the
+    pictures); orpo, reward and kto rows with pictures are refused, grpo/ppo prompts pass them to rewards only."""
 
     train_projector: bool = Field(False, description="train the image-to-text projector whole (saved with the adapter)")
     train_vision_tower: bool = Field(False, description="train the vision tower whole too (frozen by default)")

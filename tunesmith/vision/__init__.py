@@ -5,5 +5,6 @@
     load.py       a VLM and its processor from a folder; what is frozen and what trains (the `vision:` block)
     collate.py    conversations with images -> the processor's batch, labels on assistant tokens only
     objective.py  SFT on image chats (the shared loop's objective)
+    pairs.py      preference pairs with pictures -> DPO's batches (chosen and rejected rows, same pictures)
     generate.py   greedy answers to image chats (held-out exact match, the merge check)
 """

@@ -21,6 +21,11 @@ from tunesmith.data.images import IMAGE_PLACEHOLDER, ImageError, count_placehold
 from tunesmith.data.types import IGNORE_INDEX, Conversation
 from tunesmith.errors import UserError
 
+IMAGE_INPUTS: tuple[str, ...] = ("pixel_values", "pixel_attention_mask", "image_sizes", "image_grid_thw",
+                                 "mm_token_type_ids")
+"""What the supported families' processors make for the pictures, beside `input_ids` and `attention_mask`, and
+their forwards read (LLaVA: pixel_values; Idefics3: + pixel_attention_mask; Qwen2-VL: + image_grid_thw)."""
+
 
 @dataclass(frozen=True)
 class Encoded:

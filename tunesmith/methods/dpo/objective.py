@@ -17,10 +17,15 @@ from tunesmith.train.objective import Batch
 
 
 class Dpo(PlannedObjective):
-    """`method: dpo`: -log sigma(beta (log-ratio chosen - log-ratio rejected)) and its variants (losses.py)."""
+    """`method: dpo`: -log sigma(beta (log-ratio chosen - log-ratio rejected)) and its variants (losses.py).
+
+    On a vision-language model each pair's two rows carry the prompt's pictures (vision/pairs.py), and the policy
+    and the reference forwards both see them (`forward` passes the pixel inputs)."""
 
     def __init__(self, recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module) -> None:
-        self.planned = plan_pairs(recipe, data, tokenizer)
+        self.planned = plan_pairs(recipe, data, tokenizer, model)
+        if self.planned.processor is not None:  # a vision-language model: the run saves its processor
+            self.processor = self.planned.processor
         self.spec = recipe.dpo or DpoSpec()
         self.reference: Reference | None = None
         if not (self.spec.reference_free or self.spec.loss == "simpo"):

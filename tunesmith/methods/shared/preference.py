@@ -1,7 +1,7 @@
 """Preference pairs in the shared loop: what `dpo`, `orpo`, `kto` and `reward` have in common.
 
-A DPO/ORPO/reward micro-batch is B pairs as one right-padded batch of 2B sequences, chosen answers first; a
-KTO micro-batch is B judged answers (methods/kto). Loss units are pairs (or answers), so the loop's division
+A DPO/ORPO/reward micro-batch is B pairs as one right-padded batch of 2B sequences, chosen answers first (on a
+vision-language model, DPO's come from its processor with their pictures: vision/pairs.py); a KTO micro-batch is B judged answers (methods/kto). Loss units are pairs (or answers), so the loop's division
 gives the mean over the step. Logged per step and on the held-out split (`eval_` prefixed): loss,
 rewards/chosen, rewards/rejected, margin and accuracy (share of pairs whose chosen answer out-scores the
 rejected one). With `precompute_ref` the reference log-probs are computed once, for every planned
@@ -23,6 +23,8 @@ from tunesmith.methods.shared.logprobs import token_logps
 from tunesmith.recipe.spec import Recipe
 from tunesmith.train.batches import plan_batches
 from tunesmith.train.objective import Batch
+from tunesmith.train.unwrap import unwrap_to_transformers
+from tunesmith.vision.families import is_vision_config
 
 
 class Planned:
@@ -41,6 +43,7 @@ class Planned:
         )
         self.held_out = [list(held_out[i:i + t.batch_size]) for i in range(0, len(held_out), t.batch_size)]
         self.collate = collate
+        self.processor: Any = None  # a vision-language model's, whose batches it makes (the run saves it)
         self.refs: dict[str, list[dict[str, torch.Tensor]]] = {}
         self._last: tuple[int, list[Batch]] = (-1, [])
 
@@ -56,7 +59,8 @@ class Planned:
 
     def real_tokens(self, step: int) -> int:
         """Tokens of step `step`'s sequences (KL sequences included), padding excluded."""
-        return sum(int(v.sum()) for b in self.train_batches(step) for k, v in b.items() if k.endswith("attention_mask"))
+        return sum(int(v.sum()) for b in self.train_batches(step) for k, v in b.items()
+                   if k.endswith("attention_mask") and not k.startswith("pixel"))
 
     def eval_batches(self) -> list[Batch]:
         return [self._batch("eval", m) for m in range(len(self.held_out))]
@@ -167,8 +171,16 @@ def collate_pairs(pairs: list[Pair], pad_id: int) -> Batch:
     return collate_padded([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
 
 
-def plan_pairs(recipe: Recipe, data: PreparedData, tokenizer: Any) -> Planned:
-    """The run's micro-batches of tokenized preference pairs (DPO, ORPO, reward model)."""
+def plan_pairs(recipe: Recipe, data: PreparedData, tokenizer: Any, model: torch.nn.Module | None = None) -> Planned:
+    """The run's micro-batches of tokenized preference pairs (DPO, ORPO, reward model). Given the model (DPO), a
+    vision-language one gets its pairs with their pictures through its processor (vision/pairs.py)."""
+    if model is not None and is_vision_config(getattr(unwrap_to_transformers(model), "config", None)):
+        from tunesmith.vision.pairs import plan_image_pairs
+
+        images = plan_image_pairs(recipe, data, model)
+        planned = Planned(recipe, images.train, images.held_out, images.collate)
+        planned.processor = images.processor
+        return planned
     max_len, pad_id, prompt_len = recipe.train.max_seq_len, tokenizer.pad_token_id, recipe.data.max_prompt_len
     return Planned(recipe, tokenize_pairs(data.train_examples, tokenizer, max_len, prompt_len),
                    tokenize_pairs(data.eval_examples, tokenizer, max_len, prompt_len),

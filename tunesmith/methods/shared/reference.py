@@ -22,6 +22,7 @@ import torch
 from peft import PeftModel
 
 from tunesmith.train.accelerator import resolve_mixed_precision
+from tunesmith.vision.collate import IMAGE_INPUTS
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -69,10 +70,11 @@ def forward(
     """Logits (B, T, V) of the sequences `batch[prefix + "input_ids"]`, and their last hidden states (B, T, H)
     when `hidden`; through the reference policy when one is given.
 
-    Reads `attention_mask` and, when present, `position_ids` under the same prefix. Prompt-tuning adapters
+    Reads `attention_mask` and, when present, `position_ids` and a vision-language model's pixel inputs
+    (`IMAGE_INPUTS`) under the same prefix. Prompt-tuning adapters
     prepend virtual tokens to the outputs; only the positions of the real tokens are returned.
     """
-    inputs = {name: batch[prefix + name] for name in ("input_ids", "attention_mask", "position_ids")
+    inputs = {name: batch[prefix + name] for name in ("input_ids", "attention_mask", "position_ids", *IMAGE_INPUTS)
               if prefix + name in batch}
     call = model if reference is None else functools.partial(reference, model)
     outputs = call(**inputs, use_cache=False, output_hidden_states=hidden)
