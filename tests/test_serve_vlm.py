@@ -122,3 +122,29 @@ def test_an_idefics3_model_is_answered_as_it_answers(tmp_path: Path) -> None:
         client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
         got = _ask(client, "tiny-idefics3", _uri("blue", "circle"), "Which shape?")
         assert got.choices[0].message.content.strip() == want
+
+
+@pytest.mark.parametrize("kind", ["prefix", "prompt"])
+def test_a_prompt_learning_adapter_on_a_vlm_answers_text_and_refuses_pictures(llava: dict[str, Path], kind: str,
+                                                                            tmp_path: Path) -> None:
+    """tunesmith refuses to train such a kind on a VLM (adapters/unit.py `reads_pictures`), but a PEFT folder
+    made elsewhere may still be served: its picture requests get a 400 naming the kind and the kinds that read
+    pictures (its stepwise decoding would drop the pixels), its text requests an answer."""
+    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+
+    from tunesmith.models.load import load_model
+    from tunesmith.vision.processor import load_processor
+
+    config = (PrefixTuningConfig if kind == "prefix" else PromptTuningConfig)(num_virtual_tokens=4,
+                                                                              task_type="CAUSAL_LM")
+    folder = tmp_path / kind
+    get_peft_model(load_model(str(llava["base"]), dtype="fp32"), config).save_pretrained(folder)
+    load_processor(str(llava["base"])).save_pretrained(folder)
+    with local_server(ServeOptions([f"{kind}={folder}"], api_key=KEY)) as running:
+        client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
+        with pytest.raises(openai.BadRequestError) as refused:
+            _ask(client, kind, _uri("red", "circle"), "What?")
+        assert f"is a {kind} adapter, which does not read pictures" in str(refused.value)
+        assert "lora, qlora, dora or full" in str(refused.value)
+        text = client.chat.completions.create(model=kind, max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+        assert text.choices[0].finish_reason in ("length", "stop")

@@ -82,9 +82,22 @@ def test_full_fine_tuning_of_a_vlm_freezes_the_tower_unless_asked(folders: dict[
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_an_adapter_without_target_modules_is_refused_for_a_vlm(folders: dict[str, Path]) -> None:
-    with pytest.raises(UserError, match="not supported for vision-language"):
-        apply_adapter(load_model(str(folders["llava"]), dtype="fp32"), "bottleneck", AdapterArgs(), VisionSpec())
+@pytest.mark.parametrize("kind", ["prefix", "prompt", "ia3", "bottleneck"])
+def test_a_kind_that_does_not_read_pictures_is_refused_for_a_vlm(folders: dict[str, Path], kind: str,
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused by the kind's `reads_pictures` fact, with the kinds that work, both where the adapter wraps the
+    model and at the start of `train` (before data or weights load: both loaders are made to fail)."""
+    import tunesmith.train.loop as loop
+
+    wanted = f"adapter: {kind} is not supported for vision-language models.*use lora, qlora, dora or full"
+    with pytest.raises(UserError, match=wanted):
+        apply_adapter(load_model(str(folders["llava"]), dtype="fp32"), kind, AdapterArgs(), VisionSpec())
+    for loader in ("prepare_data", "load_model"):
+        monkeypatch.setattr(loop, loader, lambda *a, **k: pytest.fail("data or weights loaded before the refusal"))
+    recipe = _recipe("refused", folders["qwen2_vl"], tmp_path / "none.jsonl", tmp_path / "runs").model_copy(
+        update={"adapter": kind})
+    with pytest.raises(UserError, match=wanted):
+        loop.train(recipe)
 
 
 @pytest.mark.parametrize("family", PROCESSED)
