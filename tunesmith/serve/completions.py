@@ -37,7 +37,8 @@ class Prompt:
     """What a request asks the engine to continue: ids, and a chat's pictures with its rendered text."""
 
     ids: list[int]
-    images: tuple[str, ...] = ()
+    images: tuple[Any, ...] = ()
+    """The chat's pictures, decoded once by serve/images.py."""
     text: str = ""
 
 
@@ -72,7 +73,7 @@ def chat_prompt(entry: Entry, request: ChatRequest, image_root: Path | None = No
     if processor is None:
         return Prompt(tokenize_prompt(entry.tokenizer, list(given.messages)))
     text = vision.render(processor, given.messages, given.images)
-    return Prompt(vision.prompt_ids(processor, text, given.images), given.images, text if given.images else "")
+    return Prompt(vision.prompt_ids(processor, text, given.pictures), given.pictures, text if given.images else "")
 
 
 def text_prompt(entry: Entry, request: CompletionRequest, image_root: Path | None = None) -> Prompt:
