@@ -79,8 +79,8 @@ def test_full_fine_tuning_of_a_vlm_freezes_the_tower_unless_asked(folders: dict[
 
 
 @pytest.mark.parametrize("kind", ["prefix", "prompt", "ia3", "bottleneck"])
-def test_a_kind_that_does_not_read_pictures_is_refused_for_a_vlm(folders: dict[str, Path], kind: str,
-                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_kind_that_does_not_read_pictures_is_refused_for_a_vlm(folders: dict[str, Path], kind: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Refused by the kind's `reads_pictures` fact, with the kinds that work, both where the adapter wraps the
     model and at the start of `train` (before data or weights load: both loaders are made to fail)."""
     import tunesmith.train.loop as loop

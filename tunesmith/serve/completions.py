@@ -64,7 +64,8 @@ def chat_prompt(entry: Entry, request: ChatRequest, image_root: Path | None = No
     A chat template renders every message's text, so their characters bound the prompt's tokens from below:
     a prompt that cannot fit is refused before it is tokenized (serve/limits.py)."""
     if has_images(request.messages) and not entry.takes_images:
-        reason = entry.image_refusal() or f"'{entry.name}' is a text model; send text only, or ask a vision-language model"
+        reason = (entry.image_refusal()
+                  or f"'{entry.name}' is a text model; send text only, or ask a vision-language model")
         raise ApiError(400, f"this model does not take images: {reason}", code="images_not_supported", param="messages")
     given = chat_input(request.messages, image_root)
     check_prompt_chars(sum(len(m.content) for m in given.messages), entry.base.context, entry.token_chars,

@@ -35,6 +35,5 @@ def prompt_ids(processor: Any, text: str, pictures: Sequence[Any]) -> list[int]:
 def batch_inputs(processor: Any, texts: Sequence[str], pictures: Sequence[Sequence[Any]]) -> dict[str, torch.Tensor]:
     """One left-padded batch of rendered chats with their decoded pictures: ids, mask and the pixel inputs."""
     out = processor(text=list(texts), images=[list(row) for row in pictures], padding=True, padding_side="left",
-                    return_tensors="pt",
-                    add_special_tokens=False)
+                    return_tensors="pt", add_special_tokens=False)
     return {key: value for key, value in out.items() if isinstance(value, torch.Tensor)}

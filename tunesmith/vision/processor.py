@@ -54,7 +54,8 @@ def _without_torchvision(path_or_id: str, source: str, local_only: bool, config:
         raise UserError(f"model '{path_or_id}' is a vision-language model, but its processor did not load ({error}); "
                         "it may need torchvision, which is not installed: pip install the torchvision release built "
                         f"for your torch {torch.__version__} (torchvision 0.28 for torch 2.13; a CPU torch needs the "
-                        "CPU build), or check that the folder holds the processor files save_pretrained writes") from error
+                        "CPU build), or check that the folder holds the processor files save_pretrained writes"
+                        ) from error
     raise UserError(f"model '{path_or_id}' is a vision-language model, but its processor did not load ({error}); "
                     "the folder needs the processor files save_pretrained writes (preprocessor_config.json, "
                     "tokenizer, chat template)") from error
