@@ -1,7 +1,7 @@
 """Pictures in chat requests: OpenAI image_url parts into the data contract, data: URIs capped, files only from
 inside --image-root (no `..`, no symlink out), remote URLs refused; through the real server and the official
 `openai` client, a text model answers 400 "this model does not take images" and a model that takes images
-gets the pictures passed to its engine job."""
+gets the pictures, decoded once, passed to its engine job."""
 
 from __future__ import annotations
 
@@ -101,8 +101,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny("llama", tmp_path_factory.mktemp("images") / "base", vocab_size=300)
 
 
-def _ask(client: Any, *urls: str) -> Any:
-    return client.chat.completions.create(model="base", max_tokens=2, temperature=0,
+def _ask(client: Any, *urls: str, n: int = 1) -> Any:
+    return client.chat.completions.create(model="base", max_tokens=2, temperature=0, n=n,
                                           messages=[{"role": "user", "content": _parts(*urls)}])
 
 
@@ -117,7 +117,10 @@ def test_text_model_refuses_images_through_the_api(base: Path, root: Path) -> No
             {"role": "user", "content": [{"type": "text", "text": "Once upon"}]}]).choices  # text parts still work
 
 
-def test_image_model_gets_the_pictures_and_refusals_are_400(root: Path) -> None:
+def test_image_model_gets_the_pictures_decoded_once_and_refusals_are_400(root: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine job carries the pictures serve/images.py decoded: Pillow opens each picture once per request
+    (the check, the prompt's token count and the batch's pixel inputs all read that one decoding), n=2 included."""
     from tunesmith.testing.vlm import save_tiny_vlm
 
     vlm = save_tiny_vlm("llava", root.parent / "base")  # served as "base", like the text model above
@@ -126,10 +129,14 @@ def test_image_model_gets_the_pictures_and_refusals_are_400(root: Path) -> None:
         submit = running.engine.submit
         running.engine.submit = lambda job: (jobs.append(job), submit(job))[1]  # type: ignore[method-assign]
         client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
-        inline = _uri(_png_bytes((5, 5)))
-        assert _ask(client, inline, "sub/red.png").choices
-        assert jobs[-1].images[0] == inline
-        assert base64.b64decode(jobs[-1].images[1].partition(",")[2]) == (root / "sub" / "red.png").read_bytes()
+        opened = []
+        real_open = Image.open
+        monkeypatch.setattr(Image, "open", lambda *a, **k: (opened.append(1), real_open(*a, **k))[1])
+        inline = _uri(_png_bytes((5, 5), color="green"))
+        assert len(_ask(client, inline, "sub/red.png", n=2).choices) == 2
+        assert len(opened) == 2  # one decoding per picture
+        assert [picture.getpixel((0, 0)) for picture in jobs[-1].images] == [(0, 128, 0), (255, 0, 0)]
+        assert jobs[-1].images[1].size == (6, 4)  # the file's own picture (its bytes, read under the check)
         for url, message in (("https://example.com/cat.png", "remote image URLs are not fetched"),
                              ("../secret.png", "outside the server's image folder"),
                              ("link.png", "outside the server's image folder")):

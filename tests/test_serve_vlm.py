@@ -107,18 +107,46 @@ def test_a_merged_vlm_folder_is_served_with_its_processor(llava: dict[str, Path]
         assert [c.message.content.strip() for c in got.choices] == [want, want]
 
 
-def test_an_idefics3_model_is_answered_as_it_answers(tmp_path: Path) -> None:
-    """Idefics3's pixels come per row of images (5-D, with `pixel_attention_mask`), unlike LLaVA's: the
-    processor's output reaches generate as it is. (Its mask is all ones for unpadded pictures, so this does
-    not tell whether the mask itself arrives.)"""
+@pytest.mark.parametrize("family", ["idefics3", "qwen2_vl"])
+def test_idefics3_and_qwen2_vl_models_are_answered_as_they_answer(tmp_path: Path, family: str) -> None:
+    """Idefics3's pixels come per row of images (5-D, with `pixel_attention_mask`), Qwen2-VL's as patches with
+    `image_grid_thw` and `mm_token_type_ids` (its pictures-only processor where torchvision is missing), unlike
+    LLaVA's: the processor's output reaches generate as it is. (Idefics3's mask is all ones for unpadded
+    pictures, so this does not tell whether the mask itself arrives.)"""
     from tunesmith.models.load import load_model
     from tunesmith.testing.vlm import save_tiny_vlm
     from tunesmith.vision.processor import load_processor
 
-    folder = save_tiny_vlm("idefics3", tmp_path / "tiny-idefics3", seed=1)
+    folder = save_tiny_vlm(family, tmp_path / f"tiny-{family.replace('_', '-')}", seed=1)
     want = _expected(load_model(str(folder), dtype="fp32"), load_processor(str(folder)), _uri("blue", "circle"),
                      "Which shape?")
     with local_server(ServeOptions([str(folder)], api_key=KEY)) as running:
         client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
-        got = _ask(client, "tiny-idefics3", _uri("blue", "circle"), "Which shape?")
+        got = _ask(client, folder.name, _uri("blue", "circle"), "Which shape?")
         assert got.choices[0].message.content.strip() == want
+
+
+@pytest.mark.parametrize("kind", ["prefix", "prompt"])
+def test_a_prompt_learning_adapter_on_a_vlm_answers_text_and_refuses_pictures(llava: dict[str, Path], kind: str,
+                                                                            tmp_path: Path) -> None:
+    """tunesmith refuses to train such a kind on a VLM (adapters/unit.py `reads_pictures`), but a PEFT folder
+    made elsewhere may still be served: its picture requests get a 400 naming the kind and the kinds that read
+    pictures (its stepwise decoding would drop the pixels), its text requests an answer."""
+    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+
+    from tunesmith.models.load import load_model
+    from tunesmith.vision.processor import load_processor
+
+    config = (PrefixTuningConfig if kind == "prefix" else PromptTuningConfig)(num_virtual_tokens=4,
+                                                                              task_type="CAUSAL_LM")
+    folder = tmp_path / kind
+    get_peft_model(load_model(str(llava["base"]), dtype="fp32"), config).save_pretrained(folder)
+    load_processor(str(llava["base"])).save_pretrained(folder)
+    with local_server(ServeOptions([f"{kind}={folder}"], api_key=KEY)) as running:
+        client = openai.OpenAI(base_url=running.url, api_key=KEY, max_retries=0)
+        with pytest.raises(openai.BadRequestError) as refused:
+            _ask(client, kind, _uri("red", "circle"), "What?")
+        assert f"is a {kind} adapter, which does not read pictures" in str(refused.value)
+        assert "lora, qlora, dora or full" in str(refused.value)
+        text = client.chat.completions.create(model=kind, max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+        assert text.choices[0].finish_reason in ("length", "stop")

@@ -3,7 +3,6 @@ image chats built by each family's processor, and `train` + `merge` end to end."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -22,10 +21,7 @@ from tunesmith.vision.collate import collate, encode
 from tunesmith.vision.families import vision_family
 from tunesmith.vision.processor import load_processor
 
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
-NEEDS_TORCHVISION = pytest.mark.skipif(not HAS_TORCHVISION,
-                                       reason="transformers' Qwen2-VL processor needs torchvision (not installed)")
-PROCESSED = ["llava", "idefics3", pytest.param("qwen2_vl", marks=NEEDS_TORCHVISION)]
+PROCESSED = ["llava", "idefics3", "qwen2_vl"]  # Qwen2-VL without torchvision: vision/qwen2_vl.py
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +78,22 @@ def test_full_fine_tuning_of_a_vlm_freezes_the_tower_unless_asked(folders: dict[
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_an_adapter_without_target_modules_is_refused_for_a_vlm(folders: dict[str, Path]) -> None:
-    with pytest.raises(UserError, match="not supported for vision-language"):
-        apply_adapter(load_model(str(folders["llava"]), dtype="fp32"), "bottleneck", AdapterArgs(), VisionSpec())
+@pytest.mark.parametrize("kind", ["prefix", "prompt", "ia3", "bottleneck"])
+def test_a_kind_that_does_not_read_pictures_is_refused_for_a_vlm(folders: dict[str, Path], kind: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused by the kind's `reads_pictures` fact, with the kinds that work, both where the adapter wraps the
+    model and at the start of `train` (before data or weights load: both loaders are made to fail)."""
+    import tunesmith.train.loop as loop
+
+    wanted = f"adapter: {kind} is not supported for vision-language models.*use lora, qlora, dora or full"
+    with pytest.raises(UserError, match=wanted):
+        apply_adapter(load_model(str(folders["llava"]), dtype="fp32"), kind, AdapterArgs(), VisionSpec())
+    for loader in ("prepare_data", "load_model"):
+        monkeypatch.setattr(loop, loader, lambda *a, **k: pytest.fail("data or weights loaded before the refusal"))
+    recipe = _recipe("refused", folders["qwen2_vl"], tmp_path / "none.jsonl", tmp_path / "runs").model_copy(
+        update={"adapter": kind})
+    with pytest.raises(UserError, match=wanted):
+        loop.train(recipe)
 
 
 @pytest.mark.parametrize("family", PROCESSED)
@@ -184,3 +193,41 @@ def test_the_loss_is_transformers_own_and_the_speedups_keep_it(folders: dict[str
         apply_speedups(peft_model, recipe, torch.device("cpu"))  # LoRA's B starts at zero: the same function
         sped = trained_nll_sum(peft_model, inputs, batch["labels"]) / sum(item.trained for item in items)
     assert torch.allclose(sped, reference, atol=1e-5), (sped, reference)
+
+
+def test_qwen2_vl_pictures_are_processed_without_torchvision(folders: dict[str, Path]) -> None:
+    """Qwen2-VL's processor (pictures-only where torchvision is missing: vision/qwen2_vl.py) expands each
+    picture into grid/merge² image tokens with transformers' own PIL image processor's pixels and grid, marks
+    them in `mm_token_type_ids`, and its folder names transformers' class."""
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessorPil
+
+    processor = load_processor(str(folders["qwen2_vl"]))
+    pictures = [Image.new("RGB", (16, 16), "red"), Image.new("RGB", (32, 16), "blue")]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What?"}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    batch = processor(text=[text, text], images=[[pictures[0]], [pictures[1]]], padding=True, return_tensors="pt")
+    own = Qwen2VLImageProcessorPil.from_pretrained(folders["qwen2_vl"])(images=pictures, return_tensors="pt")
+    assert torch.equal(batch["image_grid_thw"], own["image_grid_thw"])
+    assert torch.equal(batch["pixel_values"], own["pixel_values"])
+    image_id = load_model(str(folders["qwen2_vl"]), dtype="fp32").config.image_token_id
+    per_row = (batch["input_ids"] == image_id).sum(dim=1)
+    assert per_row.tolist() == (own["image_grid_thw"].prod(dim=1) // 4).tolist() and per_row[0] != per_row[1]
+    assert torch.equal(batch["mm_token_type_ids"].bool(), batch["input_ids"] == image_id)
+    saved = json.loads((folders["qwen2_vl"] / "processor_config.json").read_text())
+    assert saved["processor_class"] == "Qwen2VLProcessor"
+
+
+def test_a_processor_that_needs_torchvision_says_which_to_install(folders: dict[str, Path],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import importlib.util
+
+    import tunesmith.vision.families as families
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: transformers builds Qwen2-VL's processor itself")
+    qwen = families.BY_MODEL_TYPE["qwen2_vl"]
+    monkeypatch.setitem(families.BY_MODEL_TYPE, "qwen2_vl", dataclasses.replace(qwen, without_torchvision=None))
+    with pytest.raises(UserError, match=r"pip install the torchvision release built for your torch 2\.13"):
+        load_processor(str(folders["qwen2_vl"]))

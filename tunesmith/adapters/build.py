@@ -15,7 +15,7 @@ import torch
 from peft import PeftConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
 from tunesmith.adapters.folder import read_kind
-from tunesmith.adapters.kinds import adapter_kind
+from tunesmith.adapters.kinds import adapter_kind, picture_kinds
 from tunesmith.errors import UserError
 from tunesmith.recipe.spec import AdapterArgs, VisionSpec
 from tunesmith.vision.adapt import freeze_for_full, restrict_peft_config
@@ -29,9 +29,8 @@ def apply_adapter(model: torch.nn.Module, adapter: str, args: AdapterArgs,
     kind = adapter_kind(adapter)
     config = getattr(model, "config", None)
     family = vision_family(config) if config is not None and is_vision_config(config) else None
-    if family is not None and not (kind.trains_base or kind.reads_target_modules):
-        raise UserError(f"adapter: {adapter} is not supported for vision-language models; use lora, qlora, dora "
-                        "or full")
+    if family is not None and not kind.reads_pictures:
+        raise UserError(f"adapter: {adapter} is not supported for vision-language models; use {picture_kinds()}")
     if kind.wrap is not None:
         wrapped = kind.wrap(model, args)
         if family is not None:

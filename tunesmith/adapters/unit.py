@@ -112,6 +112,13 @@ class Adapter:
     """fsdp2 and ZeRO runs are supported with it."""
     fused_layers: bool = False
     """Its layers can run fused with the MLP (speedups/lora_fused.py)."""
+    reads_pictures: bool = False
+    """It trains and serves vision-language models (vision/adapt.py): it changes weights of the language model,
+    whose forward places each picture's features at its image tokens as the base's does. Prompt learning does
+    not qualify: PEFT feeds its virtual tokens as embeddings without ids or as a pre-filled cache, which
+    Qwen2-VL's multimodal positions (`mm_token_type_ids`, one per real token) do not count (prefix tuning
+    fails with an IndexError, prompt tuning shifts every image token's 3-D position); IA3 and bottleneck look
+    for decoder layers at the top of a text model."""
 
     @property
     def is_peft(self) -> bool:

@@ -145,7 +145,9 @@ def load_model(
     attention = resolve_attn_implementation(attn_implementation, compute_dtype or torch_dtype)
     source, local_only = resolve_source(path_or_id)
     config = _check_model_type(source, trust_remote_code)
-    vision = vision_family(config) if config is not None and is_vision_config(config) else None
+    if config is None:  # a hub id: its config by transformers' own lookup (the local cache when offline)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_only)
+    vision = vision_family(config) if is_vision_config(config) else None
     auto = AutoModelForImageTextToText if vision is not None else AutoModelForCausalLM
     kwargs: dict[str, Any] = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, local_files_only=local_only)
     if quantization is not None:  # a VLM's vision tower and projector stay in full precision (QLoRA on the LM)

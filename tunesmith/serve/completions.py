@@ -37,7 +37,8 @@ class Prompt:
     """What a request asks the engine to continue: ids, and a chat's pictures with its rendered text."""
 
     ids: list[int]
-    images: tuple[str, ...] = ()
+    images: tuple[Any, ...] = ()
+    """The chat's pictures, decoded once by serve/images.py."""
     text: str = ""
 
 
@@ -63,8 +64,9 @@ def chat_prompt(entry: Entry, request: ChatRequest, image_root: Path | None = No
     A chat template renders every message's text, so their characters bound the prompt's tokens from below:
     a prompt that cannot fit is refused before it is tokenized (serve/limits.py)."""
     if has_images(request.messages) and not entry.takes_images:
-        raise ApiError(400, f"this model does not take images: '{entry.name}' is a text model; send text only, "
-                       "or ask a vision-language model", code="images_not_supported", param="messages")
+        reason = (entry.image_refusal()
+                  or f"'{entry.name}' is a text model; send text only, or ask a vision-language model")
+        raise ApiError(400, f"this model does not take images: {reason}", code="images_not_supported", param="messages")
     given = chat_input(request.messages, image_root)
     check_prompt_chars(sum(len(m.content) for m in given.messages), entry.base.context, entry.token_chars,
                        "messages")
@@ -72,7 +74,7 @@ def chat_prompt(entry: Entry, request: ChatRequest, image_root: Path | None = No
     if processor is None:
         return Prompt(tokenize_prompt(entry.tokenizer, list(given.messages)))
     text = vision.render(processor, given.messages, given.images)
-    return Prompt(vision.prompt_ids(processor, text, given.images), given.images, text if given.images else "")
+    return Prompt(vision.prompt_ids(processor, text, given.pictures), given.pictures, text if given.images else "")
 
 
 def text_prompt(entry: Entry, request: CompletionRequest, image_root: Path | None = None) -> Prompt:

@@ -65,9 +65,10 @@ class Job:
     sink: Callable[[Event], None]
     chat: bool = False
     rows: list[RowState] = field(default_factory=list)
-    images: tuple[str, ...] = ()
-    """A chat's pictures (`data:` URIs, checked by serve/images.py), one per `<image>` of its messages, in order;
-    only a model whose entry `takes_images` receives any, and its generation reads them with its processor."""
+    images: tuple[Any, ...] = ()
+    """A chat's pictures (decoded RGB images, checked and decoded once by serve/images.py), one per `<image>` of
+    its messages, in order; only a model whose entry `takes_images` receives any, and its generation reads them
+    with its processor."""
     text: str = ""
     """A chat with pictures: its rendering by the processor's template (serve/vision.py), which the batch's
     processor call expands again into `prompt` with the pixel inputs."""

@@ -7,9 +7,9 @@ A request is hostile input, loopback or not (a web page can post to a local serv
   * a local path or `file://` URL is read only when the server was started with an image folder
     (`--image-root`), and only from inside it: the path is resolved with its symlinks and must land under the
     folder, so neither `..` nor a symlink leads out; the file is opened without following a final symlink.
-Every picture is decoded whole here (Pillow's pixel bound on), so a corrupt one is the request's 400, not a
-500 for the batch it would join. Local files are passed on as `data:` URIs of the bytes read under the check,
-so nothing reads the path again after it was checked.
+Every picture is decoded whole here, once (Pillow's pixel bound on), so a corrupt one is the request's 400, not
+a 500 for the batch it would join; the decoded picture is what the processor later reads (serve/vision.py), so
+nothing decodes it again and nothing reads a checked path again.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from tunesmith.data.images import IMAGE_PLACEHOLDER, ImageError, is_remote, open_image
@@ -33,10 +34,12 @@ MAX_REQUEST_IMAGES = 16
 
 @dataclass(frozen=True)
 class ChatInput:
-    """A chat request's messages in the data contract's form: `images[k]` sits at the k-th `<image>`."""
+    """A chat request's messages in the data contract's form: `images[k]` sits at the k-th `<image>`, and
+    `pictures[k]` is that image decoded (RGB PIL images, what the model's processor reads)."""
 
     messages: tuple[Message, ...]
     images: tuple[str, ...] = ()
+    pictures: tuple[Any, ...] = ()
 
 
 def has_images(messages: list[ChatMessage]) -> bool:
@@ -49,6 +52,7 @@ def chat_input(messages: list[ChatMessage], image_root: Path | None) -> ChatInpu
     read; raises ApiError(400) naming the part (`messages.I.content.J.image_url.url`) that cannot be used."""
     out: list[Message] = []
     images: list[str] = []
+    pictures: list[Any] = []
     for i, message in enumerate(messages):
         role = "system" if message.role == "developer" else message.role
         if not isinstance(message.content, list):
@@ -57,30 +61,30 @@ def chat_input(messages: list[ChatMessage], image_root: Path | None) -> ChatInpu
         texts = []
         for j, part in enumerate(message.content):
             if isinstance(part, ImageUrlPart):
-                images.append(request_image(part.image_url.url, image_root, f"messages.{i}.content.{j}.image_url.url"))
-                if len(images) > MAX_REQUEST_IMAGES:
+                if len(images) == MAX_REQUEST_IMAGES:
                     raise ApiError(400, f"at most {MAX_REQUEST_IMAGES} images a request", param="messages")
+                uri, picture = request_image(part.image_url.url, image_root, f"messages.{i}.content.{j}.image_url.url")
+                images.append(uri)
+                pictures.append(picture)
                 texts.append(IMAGE_PLACEHOLDER)
             else:
                 texts.append(part.text)
         out.append(Message(role, "".join(texts)))
-    return ChatInput(tuple(out), tuple(images))
+    return ChatInput(tuple(out), tuple(images), tuple(pictures))
 
 
-def request_image(url: str, image_root: Path | None, param: str) -> str:
-    """One picture's reference as the engine receives it (a `data:` URI), after every check of this module."""
+def request_image(url: str, image_root: Path | None, param: str) -> tuple[str, Any]:
+    """One picture as a `data:` URI and decoded (RGB), after every check of this module."""
     if is_remote(url):
         raise ApiError(400, "remote image URLs are not fetched by this server; send the image inline as a "
                        "data: URI (data:image/png;base64,...)", param=param)
     if url[:5].lower() == "data:":
         if len(url) > MAX_REQUEST_IMAGE_BYTES * 4 // 3 + 64:
             raise ApiError(400, f"the image is over {MAX_REQUEST_IMAGE_BYTES // 2**20} MiB", param=param)
-        _check_decodes(url, param)
-        return url
+        return url, _decode(url, param)
     data = _local_bytes(url, image_root, param)
     uri = "data:image;base64," + base64.b64encode(data).decode("ascii")
-    _check_decodes(uri, param)
-    return uri
+    return uri, _decode(uri, param)
 
 
 def _local_bytes(url: str, image_root: Path | None, param: str) -> bytes:
@@ -113,8 +117,8 @@ def _local_bytes(url: str, image_root: Path | None, param: str) -> bytes:
     return data
 
 
-def _check_decodes(uri: str, param: str) -> None:
+def _decode(uri: str, param: str) -> Any:
     try:
-        open_image(uri).close()
+        return open_image(uri)
     except ImageError as exc:
         raise ApiError(400, f"the image cannot be used: {str(exc)[:200]}", param=param) from None

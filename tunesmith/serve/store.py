@@ -22,6 +22,7 @@ from typing import Any
 
 from peft import PeftModel
 
+from tunesmith.adapters.kinds import picture_kinds
 from tunesmith.adapters.unit import Serving
 from tunesmith.errors import UserError
 from tunesmith.evaluate.loglik import max_context
@@ -73,8 +74,17 @@ class Entry:
 
     @property
     def takes_images(self) -> bool:
-        """Whether requests may send this model pictures: its base has a processor that reads them."""
-        return self.base.processor is not None
+        """Whether requests may send this model pictures: its base has a processor that reads them, and its
+        adapter (if any) is of a kind that reads pictures (adapters/unit.py `reads_pictures`)."""
+        return self.base.processor is not None and self.image_refusal() is None
+
+    def image_refusal(self) -> str | None:
+        """Why pictures are refused for this id although its base reads them, or None."""
+        kind = self.spec.adapter_kind
+        if self.base.processor is None or kind is None or kind.reads_pictures:
+            return None
+        return (f"'{self.name}' is a {kind.name} adapter, which does not read pictures (adapters of kinds "
+                f"{picture_kinds()} do); send text only")
 
     @property
     def is_adapter(self) -> bool:

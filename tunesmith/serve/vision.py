@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from tunesmith.data.types import Conversation, Message
-from tunesmith.vision.collate import as_parts, open_images
+from tunesmith.vision.collate import as_parts
 
 
 def render(processor: Any, messages: Sequence[Message], images: tuple[str, ...]) -> str:
@@ -25,16 +25,15 @@ def render(processor: Any, messages: Sequence[Message], images: tuple[str, ...])
     return processor.apply_chat_template(as_parts(conv), tokenize=False, add_generation_prompt=True)
 
 
-def prompt_ids(processor: Any, text: str, images: tuple[str, ...]) -> list[int]:
-    """The rendered chat's ids with every picture expanded into its image tokens (decoded here, off the worker)."""
-    pictures = open_images(Conversation((), images=images)) if images else None
-    out = processor(text=[text], images=[pictures] if pictures else None, add_special_tokens=False)
+def prompt_ids(processor: Any, text: str, pictures: Sequence[Any]) -> list[int]:
+    """The rendered chat's ids with every picture (decoded once, by serve/images.py) expanded into its image
+    tokens."""
+    out = processor(text=[text], images=[list(pictures)] if pictures else None, add_special_tokens=False)
     return [int(i) for i in out["input_ids"][0]]
 
 
-def batch_inputs(processor: Any, texts: Sequence[str], images: Sequence[tuple[str, ...]]) -> dict[str, torch.Tensor]:
-    """One left-padded batch of rendered chats with their pictures: ids, mask and the pixel inputs."""
-    pictures = [open_images(Conversation((), images=refs)) for refs in images]
-    out = processor(text=list(texts), images=pictures, padding=True, padding_side="left", return_tensors="pt",
-                    add_special_tokens=False)
+def batch_inputs(processor: Any, texts: Sequence[str], pictures: Sequence[Sequence[Any]]) -> dict[str, torch.Tensor]:
+    """One left-padded batch of rendered chats with their decoded pictures: ids, mask and the pixel inputs."""
+    out = processor(text=list(texts), images=[list(row) for row in pictures], padding=True, padding_side="left",
+                    return_tensors="pt", add_special_tokens=False)
     return {key: value for key, value in out.items() if isinstance(value, torch.Tensor)}

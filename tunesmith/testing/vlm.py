@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,22 +103,11 @@ def _qwen2_vl(tokenizer: PreTrainedTokenizerFast) -> tuple[PretrainedConfig, Any
     images = Qwen2VLImageProcessorPil(size={"shortest_edge": 256, "longest_edge": 256}, patch_size=4, merge_size=2,
                                       temporal_patch_size=2)
     if importlib.util.find_spec("torchvision") is None:  # transformers' Qwen2-VL processor requires its video part
-        return config, _Parts(images, tokenizer)
+        from tunesmith.vision.qwen2_vl import ImagesOnlyQwen2VLProcessor
+
+        return config, ImagesOnlyQwen2VLProcessor(images, tokenizer, chat_template=tokenizer.chat_template)
     processor = Qwen2VLProcessor(image_processor=images, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
     return config, processor
-
-
-@dataclass
-class _Parts:
-    """A processor's parts, saved side by side, where transformers cannot build the processor itself here
-    (Qwen2-VL's needs torchvision for its video half); `AutoProcessor` assembles them where it can."""
-
-    image_processor: Any
-    tokenizer: PreTrainedTokenizerFast
-
-    def save_pretrained(self, out: Path) -> None:
-        self.image_processor.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
 
 
 _FAMILIES: dict[str, tuple[list[str], str, Callable[[PreTrainedTokenizerFast], tuple[PretrainedConfig, Any]]]] = {

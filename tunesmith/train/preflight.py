@@ -35,7 +35,19 @@ def check_before_loading(recipe: Recipe, processes: int = 1) -> None:
     check_output(recipe)
     config = load_config(recipe.model, trust_remote_code=recipe.model_options.trust_remote_code)
     check_context(recipe, config)
+    check_picture_adapter(recipe, config)
     check_target_modules(recipe, config)
+
+
+def check_picture_adapter(recipe: Recipe, config: Any) -> None:
+    """A vision-language model trains only with a kind that reads pictures (adapters/unit.py `reads_pictures`):
+    refused here, before minutes of loading and tokenizing, rather than when the adapter wraps the model."""
+    from tunesmith.adapters.kinds import picture_kinds
+    from tunesmith.vision.families import is_vision_config
+
+    if is_vision_config(config) and not recipe.adapter_kind.reads_pictures:
+        raise UserError(f"adapter: {recipe.adapter} is not supported for vision-language models ({recipe.model} is "
+                        f"one); use {picture_kinds()}")
 
 
 def check_output(recipe: Recipe) -> None:

@@ -2,7 +2,9 @@
 `AutoProcessor`, the model's chat template), never a vision stack of our own.
 
     families.py   one record per supported family: where its vision tower, projector and language model sit
-    load.py       a VLM and its processor from a folder; what is frozen and what trains (the `vision:` block)
+    processor.py  a VLM's processor from a folder or cached hub id
+    qwen2_vl.py   Qwen2-VL's processor for pictures alone, where torchvision (its video half) is missing
+    adapt.py      what is frozen and what trains (the `vision:` block)
     collate.py    conversations with images -> the processor's batch, labels on assistant tokens only
     objective.py  SFT on image chats (the shared loop's objective)
     pairs.py      preference pairs with pictures -> DPO's batches (chosen and rejected rows, same pictures)

@@ -8,6 +8,7 @@ Paths are as `named_modules()` of the `...ForConditionalGeneration` class spells
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,9 @@ class VisionFamily:
     """Maps image features into the language model's embedding space (trained with `vision.train_projector`)."""
     language_model: str
     """The decoder that LoRA targets; with `lm_head`, the only part QLoRA quantizes."""
+    without_torchvision: Callable[[str, bool], Any] | None = None
+    """(folder or hub id, local files only) -> the family's processor for pictures alone, built without torchvision,
+    for a family whose transformers processor cannot be built without it; None: it needs none."""
 
     @property
     def name(self) -> str:
@@ -35,10 +39,17 @@ class VisionFamily:
 FAMILIES: tuple[VisionFamily, ...] = (
     VisionFamily(("llava",), "model.vision_tower", "model.multi_modal_projector", "model.language_model"),
     VisionFamily(("idefics3", "smolvlm"), "model.vision_model", "model.connector", "model.text_model"),
-    VisionFamily(("qwen2_vl", "qwen2_5_vl"), "model.visual", "model.visual.merger", "model.language_model"),
+    VisionFamily(("qwen2_vl", "qwen2_5_vl"), "model.visual", "model.visual.merger", "model.language_model",
+                 without_torchvision=lambda source, local: _qwen2_vl_images_only(source, local)),
 )
 BY_MODEL_TYPE: dict[str, VisionFamily] = {t: family for family in FAMILIES for t in family.model_types}
 SUPPORTED: tuple[str, ...] = tuple(BY_MODEL_TYPE)
+
+
+def _qwen2_vl_images_only(source: str, local_files_only: bool) -> Any:
+    from tunesmith.vision.qwen2_vl import load_images_only
+
+    return load_images_only(source, local_files_only)
 
 
 def is_vision_config(config: Any) -> bool:

@@ -7,17 +7,21 @@ what transformers' own inference path makes.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import torch
 
 from tunesmith.errors import UserError
 from tunesmith.models.load import resolve_source
-from tunesmith.vision.families import is_vision_config
+from tunesmith.vision.families import VisionFamily, is_vision_config, vision_family
 
 
-def load_processor(path_or_id: str, trust_remote_code: bool = False) -> Any:
-    """`AutoProcessor` for the model, with right padding and a pad token; a clear error when the folder has none."""
+def load_processor(path_or_id: str, trust_remote_code: bool = False, config: Any = None) -> Any:
+    """`AutoProcessor` for the model, with right padding and a pad token; a clear error when the folder has none.
+    Without torchvision, a family whose transformers processor needs it gets its pictures-only processor
+    (families.py `without_torchvision`), found from `config` (the model's, for a run's adapter folder, which
+    holds the processor files but no model config) or the folder's own config."""
     from transformers import AutoProcessor
 
     source, local_only = resolve_source(path_or_id, need_config=False)  # an adapter folder holds one too
@@ -25,9 +29,7 @@ def load_processor(path_or_id: str, trust_remote_code: bool = False) -> Any:
         processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code,
                                                   local_files_only=local_only)
     except (ImportError, AttributeError, OSError, ValueError) as e:
-        raise UserError(f"model '{path_or_id}' is a vision-language model, but its processor did not load ({e}); "
-                        "the folder needs the processor files save_pretrained writes (preprocessor_config.json, "
-                        "tokenizer, chat template), and some families need torchvision") from e
+        processor = _without_torchvision(path_or_id, source, local_only, config, e)
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None or getattr(processor, "image_processor", None) is None:
         raise UserError(f"model '{path_or_id}': its processor has no tokenizer or no image processor")
@@ -39,10 +41,43 @@ def load_processor(path_or_id: str, trust_remote_code: bool = False) -> Any:
     return processor
 
 
+def _without_torchvision(path_or_id: str, source: str, local_only: bool, config: Any, error: Exception) -> Any:
+    """The family's processor built without torchvision where AutoProcessor failed for its lack (Qwen2-VL's
+    video half needs it), else a UserError saying what the folder needs or which torchvision to install."""
+    if importlib.util.find_spec("torchvision") is None:
+        family = _family_of(config if config is not None else _config_of(source, local_only))
+        if family is not None and family.without_torchvision is not None:
+            try:
+                return family.without_torchvision(source, local_only)
+            except (ImportError, AttributeError, OSError, ValueError) as e:
+                error = e
+        raise UserError(f"model '{path_or_id}' is a vision-language model, but its processor did not load ({error}); "
+                        "it may need torchvision, which is not installed: pip install the torchvision release built "
+                        f"for your torch {torch.__version__} (torchvision 0.28 for torch 2.13; a CPU torch needs the "
+                        "CPU build), or check that the folder holds the processor files save_pretrained writes"
+                        ) from error
+    raise UserError(f"model '{path_or_id}' is a vision-language model, but its processor did not load ({error}); "
+                    "the folder needs the processor files save_pretrained writes (preprocessor_config.json, "
+                    "tokenizer, chat template)") from error
+
+
+def _config_of(source: str, local_only: bool) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError):  # an adapter folder: its processor files, but no model config
+        return None
+
+
+def _family_of(config: Any) -> VisionFamily | None:
+    return vision_family(config) if config is not None and is_vision_config(config) else None
+
+
 def processor_if_vision(model: torch.nn.Module, folder: str) -> Any:
     """The processor saved in `folder` when `model` is a vision-language model, else None."""
     config = getattr(model, "config", None)
-    return load_processor(folder) if is_vision_config(config) else None
+    return load_processor(folder, config=config) if is_vision_config(config) else None
 
 
 def parity_inputs(processor: Any) -> dict[str, torch.Tensor]:

@@ -31,6 +31,12 @@ def sharded_kinds() -> str:
     return " or ".join(kind.name for kind in KINDS if kind.runs_sharded)
 
 
+def picture_kinds() -> str:
+    """The kinds that train and serve vision-language models, for their error messages ("lora, ... or full")."""
+    names = [kind.name for kind in KINDS if kind.reads_pictures]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def adapter_kind(name: str) -> Adapter:
     """The record of `adapter: name`; a UserError listing the kinds when there is none."""
     kind = BY_NAME.get(name)

@@ -20,5 +20,5 @@ FULL = Adapter(
     "full", "every weight trains (fp32 masters under autocast); saves a standalone model",
     MemoryTerms(parameters=lambda shape, r: 0, lighter=("lora", "qlora")),
     Serving.MODEL, wrap=_unfreeze, trains_base=True, reference_by_disabling=False, runs_sharded=True,
-    combination=Combination.WEIGHT_DELTAS,
+    reads_pictures=True, combination=Combination.WEIGHT_DELTAS,
 )

@@ -37,19 +37,19 @@ _LORA_MEMORY = MemoryTerms(parameters=lambda shape, r: shape.lora_params(r), kee
 LORA = Adapter(
     "lora", "low-rank updates on target_modules", _LORA_MEMORY, Serving.PEFT_MIXED,
     peft_config=_lora_config(dora=False), saved_as=_saved_lora(dora=False), reads_target_modules=True, merges=True,
-    runs_sharded=True, fused_layers=True, combination=Combination.LORA_FACTORS,
+    reads_pictures=True, runs_sharded=True, fused_layers=True, combination=Combination.LORA_FACTORS,
 )
 QLORA = Adapter(
     "qlora", "LoRA on a frozen 4-bit NF4 base (double quantization), computing in the recipe's dtype",
     MemoryTerms(parameters=lambda shape, r: shape.lora_params(r), keeps_linear_inputs=True, note="4-bit NF4 base"),
     Serving.PEFT_MIXED, peft_config=_lora_config(dora=False), base_quantization="nf4", reads_target_modules=True,
-    merges=True, combination=Combination.LORA_FACTORS,
+    reads_pictures=True, merges=True, combination=Combination.LORA_FACTORS,
 )
 DORA = Adapter(
     "dora", "LoRA with a learned per-output magnitude (weight-decomposed)",
     MemoryTerms(parameters=_dora_parameters, keeps_linear_inputs=True, lighter=("qlora",)),
     Serving.PEFT_ALONE, peft_config=_lora_config(dora=True), saved_as=_saved_lora(dora=True),
-    reads_target_modules=True, merges=True,
+    reads_target_modules=True, reads_pictures=True, merges=True,
     combine_refusal="PEFT's add_weighted_adapter combines LoRA's A and B matrices but not DoRA's learned magnitudes "
     "(the merged adapter would silently take the base's); merge each DoRA run into the base on its own instead",
     vllm_refusal="vLLM does not serve DoRA adapters (vllm-project/vllm issue 10849)",
