@@ -64,10 +64,14 @@ def streamed_runs(tiny_setup, tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.distributed
-def test_two_processes_stream_like_one(streamed_runs) -> None:
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_two_processes_stream_like_one(strategy, streamed_runs) -> None:
     one, two = streamed_runs
+    if strategy == "fsdp2":
+        two = trained(one.parent.parent / "streamed.yaml", "fsdp2", "distributed.strategy=fsdp2", "--nproc", "2")
+        assert "parameters sharded over 2 processes (checked)" in (two / "train.log").read_text()
     loss_gap, weight_gap = max_difference(one, two)  # also: the same units per step (each rank took its share)
-    print(f"streamed: ddp 2 processes vs 1: max |loss diff| {loss_gap:.2e}, max |weight diff| {weight_gap:.2e}")
+    print(f"streamed: {strategy} 2 processes vs 1: max |loss diff| {loss_gap:.2e}, max |weight diff| {weight_gap:.2e}")
     assert loss_gap <= TOLERANCE and weight_gap <= TOLERANCE
     assert position(one) == position(two)  # the one global position, not a rank's own
     assert position(two)["shard"] > 0 or position(two)["epoch"] > 0, "the run was meant to read several shards"
