@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from tests.test_distributed import ENV, REPO, TOLERANCE, losses, max_difference, trained, weights
+from tests.test_distributed_resume import killed_at_step
 from tests.test_train import tiny_setup  # noqa: F401  (fixture)
 from tunesmith.errors import UserError
 from tunesmith.train.checkpoint import latest_checkpoint
@@ -103,6 +104,21 @@ def test_kill_minus_9_mid_stream_then_resume_is_bit_identical(rank, streamed_run
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert losses(straight) == losses(resumed)
     assert json.loads((resumed / "run.json").read_text())["status"] == "done"
+
+
+@pytest.mark.distributed
+def test_a_stream_killed_under_one_process_resumes_under_two(streamed_runs) -> None:
+    """The saved position is the stream's, not a rank's: two processes go on from one process's checkpoint."""
+    one = streamed_runs[0]
+    recipe = one.parent.parent / "streamed.yaml"
+    run = killed_at_step(recipe, "killed-alone", 1, 3)
+    at = position(latest_checkpoint(run))
+    resumed = trained(recipe, "killed-alone", "--resume", "--nproc", "2")
+    loss_gap, weight_gap = max_difference(one, resumed)
+    print(f"streamed: killed under 1 process at {at}, resumed under 2 vs straight 1: max |loss diff| "
+          f"{loss_gap:.2e}, max |weight diff| {weight_gap:.2e}")
+    assert loss_gap <= TOLERANCE and weight_gap <= TOLERANCE
+    assert position(resumed) == position(one)
 
 
 def test_ranks_at_different_stream_positions_are_an_error() -> None:
