@@ -11,7 +11,7 @@ step; the loop keeps rank r's share, micro-batches r, r+N, ... (distributed.shar
 plan. The split is therefore the one of a single process, N processes with the same global batch train as
 one does, and the position after a step is the one global position of the stream: the same on every rank,
 which `data_position` checks, so the checkpoint the main process writes resumes every rank. Reading the
-stream N times costs tokenizing it N times, which is small next to the forward and backward passes.
+stream N times costs tokenizing it N times.
 """
 
 from __future__ import annotations
