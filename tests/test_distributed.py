@@ -125,6 +125,9 @@ def test_grad_accum_not_divisible_by_processes_is_a_clear_error(tiny_setup, tmp_
     assert result.returncode != 0 and "multiple of 2" in result.stderr
 
 
+# Mid-epoch: write_recipe's run trains on 216 rows (240 less the 10% held out), one packed row each at
+# max_seq_len 64, so an epoch is 54 micro-batches of 4, 27 steps of 2; the kills (as step 3 begins, and while
+# step 4's checkpoint is written) and the whole 5-step run lie inside the first epoch.
 @pytest.mark.parametrize("strategy, rank, kill_at", [("ddp", 1, "step:3"), ("ddp", 0, "save:4"),
                                                      ("fsdp2", 1, "step:3")])
 def test_kill_minus_9_then_resume_is_bit_identical(strategy, rank, kill_at, request) -> None:

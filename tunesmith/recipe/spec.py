@@ -63,7 +63,9 @@ class DataSpec(Strict):
     streaming: bool = Field(False, description="read, tokenize and pack the training rows while training consumes "
                             "them (files, folders, globs or fsspec URLs such as s3://, gs://, hf://, read in place), "
                             "instead of preparing the whole corpus first; needs train.max_steps and method sft or cpt; "
-                            "the stream's position is saved in every checkpoint, so --resume continues exactly")
+                            "the stream's position is saved in every checkpoint, so --resume continues exactly; under --nproc N "
+                            "every process reads the whole stream and trains its share of each step's micro-batches "
+                            "(as from the store), so N processes train as one does")
     shuffle_buffer: int = Field(1000, gt=0, description="streaming: rows of a shard read, shuffled and packed "
                                 "together (one window; shards are shuffled by train.shuffle too)")
 

@@ -277,7 +277,7 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, Any]:
         grad_norm = distributed.optimizer_step(accelerator, model, trainer.optimizer, trainer.recipe.train.max_grad_norm)
         trainer.scheduler.step()
     elapsed = time.perf_counter() - started
-    state.step, state.data_position = step + 1, stream_plan.data_position(objective)
+    state.step, state.data_position = step + 1, stream_plan.data_position(objective, accelerator)
     real_tokens = objective.real_tokens(step)
     state.tokens += real_tokens
     record = {

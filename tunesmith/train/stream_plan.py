@@ -5,6 +5,13 @@ steps one after another, `train.grad_accum` micro-batches of `train.batch_size` 
 stream's `Position` after the last step it handed out. The loop saves that position in every checkpoint
 (`TrainState.data_position`) and a resumed run `seek`s to it, so step k trains on the same tokens whether the
 run was interrupted or not.
+
+Under several processes (`--nproc N`) every rank reads the whole stream and builds every micro-batch of the
+step; the loop keeps rank r's share, micro-batches r, r+N, ... (distributed.shard), as it does for a fixed
+plan. The split is therefore the one of a single process, N processes with the same global batch train as
+one does, and the position after a step is the one global position of the stream: the same on every rank,
+which `data_position` checks, so the checkpoint the main process writes resumes every rank. Reading the
+stream N times costs tokenizing it N times.
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 
 from tunesmith.data.packing import collate_flat, collate_packed, collate_padded
 from tunesmith.data.stream import Item, Position, StreamSource
+from tunesmith.errors import UserError
 
 
 class StreamPlan:
@@ -68,10 +77,34 @@ class StreamPlan:
         return collate_padded(rows, self.pad_id)
 
 
-def data_position(objective: Any) -> dict[str, int] | None:
-    """Where the objective's stream stands after its last step (for the checkpoint); None for a fixed plan."""
+def data_position(objective: Any, accelerator: Any = None) -> dict[str, int] | None:
+    """Where the objective's stream stands after its last step (for the checkpoint); None for a fixed plan.
+
+    With an `accelerator` of several processes, every rank's position is gathered and must be the same
+    (`same_on_every_rank`): only the main process writes the checkpoint, and its position resumes them all.
+    """
     plan = getattr(objective, "plan", None)
-    return plan.position.to_json() if isinstance(plan, StreamPlan) else None
+    if not isinstance(plan, StreamPlan):
+        return None
+    position = plan.position.to_json()
+    if accelerator is not None and accelerator.num_processes > 1:
+        same_on_every_rank(gather_object([position]), plan._next_step)
+    return position
+
+
+def same_on_every_rank(positions: list[dict[str, int]], step: int) -> dict[str, int]:
+    """The one position all ranks stand at after `step`; a UserError when they differ, because then the
+    ranks read different data (a shard that differs between machines, or changed while being read) and no
+    checkpoint could resume them."""
+    first = positions[0]
+    for rank, position in enumerate(positions[1:], 1):
+        if position != first:
+            raise UserError(
+                f"data.train: the processes read different streams: after step {step} rank 0 stands at {first} "
+                f"and rank {rank} at {position}; every process must read the same shards (the same files on "
+                "every machine, unchanged while training)"
+            )
+    return first
 
 
 def seek(objective: Any, position: dict[str, Any] | None, step: int) -> None:
