@@ -5,8 +5,8 @@ chance 1 in 12) with LoRA on the language model plus the projector, and the merg
     python -m pytest -q -m slow tests/test_vision_shapes.py -s
 
 Measured (2 shared CPU cores, 6 epochs): held-out exact match 0% -> 97%, merged model agrees on 100%, served 100%
-on 24 pictures; 510-733 s of training, 571-827 s in all (two runs, by the load). With the earlier tower (32 px, 16 patches, the last of two random
-encoder layers) it stalled at 58-75% on shape: testing/smol_vlm.py says why, and what changed.
+on 24 pictures; 510-733 s of training, 571-827 s in all (two runs, by the load). With the earlier tower (32 px,
+16 patches, the last of two random encoder layers) it stalled at 58-75% on shape: testing/smol_vlm.py says why.
 """
 
 from __future__ import annotations
