@@ -3,6 +3,10 @@
 chance 1 in 12) with LoRA on the language model plus the projector, and the merged folder answers as base + adapter.
 
     python -m pytest -q -m slow tests/test_vision_shapes.py -s
+
+Measured (2 shared CPU cores, 6 epochs): held-out exact match 0% -> 97%, merged model agrees on 100%, served 100%
+on 24 pictures; 510-733 s of training, 571-827 s in all (two runs, by the load). With the earlier tower (32 px,
+16 patches, the last of two random encoder layers) it stalled at 58-75% on shape: testing/smol_vlm.py says why.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ def shapes_check(base_dir: Path, work: Path, vision: dict[str, bool] | None = No
         "name": "shapes", "model": str(base_dir), "method": "sft", "adapter": "lora", "output": str(work / "runs"),
         "data": {"train": str(train_file), "eval": str(heldout_file)}, "vision": vision or {"train_projector": True},
         "adapter_args": {"r": 16, "alpha": 32, "dropout": 0.0},
-        "train": {"epochs": 4, "batch_size": 8, "lr": 2e-3, "max_seq_len": 128, "warmup_ratio": 0.05,
+        "train": {"epochs": 6, "batch_size": 8, "lr": 2e-3, "max_seq_len": 128, "warmup_ratio": 0.05,
                   "log_every": 5},
     })
     trained_at = time.perf_counter()
@@ -84,8 +88,9 @@ def test_lora_and_projector_sft_learns_to_name_shapes(smollm2_gguf_cache: Path, 
     assert result["merged_answers"] == result["answers"]
     from vlm_serve_check import served_answers  # `tunesmith serve` of the run, through the openai client
 
+    assert result["after"] >= 0.9, (f"held-out exact match {result['after']:.0%} is below the 90% target; "
+                                     f"(before, after, truth): {result['examples']}")
     served, truths = served_answers(result["run"], result["heldout"], 24, ANSWER_TOKENS)
     print(f"served exact match {_exact(served, truths):.0%} on 24 held-out pictures: {served[:4]}")
-    assert _exact(served, truths) >= result["after"] - 0.15, "serve answers as the trained run does"
-    if result["after"] < 0.9:  # measured 58-75% (frozen random 32-pixel tower); the parity checks above still hold
-        pytest.xfail(f"held-out exact match {result['after']:.0%} is below the 90% target")
+    # 24 rows, not 100: a model at the 90% target errs on about 2.4 of them, so the bar allows 3 (21/24 = 87.5%)
+    assert _exact(served, truths) >= 0.85, f"served answers {served} against {truths}"

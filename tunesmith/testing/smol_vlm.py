@@ -2,10 +2,18 @@
 
 No small pretrained VLM ships in a package here, so one is assembled: the language model and its tokenizer and
 chat template come from the SmolLM2 GGUF fixture through tunesmith's own loading (de-quantized once into the
-cache), one `<image>` token is added to the vocabulary, and a small SigLIP vision tower (32-pixel images, 8-pixel
-patches: 16 image tokens) and LLaVA's two-layer projector are initialised from config. The result is a standard
-`LlavaForConditionalGeneration` folder with its `LlavaProcessor`, written once into the cache (weights never
-committed) and reloaded by `AutoModelForImageTextToText` / `AutoProcessor`.
+cache), one `<image>` token is added to the vocabulary, and a small SigLIP vision tower (48-pixel images, 8-pixel
+patches: 36 image tokens; one encoder layer) and LLaVA's two-layer projector are initialised from config. The
+result is a standard `LlavaForConditionalGeneration` folder with its `LlavaProcessor`, written once into the cache
+(weights never committed) and reloaded by `AutoModelForImageTextToText` / `AutoProcessor`.
+
+Why this tower: the tower is random, so what reaches the projector must keep shape where a per-patch MLP can find
+it. The projector reads the patch embeddings (`vision_feature_layer=-2`, the layer before the last as LLaVA itself
+takes), not the output of a random encoder layer, whose near-uniform attention mixes every patch with all the
+others and blurs the edges that tell a circle from a square. And 48-pixel pictures in 36 patches keep more of the
+64-pixel drawing than 32 pixels in 16. A stand-in for the projector (a per-patch MLP, then mean and max over the
+patches, 150 steps of 8 as training takes) names the held-out shape 88-93% of the time from 16 patch embeddings
+(32 px), 93-99% from 36 (48 px), 73-87% from the last of two random layers (32 px, the earlier recipe).
 
     python -m tunesmith.testing.smol_vlm ../shared/fixtures/smollm2-135m-instruct runs   # model + shapes data
 """
@@ -19,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-IMAGE_SIZE, PATCH = 32, 8
+IMAGE_SIZE, PATCH = 48, 8
 IMAGE_TOKEN = "<image>"
 _DONE = ".complete"
-_VERSION = "v2"  # bump when the recipe below changes: the cached folder's name carries it
+_VERSION = "v3"  # bump when the recipe below changes: the cached folder's name carries it
 
 
 def _template(tokenizer: object) -> str:
@@ -55,8 +63,8 @@ def _build(gguf: str, out: Path, seed: int) -> None:
     config = LlavaConfig(
         text_config=text.config.to_dict(),
         vision_config=dict(model_type="siglip_vision_model", hidden_size=128, intermediate_size=256,
-                           num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=PATCH),
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), vision_feature_layer=-1,
+                           num_hidden_layers=1, num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=PATCH),
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), vision_feature_layer=-2,
         vision_feature_select_strategy="full", projector_hidden_act="gelu",
         tie_word_embeddings=text.config.tie_word_embeddings,
     )
