@@ -7,11 +7,12 @@ import random
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from tunesmith.data.packing import collate_packed, collate_padded, pack
+from tunesmith.data.packing import collate_packed, collate_padded, pack, pack_indices
 from tunesmith.data.types import IGNORE_INDEX, Sample
 from tunesmith.errors import UserError
 
@@ -39,6 +40,35 @@ def _split(row_values: list[int], lengths: list[int]) -> list[list[int]]:
 def test_best_fit_decreasing_on_a_known_case() -> None:
     rows = pack(_samples([6, 5, 4, 3, 2]), max_len=10)
     assert [row.lengths for row in rows] == [[6, 4], [5, 3, 2]]
+
+
+def _best_fit_by_scan(lengths: list[int], max_len: int) -> list[list[int]]:
+    """Best-fit decreasing spelled out: each sample, longest first (ties in input order), into the row with the
+    least room that still fits it (the earliest such row on a tie), else a new row."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if not lengths[i]:
+            continue
+        fits = [r for r in range(len(rows)) if room[r] >= lengths[i]]
+        if fits:
+            best = min(fits, key=lambda r: (room[r], r))
+        else:
+            best = len(rows)
+            rows.append([])
+            room.append(max_len)
+        rows[best].append(i)
+        room[best] -= lengths[i]
+    return rows
+
+
+@pytest.mark.parametrize("full_share", [0.0, 0.5, 0.97])
+def test_pack_indices_equals_best_fit_with_full_length_samples(full_share: float) -> None:
+    """Samples that already fill max_len (a corpus cut into blocks: nearly all of them) take a shortcut; the
+    rows must be those of the plain best-fit scan."""
+    rng = random.Random(int(full_share * 100))
+    lengths = [16 if rng.random() < full_share else rng.randrange(0, 16) for _ in range(300)]
+    assert pack_indices(np.array(lengths, np.int64), 16) == _best_fit_by_scan(lengths, 16)
 
 
 def test_pack_keeps_every_token_within_max_len_and_beats_naive() -> None:

@@ -55,9 +55,10 @@ def pack_indices(lengths: np.ndarray, max_len: int) -> list[list[int]]:
         raise UserError(f"a sample of {int(lengths.max())} tokens exceeds the packing length {max_len}; "
                         "truncate it first")
     order = np.argsort(-lengths, kind="stable")  # longest first; ties keep the input order
-    rows: list[list[int]] = []
+    full = int(np.count_nonzero(lengths == max_len))  # they come first and each fills a row of its own: a
+    rows: list[list[int]] = [[i] for i in order[:full].tolist()]  # corpus cut into blocks is all of them
     free: list[tuple[int, int]] = []  # (room left, row index), ascending: the first that fits is the best fit
-    for i, length in zip(order.tolist(), lengths[order].tolist()):
+    for i, length in zip(order[full:].tolist(), lengths[order[full:]].tolist()):
         if not length:
             continue
         at = bisect.bisect_left(free, (length, -1))
