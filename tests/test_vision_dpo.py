@@ -185,10 +185,11 @@ def test_dpo_lora_on_picture_pairs_raises_the_margin(family: str, request: pytes
     assert (run / "adapter" / "processor_config.json").exists(), "the processor is saved beside the adapter"
 
 
-def _answer_logps_alone(model: Any, processor: Any, prompt: list[dict[str, Any]], answer: list[dict[str, Any]],
-                        picture: Image.Image) -> float:
+def answer_logps_alone(model: Any, processor: Any, prompt: list[dict[str, Any]], answer: list[dict[str, Any]],
+                       picture: Image.Image) -> tuple[float, int]:
     """Summed log-probs of one answer, from transformers' own forward on that chat alone (no padding, no batch):
-    the answer runs from the end of the prompt's generation prompt through the closing <|im_end|>."""
+    the answer runs from the end of the prompt's generation prompt through the closing <|im_end|>. Also its
+    token count."""
     full = processor.apply_chat_template(prompt + answer, tokenize=False)
     start = processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     inputs = processor(text=[full], images=[[picture]], return_tensors="pt", add_special_tokens=False)
@@ -198,7 +199,7 @@ def _answer_logps_alone(model: Any, processor: Any, prompt: list[dict[str, Any]]
     with torch.no_grad():
         logits = model(**inputs).logits[0].float()
     logps = torch.log_softmax(logits[begin - 1:end - 1], dim=-1)
-    return float(logps.gather(-1, ids[begin:end, None]).sum())
+    return float(logps.gather(-1, ids[begin:end, None]).sum()), end - begin
 
 
 def test_qwen2_vl_pair_logps_equal_each_chat_scored_alone(qwen2_vl: Path, tmp_path: Path) -> None:
@@ -218,7 +219,7 @@ def test_qwen2_vl_pair_logps_equal_each_chat_scored_alone(qwen2_vl: Path, tmp_pa
     with torch.no_grad():
         logps = sequence_logps(forward(model, batch)[0], batch["labels"])
     rows = _trl_rows(data)
-    alone = [_answer_logps_alone(model, plan.processor, row["prompt"], row[side], row["images"][0])
+    alone = [answer_logps_alone(model, plan.processor, row["prompt"], row[side], row["images"][0])[0]
              for side in ("chosen", "rejected") for row in rows]
     torch.testing.assert_close(logps, torch.tensor(alone), atol=1e-5, rtol=0)
     assert len({round(x, 3) for x in alone}) == 8
