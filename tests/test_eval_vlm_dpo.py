@@ -57,3 +57,15 @@ def test_eval_scores_the_held_out_pairs_on_their_chosen_answers(tmp_path: Path) 
     samples = [json.loads(line) for line in (out / "eval_samples.jsonl").read_text().splitlines()]
     references = [s["reference"] for s in samples if s["model"] == "tuned" and s["suite"] == "heldout"]
     assert references == [row["chosen"][0]["content"][0]["text"] for row in held_rows]
+
+
+def test_a_pair_after_a_multi_turn_prompt_scores_its_chosen_answer_alone() -> None:
+    """As text pairs are tokenized (data.pairs): the prompt's own assistant turns carry no loss."""
+    from tunesmith.data.types import Conversation, Message, Preference
+    from tunesmith.evaluate.vision_heldout import image_chats
+
+    prompt = (Message("user", "<image>What is it?"), Message("assistant", "a shape"), Message("user", "Which?"))
+    pair = Preference(prompt, (Message("assistant", "a red circle"),), (Message("assistant", "a star"),), ("a.png",))
+    assert image_chats([pair], "all") == ([Conversation(prompt + pair.chosen, ("a.png",))], "last")
+    chat = Conversation(prompt + pair.chosen, ("a.png",))
+    assert image_chats([chat], "all") == ([chat], "all")
