@@ -157,10 +157,19 @@ def _recipe(llava: Path, data: Path, out: Path) -> dict[str, Any]:
             "train": {"max_steps": 4, "batch_size": 4, "max_seq_len": 128, "lr": 5e-3, "threads": 2}}
 
 
-def test_dpo_lora_on_picture_pairs_raises_the_margin(llava: Path, tmp_path: Path) -> None:
-    from tunesmith.train.loop import train
+@pytest.fixture(scope="module")
+def qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_vlm("qwen2_vl", tmp_path_factory.mktemp("vdpo") / "qwen2_vl", seed=3)
 
-    run = train(recipe_from_dict(_recipe(llava, write_pairs(tmp_path, 10), tmp_path / "runs"))).path
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_dpo_lora_on_picture_pairs_raises_the_margin(family: str, request: pytest.FixtureRequest,
+                                                     tmp_path: Path) -> None:
+    from tunesmith.train.loop import train
+    from tunesmith.vision.families import vision_family
+
+    folder = request.getfixturevalue(family)
+    run = train(recipe_from_dict(_recipe(folder, write_pairs(tmp_path, 10), tmp_path / "runs"))).path
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in line]
     trained = [s for s in steps if "margin" in s]
     assert len(trained) == 4
@@ -169,9 +178,51 @@ def test_dpo_lora_on_picture_pairs_raises_the_margin(llava: Path, tmp_path: Path
     assert trained[-1]["rewards/chosen"] > 0 > trained[-1]["rewards/rejected"]
     assert any("eval_margin" in s for s in steps), "the held-out pairs are scored with their pictures"
     saved = load_file(run / "adapter" / "adapter_model.safetensors")
-    assert not any("vision_tower" in key for key in saved), "the tower stays frozen"
-    assert any("multi_modal_projector" in key for key in saved), "vision.train_projector trains the projector"
+    parts = vision_family(json.loads((folder / "config.json").read_text()))
+    tower, projector = parts.vision_tower + ".", parts.projector + "."
+    assert not any(tower in key and projector not in key for key in saved), "the tower stays frozen"
+    assert any(projector in key for key in saved), "vision.train_projector trains the projector"
     assert (run / "adapter" / "processor_config.json").exists(), "the processor is saved beside the adapter"
+
+
+def answer_logps_alone(model: Any, processor: Any, prompt: list[dict[str, Any]], answer: list[dict[str, Any]],
+                       picture: Image.Image) -> tuple[float, int]:
+    """Summed log-probs of one answer, from transformers' own forward on that chat alone (no padding, no batch):
+    the answer runs from the end of the prompt's generation prompt through the closing <|im_end|>. Also its
+    token count."""
+    full = processor.apply_chat_template(prompt + answer, tokenize=False)
+    start = processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=[full], images=[[picture]], return_tensors="pt", add_special_tokens=False)
+    begin = processor(text=[start], images=[[picture]], return_tensors="pt")["input_ids"].shape[1]
+    ids = inputs["input_ids"][0]
+    end = max(i for i, t in enumerate(ids.tolist()) if t == processor.tokenizer.convert_tokens_to_ids(IM_END)) + 1
+    with torch.no_grad():
+        logits = model(**inputs).logits[0].float()
+    logps = torch.log_softmax(logits[begin - 1:end - 1], dim=-1)
+    return float(logps.gather(-1, ids[begin:end, None]).sum()), end - begin
+
+
+def test_qwen2_vl_pair_logps_equal_each_chat_scored_alone(qwen2_vl: Path, tmp_path: Path) -> None:
+    """One batch of 2B rows (chosen first, right-padded, image_grid_thw and 3-D rope positions for every row)
+    gives each answer the log-prob transformers gives that chat alone."""
+    from transformers import AutoModelForImageTextToText
+
+    from tunesmith.vision.pairs import plan_image_pairs
+
+    data = write_pairs(tmp_path, 4)
+    recipe = recipe_from_dict({"name": "p", "model": str(qwen2_vl), "method": "dpo", "output": str(tmp_path / "r"),
+                               "data": {"train": str(data), "eval": 0.0}, "train": {"max_seq_len": 256}})
+    model = AutoModelForImageTextToText.from_pretrained(qwen2_vl, dtype=torch.float32).eval()
+    plan = plan_image_pairs(recipe, prepare_data(recipe, load_tokenizer(str(qwen2_vl))), model)
+    batch = plan.collate(plan.train)
+    assert batch["input_ids"].shape[0] == 8 and batch["image_grid_thw"].shape[0] == 8
+    with torch.no_grad():
+        logps = sequence_logps(forward(model, batch)[0], batch["labels"])
+    rows = _trl_rows(data)
+    alone = [answer_logps_alone(model, plan.processor, row["prompt"], row[side], row["images"][0])[0]
+             for side in ("chosen", "rejected") for row in rows]
+    torch.testing.assert_close(logps, torch.tensor(alone), atol=1e-5, rtol=0)
+    assert len({round(x, 3) for x in alone}) == 8
 
 
 def test_validate_reports_the_pictures_of_preference_rows(llava: Path, tmp_path: Path) -> None:

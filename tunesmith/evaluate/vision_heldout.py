@@ -2,8 +2,9 @@
 their questions scored by exact match and `contains`, item by item.
 
 Loss is the mean NLL per trained token (assistant tokens, never image tokens or padding), on batches made by
-the model's processor exactly as training made them (vision/collate.py). Answers are the model's greedy
-continuation of each chat up to its last answer (vision/generate.py). Every item is a record in
+the model's processor exactly as training made them (vision/collate.py); a preference pair (a DPO run's
+held-out split) counts as its prompt + chosen answer, as a text model's pairs do. Answers are the model's
+greedy continuation of each chat up to its last answer (vision/generate.py). Every item is a record in
 eval_samples.jsonl (`correct` per metric), so base and tuned are paired item by item and their change gets
 the same Tango interval and McNemar test as the text benchmarks (evaluate/forgetting.py); each score carries
 its Wilson interval as the benchmarks' do. The first few items keep a small thumbnail of their picture (a
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from tunesmith.data.images import count_placeholders, open_image
-from tunesmith.data.types import Conversation
+from tunesmith.data.types import Conversation, Preference
 from tunesmith.errors import UserError
 from tunesmith.evaluate.benchmarks.base import Outcome
 from tunesmith.evaluate.benchmarks.multiple_choice import summarize
@@ -51,10 +52,11 @@ def vision_heldout(model: Any, processor: Any, heldout: HeldoutSet, *, limit: in
     """Loss, exact match and contains (with intervals) on the first `limit` held-out image chats, and a
     record per item."""
     examples = heldout.examples[:limit] if limit else heldout.examples
-    convs = [ex for ex in examples if isinstance(ex, Conversation)]
+    convs, train_on = image_chats(examples, heldout.train_on)
     if not convs:
-        raise UserError(f"the held-out set {heldout.source} holds no chats for a vision-language model")
-    loss, tokens = _mean_nll(model, processor, convs, heldout, batch_size)
+        raise UserError(f"the held-out set {heldout.source} holds no chats or preference pairs for a "
+                        "vision-language model")
+    loss, tokens = _mean_nll(model, processor, convs, heldout, batch_size, train_on)
     result: dict[str, Any] = {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "tokens": tokens,
                               "source": heldout.source}
     pairs = [(conv, pair) for conv in convs if (pair := prompt_and_answer(conv)) is not None]
@@ -74,10 +76,20 @@ def vision_heldout(model: Any, processor: Any, heldout: HeldoutSet, *, limit: in
     return Outcome(result, records)
 
 
+def image_chats(examples: list[Any], train_on: str) -> tuple[list[Conversation], str]:
+    """The held-out examples as image chats, and which turns carry loss. A preference pair counts as its prompt
+    + chosen answer with its pictures, loss on that answer alone: a text model's held-out pairs are scored the
+    same way (data.pipeline.to_samples, heldout.prompt_and_answer), so a DPO run is judged on its preferred
+    answers, base and tuned alike."""
+    chats = [Conversation(ex.prompt + ex.chosen, ex.images) if isinstance(ex, Preference) else ex
+             for ex in examples if isinstance(ex, (Conversation, Preference))]
+    return chats, "last" if any(isinstance(ex, Preference) for ex in examples) else train_on
+
+
 @torch.inference_mode()
 def _mean_nll(model: Any, processor: Any, convs: list[Conversation], heldout: HeldoutSet,
-              batch_size: int) -> tuple[float, int]:
-    chats = ImageChats(processor, convs, heldout.train_on, heldout.max_len)
+              batch_size: int, train_on: str) -> tuple[float, int]:
+    chats = ImageChats(processor, convs, train_on, heldout.max_len)
     image_token_id = getattr(unwrap_to_transformers(model).config, "image_token_id", None)
     first = next(model.parameters())
     nll, count = 0.0, 0
