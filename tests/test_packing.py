@@ -183,3 +183,24 @@ def test_default_use_cache_leaks_between_packed_samples() -> None:
         leaky = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0, 6:]
         alone = model(input_ids=torch.tensor([row.input_ids[6:]])).logits[0]
     assert (leaky - alone).abs().max() > 1e-2
+
+
+def test_a_plan_leaves_the_garbage_collector_as_it_found_it() -> None:
+    """plan_batches pauses the cyclic collector while it lists rows; it must come back on, error or not."""
+    import gc
+
+    from tunesmith.train.batches import plan_batches
+
+    options = dict(batch_size=2, accum=1, epochs=1, max_steps=None, max_seq_len=8, packing=True, pad_id=0, seed=0)
+    assert gc.isenabled()
+    plan_batches(_samples([3, 5, 8, 2]), **options)
+    assert gc.isenabled()
+    with pytest.raises(UserError):
+        plan_batches(_samples([3, 12]), **options)  # longer than the packing length
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        plan_batches(_samples([3, 5]), **options)
+        assert not gc.isenabled(), "a caller that had it off keeps it off"
+    finally:
+        gc.enable()

