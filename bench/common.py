@@ -208,11 +208,16 @@ def child_main(run: Callable[[dict[str, Any]], dict[str, Any]], description: str
 def child_or_parent(args: argparse.Namespace, child: Callable[[dict[str, Any]], dict[str, Any]],
                     parent: Callable[[argparse.Namespace], Any]) -> Any:
     """A bench module is both the parent that prints the table and the child (`--child JSON`) that measures
-    one configuration in a fresh process: run the side `args` asks for (the child emits its result)."""
+    one configuration in a fresh process: run the side `args` asks for (the child emits its result; the parent
+    ends with its wall time)."""
     if args.child:
         emit_result(child(json.loads(args.child)))
         return None
-    return parent(args)
+    started = time.perf_counter()
+    try:
+        return parent(args)
+    finally:
+        print(f"total {time.perf_counter() - started:.0f} s")
 
 
 def emit_result(result: dict[str, Any]) -> None:

@@ -202,11 +202,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    started = time.perf_counter()
-    child_or_parent(args, child, parent)
-    if not args.child:
-        print(f"total {time.perf_counter() - started:.0f} s")
+    child_or_parent(parse_args(sys.argv[1:] if argv is None else argv), child, parent)
 
 
 if __name__ == "__main__":
